@@ -1,0 +1,19 @@
+/* The subcommands of the pollcast executable other than serve. Each takes the arguments after
+ * its own name and returns the process exit status: 0 success, 1 a failure the command
+ * reports (a patch that does not apply), 2 bad usage or input. */
+#ifndef POLLCAST_CLI_H
+#define POLLCAST_CLI_H
+
+#include <stddef.h>
+
+/* pollcast diff OLD.json NEW.json [--repeat N] */
+int cli_diff(int argc, char **argv);
+
+/* pollcast apply DOC.json PATCH.json */
+int cli_apply(int argc, char **argv);
+
+/* Reads a whole file (or standard input for "-") into a malloc'd buffer with one spare byte.
+ * Returns NULL and prints "pollcast: PATH: reason" on stderr when it cannot. */
+char *cli_read_file(const char *path, size_t *len);
+
+#endif
