@@ -12,6 +12,12 @@ int cli_diff(int argc, char **argv);
 /* pollcast apply DOC.json PATCH.json */
 int cli_apply(int argc, char **argv);
 
+/* pollcast check-config FILE: 0 when FILE is valid, 2 with "file:line: message" otherwise. */
+int cli_check_config(int argc, char **argv);
+
+/* pollcast [serve] [-c FILE]: runs the daemon until SIGTERM/SIGINT. */
+int cli_serve(int argc, char **argv);
+
 /* Reads a whole file (or standard input for "-") into a malloc'd buffer with one spare byte.
  * Returns NULL and prints "pollcast: PATH: reason" on stderr when it cannot. */
 char *cli_read_file(const char *path, size_t *len);

@@ -11,6 +11,7 @@ static void usage(FILE *f)
           "                                        print the RFC 6902 patch from OLD to NEW\n"
           "       pollcast apply DOC.json PATCH.json\n"
           "                                        print DOC with PATCH applied\n"
+          "       pollcast check-config FILE      validate a config file\n"
           "       pollcast --version | --help\n",
           f);
 }
@@ -29,6 +30,12 @@ int main(int argc, char **argv)
         return cli_diff(argc - 2, argv + 2);
     if (argc >= 2 && strcmp(argv[1], "apply") == 0)
         return cli_apply(argc - 2, argv + 2);
+    if (argc >= 2 && strcmp(argv[1], "check-config") == 0)
+        return cli_check_config(argc - 2, argv + 2);
+    if (argc >= 2 && strcmp(argv[1], "serve") == 0)
+        return cli_serve(argc - 2, argv + 2);
+    if (argc == 1 || argv[1][0] == '-')
+        return cli_serve(argc - 1, argv + 1);
     usage(stderr);
     return 2;
 }

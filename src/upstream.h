@@ -1,0 +1,68 @@
+/* Upstream pollers on libcurl's multi interface: one curl multi handle for all of them, driven by
+ * the event loop. A poller fetches one URL on a fixed-rate tick with conditional requests, caps
+ * the body, backs off with jitter on failure and honours Retry-After. It reports each poll's
+ * outcome through one callback; it knows nothing of JSON, hubs or subscribers. */
+#ifndef POLLCAST_UPSTREAM_H
+#define POLLCAST_UPSTREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct loop;
+struct upstream_pool;
+struct poller;
+
+/* What a poller fetches and how. Strings are copied by poller_new. */
+struct poller_spec {
+    const char *url;
+    const char *const *headers;  /* "Name: value" lines added to the request; may be NULL */
+    size_t nheaders;
+    uint64_t interval_ms;        /* fixed-rate tick */
+    uint64_t timeout_ms;         /* whole request; default: 80% of the interval, at least 1000 */
+    uint64_t connect_timeout_ms; /* default 3000 */
+    size_t max_body;             /* bytes after decompression; default 8 MiB */
+    uint64_t backoff_max_ms;     /* cap of the exponential backoff; default 60000 */
+    int adhoc;                   /* 1: a client-chosen URL (address policy applies; no redirects) */
+};
+
+enum poll_outcome {
+    POLL_BODY,         /* a 2xx answer with a body: r->body */
+    POLL_NOT_MODIFIED, /* 304 to a conditional request */
+    POLL_FAILED,       /* transport error, non-2xx, over the cap, rejected body */
+};
+
+struct poll_result {
+    enum poll_outcome outcome;
+    char *body;          /* POLL_BODY: malloc'd, len bytes plus one spare byte; the callback may
+                            take it by setting body to NULL, otherwise the poller frees it */
+    size_t len;
+    const char *content_type; /* POLL_BODY: the Content-Type answered, or NULL */
+    long status;         /* HTTP status, 0 when there was no answer */
+    const char *error;   /* POLL_FAILED: why, for subscribers ("upstream answered 503") */
+    uint64_t retry_in_ms; /* POLL_FAILED: when the next attempt is due */
+    double latency_ms;   /* request start to end */
+    size_t bytes_in;     /* bytes received on the wire (before decompression) */
+    char reject[160];    /* POLL_BODY: the callback writes the reason here when it rejects */
+};
+
+/* Called once per poll. For POLL_BODY, returning non-zero rejects the body (not JSON, invalid
+ * JSON): the callback must have written r->reject; the poller then backs off and calls back
+ * again with POLL_FAILED carrying that reason. Return value ignored otherwise. */
+typedef int (*poller_cb)(void *arg, struct poll_result *r);
+
+/* Returns the pool sharing one curl multi handle on loop, or NULL on failure. */
+struct upstream_pool *upstream_pool_new(struct loop *loop);
+
+/* Frees the pool. All its pollers must have been freed. Accepts NULL. */
+void upstream_pool_free(struct upstream_pool *pool);
+
+/* Starts polling spec->url at once, then every interval. Returns NULL on failure (bad spec,
+ * OOM); takes no ownership of spec. */
+struct poller *poller_new(struct upstream_pool *pool, const struct poller_spec *spec, poller_cb cb,
+                          void *arg);
+
+/* Stops polling, cancels a request in flight (its callback is not called) and frees. Accepts
+ * NULL. Safe from within the poller's own callback. */
+void poller_free(struct poller *p);
+
+#endif
