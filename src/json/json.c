@@ -975,6 +975,11 @@ static char *write_compact(char *dst, const struct json_node *n)
     return dst;
 }
 
+char *json_write_raw(char *dst, const struct json_node *n)
+{
+    return write_compact(dst, n);
+}
+
 int json_write(struct buf *out, const struct json_node *n)
 {
     if (buf_reserve(out, n->size) != 0)

@@ -106,6 +106,10 @@ int json_equal(const struct json_node *a, const struct json_node *b);
  * Returns 0, or -1 when the buffer cannot grow. */
 int json_write(struct buf *out, const struct json_node *n);
 
+/* Writes the compact serialization of n (exactly n->size bytes) to dst, which must have room
+ * for it, and returns the end of what it wrote. Cannot fail. */
+char *json_write_raw(char *dst, const struct json_node *n);
+
 /* Appends n indented by indent spaces per level (0 is compact). Returns 0 or -1. */
 int json_write_pretty(struct buf *out, const struct json_node *n, int indent);
 

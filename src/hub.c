@@ -1,0 +1,840 @@
+/* Topics, event frames, the history ring and subscriber queues. A poll result is turned into at
+ * most one frame; every subscriber's queue holds references to it. A subscriber that falls
+ * behind its queue bound drops its backlog and reads one fresh snapshot instead. */
+#include "hub.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "buf.h"
+#include "json/diff.h"
+#include "json/json.h"
+#include "loop.h"
+
+#define TOPIC_BUCKETS 1024
+
+struct subscriber {
+    struct topic *topic;
+    struct subscriber *prev, *next;
+    const struct subscriber_ops *ops;
+    void *ctx;
+    enum hub_mode mode;
+    unsigned idle : 1;          /* last read found nothing; wake on the next event */
+    unsigned need_snapshot : 1; /* the backlog was dropped: the current data event comes next */
+    unsigned closing : 1;       /* the stream ends at the next read */
+    /* The frame being written and how far. */
+    struct frame *cur;
+    size_t off;
+    /* Pending frames: a ring, grown on demand up to the hub's queue bound. */
+    struct frame **q;
+    size_t qhead, qlen, qcap, qbytes;
+    uint64_t last_write_ms;
+    /* The per-connection retry: line, written before anything else. */
+    char prefix[32];
+    uint8_t prefix_len, prefix_off;
+};
+
+struct topic {
+    struct hub *hub;
+    struct topic *bucket_next;
+    char *key;
+    char *name;
+    uint64_t epoch; /* part of every id: ids of an earlier topic never match this one */
+    uint64_t seq;   /* version of doc; 0 before the first snapshot */
+    struct json_doc *doc;
+    struct frame *data_frame; /* the current doc as a data event, built on first need */
+    /* History of patch frames: seq of history[i] is seq - count + 1 + i. */
+    struct frame **history;
+    size_t hhead, hcount, hbytes;
+    struct subscriber *subs;
+    size_t nsubs;
+    struct poller *poller;
+    struct loop_timer *idle_timer;
+    /* Upstream failure state. */
+    int failing;
+    uint64_t failing_since_ms, last_error_ms;
+    struct frame *error_frame; /* the last upstream-error event, for new subscribers */
+    /* Owned copies of the spec. */
+    char **id_keys;
+    struct buf diff_out;
+};
+
+struct hub {
+    struct loop *loop;
+    struct upstream_pool *pool;
+    struct hub_params params;
+    struct topic *buckets[TOPIC_BUCKETS];
+    struct frame *keepalive;
+    struct loop_timer *tick;
+    uint64_t last_epoch;
+    uint64_t rng;
+    int closing;
+    struct hub_stats stats;
+};
+
+/* ---- frames ------------------------------------------------------------------------------ */
+
+struct frame *frame_ref(struct frame *f)
+{
+    f->refs++;
+    return f;
+}
+
+void frame_unref(struct frame *f)
+{
+    if (f == NULL || --f->refs > 0)
+        return;
+    free(f->data);
+    free(f);
+}
+
+/* Makes a frame of the buffer's content, taking its storage. Returns NULL on OOM (the buffer
+ * is then emptied). */
+static struct frame *frame_from_buf(struct buf *b, uint64_t seq)
+{
+    struct frame *f = malloc(sizeof(*f));
+    size_t len;
+    char *data = buf_steal(b, &len);
+    if (f == NULL || data == NULL) {
+        free(f);
+        free(data);
+        return NULL;
+    }
+    f->refs = 1;
+    f->len = len;
+    f->seq = seq;
+    f->data = data;
+    return f;
+}
+
+static const char b36[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+
+static size_t put_b36(char *dst, uint64_t v)
+{
+    char tmp[16];
+    size_t n = 0;
+    do {
+        tmp[n++] = b36[v % 36];
+        v /= 36;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        dst[i] = tmp[n - 1 - i];
+    return n;
+}
+
+size_t hub_format_id(char *dst, uint64_t epoch, uint64_t seq)
+{
+    size_t n = put_b36(dst, epoch);
+    dst[n++] = '.';
+    n += put_b36(dst + n, seq);
+    dst[n] = '\0';
+    return n;
+}
+
+static int parse_b36(const char *s, size_t n, uint64_t *out)
+{
+    if (n == 0 || n > 12)
+        return -1;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *p = memchr(b36, s[i], 36);
+        if (p == NULL || s[i] == '\0')
+            return -1;
+        v = v * 36 + (uint64_t)(p - b36);
+    }
+    *out = v;
+    return 0;
+}
+
+int hub_parse_id(const char *id, uint64_t *epoch, uint64_t *seq)
+{
+    if (id == NULL)
+        return -1;
+    size_t len = strnlen(id, 64);
+    const char *dot = memchr(id, '.', len);
+    if (len >= 64 || dot == NULL)
+        return -1;
+    if (parse_b36(id, (size_t)(dot - id), epoch) != 0)
+        return -1;
+    return parse_b36(dot + 1, len - (size_t)(dot - id) - 1, seq);
+}
+
+/* Appends "id: <id>\nevent: <event>\ndata: " to b. */
+static int put_event_head(struct buf *b, const struct topic *t, uint64_t seq, const char *event)
+{
+    int rc = 0;
+    if (seq) {
+        char id[40];
+        size_t n = hub_format_id(id, t->epoch, seq);
+        rc |= buf_append(b, "id: ", 4);
+        rc |= buf_append(b, id, n);
+        rc |= buf_putc(b, '\n');
+    }
+    rc |= buf_puts(b, "event: ");
+    rc |= buf_puts(b, event);
+    rc |= buf_puts(b, "\ndata: ");
+    return rc ? -1 : 0;
+}
+
+/* The current document as a data event, built once per version. NULL before the first
+ * snapshot or on OOM. The topic keeps its reference; callers take their own. */
+static struct frame *topic_data_frame(struct topic *t)
+{
+    if (t->data_frame || t->doc == NULL)
+        return t->data_frame;
+    struct buf b;
+    buf_init(&b, 0);
+    if (put_event_head(&b, t, t->seq, "data") != 0 ||
+        buf_reserve(&b, t->doc->root->size + 2) != 0) {
+        buf_dispose(&b);
+        return NULL;
+    }
+    char *end = json_write_raw(b.data + b.len, t->doc->root);
+    b.len = (size_t)(end - b.data);
+    buf_append(&b, "\n\n", 2);
+    t->data_frame = frame_from_buf(&b, t->seq);
+    return t->data_frame;
+}
+
+/* ---- subscriber queues ------------------------------------------------------------------- */
+
+static void queue_clear(struct subscriber *s)
+{
+    for (size_t i = 0; i < s->qlen; i++)
+        frame_unref(s->q[(s->qhead + i) % s->qcap]);
+    s->qhead = s->qlen = s->qbytes = 0;
+}
+
+static void sub_wake(struct subscriber *s)
+{
+    if (s->idle) {
+        s->idle = 0;
+        s->ops->wake(s->ctx);
+    }
+}
+
+/* Queues f for s. When the queue is full, drops the backlog: the subscriber will read the
+ * current snapshot instead. Returns 0, or -1 when s was reset. */
+static int sub_push(struct subscriber *s, struct frame *f)
+{
+    const struct hub_params *p = &s->topic->hub->params;
+    if (s->need_snapshot)
+        return -1;
+    if (s->qlen + 1 > p->queue_events || s->qbytes + f->len > p->queue_bytes) {
+        queue_clear(s);
+        s->need_snapshot = 1;
+        s->topic->hub->stats.subscribers_reset++;
+        return -1;
+    }
+    if (s->qlen == s->qcap) {
+        size_t cap = s->qcap ? s->qcap * 2 : 4;
+        struct frame **q = malloc(cap * sizeof(*q));
+        if (q == NULL) {
+            queue_clear(s);
+            s->need_snapshot = 1;
+            return -1;
+        }
+        for (size_t i = 0; i < s->qlen; i++)
+            q[i] = s->q[(s->qhead + i) % s->qcap];
+        free(s->q);
+        s->q = q;
+        s->qcap = cap;
+        s->qhead = 0;
+    }
+    s->q[(s->qhead + s->qlen) % s->qcap] = frame_ref(f);
+    s->qlen++;
+    s->qbytes += f->len;
+    s->topic->hub->stats.frames_queued++;
+    return 0;
+}
+
+static struct frame *queue_pop(struct subscriber *s)
+{
+    if (s->qlen == 0)
+        return NULL;
+    struct frame *f = s->q[s->qhead];
+    s->qhead = (s->qhead + 1) % s->qcap;
+    s->qlen--;
+    s->qbytes -= f->len;
+    return f;
+}
+
+long subscriber_read(struct subscriber *s, char *dst, size_t max)
+{
+    struct topic *t = s->topic;
+    size_t n = 0;
+    /* When the stream ends, the frame in progress is finished first so that the client never
+     * sees half an event. */
+    int ending = s->closing || t->hub->closing;
+    if (ending && s->cur == NULL)
+        return -1;
+    if (s->prefix_off < s->prefix_len) {
+        size_t k = s->prefix_len - s->prefix_off;
+        if (k > max)
+            k = max;
+        memcpy(dst, s->prefix + s->prefix_off, k);
+        s->prefix_off = (uint8_t)(s->prefix_off + k);
+        n += k;
+    }
+    while (n < max) {
+        if (s->cur == NULL) {
+            if (ending)
+                break;
+            if (s->need_snapshot && t->doc) {
+                /* Catching up: the backlog was dropped; the current snapshot replaces it. */
+                queue_clear(s);
+                struct frame *f = topic_data_frame(t);
+                if (f == NULL)
+                    break;
+                s->cur = frame_ref(f);
+                s->need_snapshot = 0;
+            } else {
+                s->cur = queue_pop(s);
+                if (s->cur == NULL)
+                    break;
+            }
+            s->off = 0;
+        }
+        size_t k = s->cur->len - s->off;
+        if (k > max - n)
+            k = max - n;
+        memcpy(dst + n, s->cur->data + s->off, k);
+        s->off += k;
+        n += k;
+        if (s->off == s->cur->len) {
+            frame_unref(s->cur);
+            s->cur = NULL;
+        }
+    }
+    if (n == 0) {
+        if (ending)
+            return -1;
+        s->idle = 1;
+        return 0;
+    }
+    s->last_write_ms = loop_now_ms(t->hub->loop);
+    t->hub->stats.bytes_out += n;
+    return (long)n;
+}
+
+/* ---- publishing -------------------------------------------------------------------------- */
+
+static void history_clear(struct topic *t)
+{
+    size_t cap = t->hub->params.history_events;
+    for (size_t i = 0; i < t->hcount; i++)
+        frame_unref(t->history[(t->hhead + i) % cap]);
+    t->hhead = t->hcount = t->hbytes = 0;
+}
+
+static void history_push(struct topic *t, struct frame *f)
+{
+    const struct hub_params *p = &t->hub->params;
+    size_t cap = p->history_events;
+    if (cap == 0)
+        return;
+    while (t->hcount > 0 && (t->hcount >= cap || t->hbytes + f->len > p->history_bytes)) {
+        struct frame *old = t->history[t->hhead];
+        t->hbytes -= old->len;
+        frame_unref(old);
+        t->hhead = (t->hhead + 1) % cap;
+        t->hcount--;
+    }
+    if (f->len > p->history_bytes) {
+        /* Resume needs every patch after the client's id: a gap would break it, so a patch
+         * too large to keep empties the history instead. */
+        history_clear(t);
+        return;
+    }
+    t->history[(t->hhead + t->hcount) % cap] = frame_ref(f);
+    t->hcount++;
+    t->hbytes += f->len;
+}
+
+/* Sends f to every subscriber of the given mode (all when mode is -1). */
+static void fan_out(struct topic *t, struct frame *f, int mode)
+{
+    for (struct subscriber *s = t->subs; s; s = s->next) {
+        if (mode >= 0 && (int)s->mode != mode)
+            continue;
+        sub_push(s, f);
+        sub_wake(s);
+    }
+}
+
+/* A new document version: every subscriber reads the snapshot next (first version). */
+static void fan_out_snapshot(struct topic *t)
+{
+    for (struct subscriber *s = t->subs; s; s = s->next) {
+        queue_clear(s);
+        s->need_snapshot = 1;
+        sub_wake(s);
+    }
+}
+
+/* Snapshot-mode subscribers only ever need the newest data event. */
+static void fan_out_snapshot_mode(struct topic *t)
+{
+    for (struct subscriber *s = t->subs; s; s = s->next) {
+        if (s->mode != HUB_MODE_SNAPSHOT)
+            continue;
+        queue_clear(s);
+        s->need_snapshot = 1;
+        sub_wake(s);
+    }
+}
+
+static void publish_error(struct topic *t, const struct poll_result *r, uint64_t now)
+{
+    cJSON *o = cJSON_CreateObject();
+    int timeout = r->error && strstr(r->error, "timeout") != NULL;
+    cJSON_AddNumberToObject(o, "status", timeout ? 504 : 502);
+    cJSON_AddStringToObject(o, "title", "Upstream request failed");
+    cJSON_AddStringToObject(o, "detail", r->error ? r->error : "upstream request failed");
+    if (r->status > 0)
+        cJSON_AddNumberToObject(o, "upstream_status", (double)r->status);
+    cJSON_AddNumberToObject(o, "retry_in_ms", (double)r->retry_in_ms);
+    char *json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (json == NULL)
+        return;
+    struct buf b;
+    buf_init(&b, 0);
+    int rc = put_event_head(&b, t, 0, "upstream-error");
+    rc |= buf_puts(&b, json);
+    rc |= buf_append(&b, "\n\n", 2);
+    free(json);
+    struct frame *f = rc ? NULL : frame_from_buf(&b, 0);
+    buf_dispose(&b);
+    if (f == NULL)
+        return;
+    frame_unref(t->error_frame);
+    t->error_frame = f;
+    t->last_error_ms = now;
+    fan_out(t, f, -1);
+}
+
+static void publish_recovered(struct topic *t, uint64_t now)
+{
+    struct buf b;
+    buf_init(&b, 0);
+    int rc = put_event_head(&b, t, 0, "upstream-recovered");
+    rc |= buf_printf(&b, "{\"status\":200,\"title\":\"Upstream recovered\",\"failed_for_ms\":%llu}\n\n",
+                     (unsigned long long)(now - t->failing_since_ms));
+    struct frame *f = rc ? NULL : frame_from_buf(&b, 0);
+    buf_dispose(&b);
+    frame_unref(t->error_frame);
+    t->error_frame = NULL;
+    t->failing = 0;
+    if (f) {
+        fan_out(t, f, -1);
+        frame_unref(f);
+    }
+}
+
+/* Returns 1 when a Content-Type is acceptable for JSON (missing counts as acceptable: the
+ * body must still parse). */
+static int json_content_type(const char *ct)
+{
+    if (ct == NULL || *ct == '\0')
+        return 1;
+    size_t n = strcspn(ct, ";");
+    while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+        n--;
+    if (n == 16 && strncasecmp(ct, "application/json", 16) == 0)
+        return 1;
+    if (n == 9 && strncasecmp(ct, "text/json", 9) == 0)
+        return 1;
+    if (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0)
+        return 1;
+    return 0;
+}
+
+/* A new body: parse, diff against the current version, publish. Returns 0, or -1 when the
+ * body is rejected (r->reject says why). */
+static int topic_take_body(struct topic *t, struct poll_result *r)
+{
+    struct hub *hub = t->hub;
+    if (t->doc && r->len == t->doc->len && memcmp(r->body, t->doc->text, r->len) == 0) {
+        hub->stats.polls_unchanged++;
+        return 0;
+    }
+    if (!json_content_type(r->content_type)) {
+        snprintf(r->reject, sizeof(r->reject), "upstream content type %.80s is not JSON",
+                 r->content_type);
+        hub->stats.polls_rejected++;
+        return -1;
+    }
+    struct json_error err;
+    struct json_doc *doc = json_parse_owned(r->body, r->len, NULL, &err);
+    if (doc == NULL) {
+        snprintf(r->reject, sizeof(r->reject), "upstream sent invalid JSON at byte %zu: %.90s",
+                 err.offset, err.msg);
+        hub->stats.polls_rejected++;
+        return -1;
+    }
+    r->body = NULL; /* the document owns it now */
+    hub->stats.polls_changed++;
+    if (t->doc == NULL) {
+        t->doc = doc;
+        t->seq++;
+        hub->stats.events_published++;
+        fan_out_snapshot(t);
+        return 0;
+    }
+    struct buf *b = &t->diff_out;
+    b->len = 0;
+    uint64_t seq = t->seq + 1;
+    size_t nops = 0;
+    int rc = put_event_head(b, t, seq, "patch");
+    const struct json_diff_opts opts = {.id_keys = (const char *const *)t->id_keys};
+    rc |= json_diff(t->doc->root, doc->root, &opts, b, &nops);
+    if (rc != 0) {
+        /* Out of memory: keep serving the old version, as for a failed poll. */
+        json_doc_free(doc);
+        snprintf(r->reject, sizeof(r->reject), "out of memory while diffing");
+        return -1;
+    }
+    json_doc_free(t->doc);
+    t->doc = doc;
+    if (nops == 0) {
+        /* Equal in value (whitespace or key order changed): same version, new text. */
+        frame_unref(t->data_frame);
+        t->data_frame = NULL;
+        return 0;
+    }
+    buf_append(b, "\n\n", 2);
+    struct frame *f = malloc(sizeof(*f));
+    char *data = malloc(b->len);
+    if (f == NULL || data == NULL) {
+        free(f);
+        free(data);
+        /* Nobody can be told the change: everyone gets the new snapshot instead. */
+        t->seq = seq;
+        history_clear(t);
+        frame_unref(t->data_frame);
+        t->data_frame = NULL;
+        fan_out_snapshot(t);
+        return 0;
+    }
+    memcpy(data, b->data, b->len);
+    f->refs = 1;
+    f->len = b->len;
+    f->seq = seq;
+    f->data = data;
+    /* Keep the scratch buffer from growing without bound after one huge patch. */
+    if (b->cap > (1u << 20))
+        buf_dispose(b);
+    t->seq = seq;
+    frame_unref(t->data_frame);
+    t->data_frame = NULL;
+    history_push(t, f);
+    hub->stats.events_published++;
+    fan_out(t, f, HUB_MODE_PATCH);
+    fan_out_snapshot_mode(t);
+    frame_unref(f);
+    return 0;
+}
+
+static int on_poll(void *arg, struct poll_result *r)
+{
+    struct topic *t = arg;
+    struct hub *hub = t->hub;
+    uint64_t now = loop_now_ms(hub->loop);
+    hub->stats.bytes_in += r->bytes_in;
+    int rc = 0;
+    switch (r->outcome) {
+    case POLL_BODY:
+        rc = topic_take_body(t, r);
+        if (rc == 0 && t->failing)
+            publish_recovered(t, now);
+        break;
+    case POLL_NOT_MODIFIED:
+        hub->stats.polls_not_modified++;
+        if (t->failing)
+            publish_recovered(t, now);
+        break;
+    case POLL_FAILED:
+        hub->stats.polls_failed++;
+        if (!t->failing) {
+            t->failing = 1;
+            t->failing_since_ms = now;
+            publish_error(t, r, now);
+        } else if (now - t->last_error_ms >= hub->params.error_repeat_ms) {
+            publish_error(t, r, now);
+        }
+        break;
+    }
+    return rc;
+}
+
+/* ---- topics ------------------------------------------------------------------------------ */
+
+static size_t bucket_of(const char *key)
+{
+    return (size_t)(json_hash_bytes(key, strlen(key), 0x746f70) % TOPIC_BUCKETS);
+}
+
+static void topic_free(struct topic *t)
+{
+    struct hub *hub = t->hub;
+    struct topic **pp = &hub->buckets[bucket_of(t->key)];
+    while (*pp && *pp != t)
+        pp = &(*pp)->bucket_next;
+    if (*pp)
+        *pp = t->bucket_next;
+    while (t->subs)
+        hub_unsubscribe(t->subs);
+    poller_free(t->poller);
+    loop_timer_free(t->idle_timer);
+    history_clear(t);
+    free(t->history);
+    frame_unref(t->data_frame);
+    frame_unref(t->error_frame);
+    json_doc_free(t->doc);
+    if (t->id_keys) {
+        for (char **k = t->id_keys; *k; k++)
+            free(*k);
+        free(t->id_keys);
+    }
+    buf_dispose(&t->diff_out);
+    free(t->key);
+    free(t->name);
+    free(t);
+    hub->stats.topics--;
+}
+
+static void on_idle_timeout(struct loop *loop, struct loop_timer *timer, void *arg)
+{
+    struct topic *t = arg;
+    if (t->nsubs == 0)
+        topic_free(t);
+}
+
+static char **copy_strv(const char *const *v)
+{
+    if (v == NULL)
+        return NULL;
+    size_t n = 0;
+    while (v[n])
+        n++;
+    char **out = calloc(n + 1, sizeof(*out));
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        out[i] = strdup(v[i]);
+        if (out[i] == NULL) {
+            for (size_t j = 0; j < i; j++)
+                free(out[j]);
+            free(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+struct topic *hub_topic_get(struct hub *hub, const char *key, const struct topic_spec *spec)
+{
+    size_t b = bucket_of(key);
+    for (struct topic *t = hub->buckets[b]; t; t = t->bucket_next)
+        if (strcmp(t->key, key) == 0)
+            return t;
+    if (hub->closing)
+        return NULL;
+    struct topic *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return NULL;
+    t->hub = hub;
+    buf_init(&t->diff_out, 0);
+    uint64_t now = loop_wall_ms();
+    t->epoch = now > hub->last_epoch ? now : hub->last_epoch + 1;
+    hub->last_epoch = t->epoch;
+    t->key = strdup(key);
+    t->name = strdup(spec->name ? spec->name : key);
+    t->history = calloc(hub->params.history_events ? hub->params.history_events : 1,
+                        sizeof(*t->history));
+    t->idle_timer = loop_timer_new(hub->loop, on_idle_timeout, t);
+    if (spec->id_keys)
+        t->id_keys = copy_strv(spec->id_keys);
+    if (t->key == NULL || t->name == NULL || t->history == NULL || t->idle_timer == NULL ||
+        (spec->id_keys && t->id_keys == NULL))
+        goto fail;
+    t->bucket_next = hub->buckets[b];
+    hub->buckets[b] = t;
+    hub->stats.topics++;
+    t->poller = poller_new(hub->pool, &spec->poll, on_poll, t);
+    if (t->poller == NULL) {
+        topic_free(t);
+        return NULL;
+    }
+    return t;
+fail:
+    loop_timer_free(t->idle_timer);
+    free(t->history);
+    free(t->key);
+    free(t->name);
+    free(t);
+    return NULL;
+}
+
+int topic_ready(const struct topic *topic)
+{
+    return topic->doc != NULL;
+}
+
+/* Queues what a new subscriber must read first: the missed patches when its last id is in the
+ * history, otherwise the current snapshot; then the upstream's trouble if it is failing. */
+static void sub_start(struct subscriber *s, const char *last_event_id)
+{
+    struct topic *t = s->topic;
+    uint64_t epoch, seq;
+    if (t->doc) {
+        int resumable = s->mode == HUB_MODE_PATCH && last_event_id &&
+                        hub_parse_id(last_event_id, &epoch, &seq) == 0 && epoch == t->epoch &&
+                        seq <= t->seq && t->seq - seq <= t->hcount;
+        if (resumable) {
+            size_t cap = t->hub->params.history_events;
+            for (size_t i = t->hcount - (size_t)(t->seq - seq); i < t->hcount; i++)
+                if (sub_push(s, t->history[(t->hhead + i) % cap]) != 0)
+                    break;
+        } else if (!(s->mode == HUB_MODE_SNAPSHOT && last_event_id &&
+                     hub_parse_id(last_event_id, &epoch, &seq) == 0 && epoch == t->epoch &&
+                     seq == t->seq)) {
+            s->need_snapshot = 1;
+        }
+    }
+    if (t->failing && t->error_frame)
+        sub_push(s, t->error_frame);
+}
+
+struct subscriber *hub_subscribe(struct topic *t, enum hub_mode mode, const char *last_event_id,
+                                 const struct subscriber_ops *ops, void *ctx)
+{
+    struct hub *hub = t->hub;
+    struct subscriber *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->topic = t;
+    s->ops = ops;
+    s->ctx = ctx;
+    s->mode = mode;
+    s->last_write_ms = loop_now_ms(hub->loop);
+    /* retry: jittered between 50% and 150% of the base, so that a restart does not bring every
+     * client back in the same millisecond. */
+    hub->rng ^= hub->rng << 13;
+    hub->rng ^= hub->rng >> 7;
+    hub->rng ^= hub->rng << 17;
+    uint64_t base = hub->params.retry_ms ? hub->params.retry_ms : 3000;
+    uint64_t retry = base / 2 + hub->rng % (base + 1);
+    int n = snprintf(s->prefix, sizeof(s->prefix), "retry: %llu\n\n", (unsigned long long)retry);
+    s->prefix_len = (uint8_t)(n > 0 && (size_t)n < sizeof(s->prefix) ? n : 0);
+    s->next = t->subs;
+    if (t->subs)
+        t->subs->prev = s;
+    t->subs = s;
+    t->nsubs++;
+    hub->stats.subscribers++;
+    loop_timer_stop(t->idle_timer);
+    sub_start(s, last_event_id);
+    return s;
+}
+
+void hub_unsubscribe(struct subscriber *s)
+{
+    if (s == NULL)
+        return;
+    struct topic *t = s->topic;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        t->subs = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    queue_clear(s);
+    frame_unref(s->cur);
+    free(s->q);
+    free(s);
+    t->nsubs--;
+    t->hub->stats.subscribers--;
+    if (t->nsubs == 0 && !t->hub->closing)
+        loop_timer_start(t->idle_timer, t->hub->params.idle_grace_ms);
+}
+
+/* Once a second: a keepalive comment for subscribers that had nothing to read for a while. */
+static void on_tick(struct loop *loop, struct loop_timer *timer, void *arg)
+{
+    struct hub *hub = arg;
+    uint64_t now = loop_now_ms(loop);
+    for (size_t b = 0; b < TOPIC_BUCKETS; b++)
+        for (struct topic *t = hub->buckets[b]; t; t = t->bucket_next)
+            for (struct subscriber *s = t->subs; s; s = s->next)
+                if (s->idle && now - s->last_write_ms >= hub->params.keepalive_ms) {
+                    s->last_write_ms = now;
+                    sub_push(s, hub->keepalive);
+                    sub_wake(s);
+                }
+    loop_timer_start(timer, 1000);
+}
+
+struct hub *hub_new(struct loop *loop, struct upstream_pool *pool, const struct hub_params *params)
+{
+    struct hub *hub = calloc(1, sizeof(*hub));
+    if (hub == NULL)
+        return NULL;
+    hub->loop = loop;
+    hub->pool = pool;
+    hub->params = *params;
+    if (hub->params.queue_events == 0)
+        hub->params.queue_events = 64;
+    if (hub->params.queue_bytes == 0)
+        hub->params.queue_bytes = 1u << 20;
+    if (hub->params.keepalive_ms == 0)
+        hub->params.keepalive_ms = 15000;
+    hub->rng = loop_wall_ms() ^ 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)hub;
+    struct buf b;
+    buf_init(&b, 0);
+    buf_puts(&b, ": keepalive\n\n");
+    hub->keepalive = frame_from_buf(&b, 0);
+    hub->tick = loop_timer_new(loop, on_tick, hub);
+    if (hub->keepalive == NULL || hub->tick == NULL) {
+        hub_free(hub);
+        return NULL;
+    }
+    loop_timer_start(hub->tick, 1000);
+    return hub;
+}
+
+void hub_close_all(struct hub *hub)
+{
+    hub->closing = 1;
+    for (size_t b = 0; b < TOPIC_BUCKETS; b++)
+        for (struct topic *t = hub->buckets[b]; t; t = t->bucket_next) {
+            poller_free(t->poller);
+            t->poller = NULL;
+            for (struct subscriber *s = t->subs; s; s = s->next) {
+                s->closing = 1;
+                sub_wake(s);
+            }
+        }
+}
+
+void hub_free(struct hub *hub)
+{
+    if (hub == NULL)
+        return;
+    hub->closing = 1;
+    for (size_t b = 0; b < TOPIC_BUCKETS; b++)
+        while (hub->buckets[b])
+            topic_free(hub->buckets[b]);
+    loop_timer_free(hub->tick);
+    frame_unref(hub->keepalive);
+    free(hub);
+}
+
+const struct hub_stats *hub_stats(const struct hub *hub)
+{
+    return &hub->stats;
+}

@@ -1,0 +1,115 @@
+/* The hub: one topic per distinct upstream (URL, forwarded headers, interval), holding the
+ * current document, the history of patch events and the subscribers. A poll result becomes at
+ * most one serialized event frame, shared by reference with the history and every subscriber's
+ * queue; nothing is serialized per subscriber. Subscribers are drained by their transport
+ * through subscriber_read and woken through the ops table they registered with. */
+#ifndef POLLCAST_HUB_H
+#define POLLCAST_HUB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "upstream.h"
+
+struct loop;
+struct hub;
+struct topic;
+struct subscriber;
+
+/* An immutable, refcounted, fully framed SSE event ("id: ..\nevent: ..\ndata: ..\n\n"). */
+struct frame {
+    unsigned refs;
+    size_t len;
+    uint64_t seq; /* version this event leads to (patch, data); 0 for events without id */
+    char *data;   /* owned; len bytes */
+};
+
+/* Takes a reference; returns f. */
+struct frame *frame_ref(struct frame *f);
+
+/* Drops a reference and frees the frame with the last one. Accepts NULL. */
+void frame_unref(struct frame *f);
+
+enum hub_mode {
+    HUB_MODE_PATCH,    /* a data event, then patch events */
+    HUB_MODE_SNAPSHOT, /* a data event on every change */
+};
+
+struct hub_params {
+    size_t history_events;     /* patch events kept for resume, per topic */
+    size_t history_bytes;      /* and their bytes at most */
+    size_t queue_events;       /* events a subscriber may have pending before it is reset */
+    size_t queue_bytes;        /* and their bytes */
+    uint64_t error_repeat_ms;  /* upstream-error at most once per this while failing */
+    uint64_t idle_grace_ms;    /* a topic without subscribers stops polling after this */
+    uint64_t keepalive_ms;     /* comment line when a subscriber had nothing for this long */
+    uint64_t retry_ms;         /* base of the jittered retry: field */
+    size_t max_doc_bytes;      /* informational; the poller's body cap enforces it */
+};
+
+/* What a topic polls and how its patches are computed. Copied by hub_topic_get. */
+struct topic_spec {
+    struct poller_spec poll;
+    const char *const *id_keys; /* array identity members for the diff; NULL: {"id"} */
+    const char *name;           /* stream name for logs and metrics ("prices", or the URL) */
+};
+
+/* The transport side of a subscriber. */
+struct subscriber_ops {
+    /* The subscriber has bytes to read again after subscriber_read returned 0, or it must be
+     * closed (subscriber_read will then return -1). Must not call back into the hub. */
+    void (*wake)(void *ctx);
+};
+
+/* Counters the hub keeps; read by the metrics endpoint. */
+struct hub_stats {
+    uint64_t topics, subscribers;
+    uint64_t polls_changed, polls_unchanged, polls_not_modified, polls_failed, polls_rejected;
+    uint64_t events_published, frames_queued, subscribers_reset;
+    uint64_t bytes_in, bytes_out;
+};
+
+/* Returns a hub polling through pool, or NULL on OOM. params is copied. */
+struct hub *hub_new(struct loop *loop, struct upstream_pool *pool,
+                    const struct hub_params *params);
+
+/* Frees every topic and subscriber (their transports are woken to close first by
+ * hub_close_all) and the hub. Accepts NULL. */
+void hub_free(struct hub *hub);
+
+/* Returns the topic for key, creating it (and its poller, which polls at once) when there is
+ * none. Returns NULL on failure (OOM, bad spec). The hub owns the topic. */
+struct topic *hub_topic_get(struct hub *hub, const char *key, const struct topic_spec *spec);
+
+/* Adds a subscriber to topic. last_event_id (may be NULL) is the id the client saw last: when it
+ * is in the topic's history only later patches are queued, otherwise the current snapshot.
+ * The hub owns the subscriber until hub_unsubscribe. Returns NULL on OOM. */
+struct subscriber *hub_subscribe(struct topic *topic, enum hub_mode mode,
+                                 const char *last_event_id, const struct subscriber_ops *ops,
+                                 void *ctx);
+
+/* Copies up to max pending bytes of the subscriber's stream into dst. Returns the count, 0 when
+ * nothing is pending (the subscriber is then marked idle and its ops->wake will be called when
+ * there is), or -1 when the stream must end (shutdown, topic removed). */
+long subscriber_read(struct subscriber *s, char *dst, size_t max);
+
+/* Removes and frees the subscriber. Accepts NULL. */
+void hub_unsubscribe(struct subscriber *s);
+
+/* Ends every stream: each subscriber reads -1 next and is woken. Used on shutdown. */
+void hub_close_all(struct hub *hub);
+
+/* Returns 1 when topic has a snapshot to serve. */
+int topic_ready(const struct topic *topic);
+
+/* The hub's counters, live. */
+const struct hub_stats *hub_stats(const struct hub *hub);
+
+/* Writes an SSE event id for (epoch, seq) into dst (at least 32 bytes); returns its length.
+ * Ids are "<epoch base36>.<seq base36>": short, [0-9a-z.] only, increasing per topic. */
+size_t hub_format_id(char *dst, uint64_t epoch, uint64_t seq);
+
+/* Parses an id written by hub_format_id. Returns 0, or -1 when id is malformed. */
+int hub_parse_id(const char *id, uint64_t *epoch, uint64_t *seq);
+
+#endif

@@ -1,0 +1,97 @@
+/* The streaming response of one subscriber: MHD pulls bytes with sse_read; when the hub has
+ * none, the connection is suspended until the hub wakes it. */
+#include "sse.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+struct sse_conn {
+    struct MHD_Connection *conn;
+    struct subscriber *sub;
+    int suspended;
+};
+
+static void sse_wake(void *ctx)
+{
+    struct sse_conn *c = ctx;
+    if (c->suspended) {
+        c->suspended = 0;
+        /* With MHD_ALLOW_SUSPEND_RESUME the daemon's inter-thread channel is signalled, so its
+         * epoll descriptor turns readable and the loop runs MHD again. */
+        MHD_resume_connection(c->conn);
+    }
+}
+
+static const struct subscriber_ops sse_ops = {.wake = sse_wake};
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct sse_conn *c = cls;
+    long n = subscriber_read(c->sub, buf, max);
+    if (n < 0)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (n == 0) {
+        /* Nothing to send: park the connection instead of being asked again at once. */
+        c->suspended = 1;
+        MHD_suspend_connection(c->conn);
+        return 0;
+    }
+    return (ssize_t)n;
+}
+
+static void sse_free(void *cls)
+{
+    struct sse_conn *c = cls;
+    hub_unsubscribe(c->sub);
+    free(c);
+}
+
+enum MHD_Result sse_add_headers(struct MHD_Response *r)
+{
+    if (MHD_add_response_header(r, "Content-Type", "text/event-stream; charset=utf-8") != MHD_YES ||
+        MHD_add_response_header(r, "Cache-Control", "no-cache") != MHD_YES ||
+        MHD_add_response_header(r, "X-Accel-Buffering", "no") != MHD_YES)
+        return MHD_NO;
+    return MHD_YES;
+}
+
+struct MHD_Response *sse_response_new(struct MHD_Connection *conn, struct topic *topic,
+                                      enum hub_mode mode, const char *last_event_id)
+{
+    struct sse_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->conn = conn;
+    c->sub = hub_subscribe(topic, mode, last_event_id, &sse_ops, c);
+    if (c->sub == NULL) {
+        free(c);
+        return NULL;
+    }
+    /* 16 KiB per read: large enough for a burst of patches, small enough for MHD's pool. */
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_read, c, sse_free);
+    if (r == NULL) {
+        sse_free(c);
+        return NULL;
+    }
+    if (sse_add_headers(r) != MHD_YES) {
+        MHD_destroy_response(r);
+        return NULL;
+    }
+    /* A stream may be quiet for long; only the keepalive comments show it is alive. */
+    MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned int)0);
+    return r;
+}
+
+struct MHD_Response *sse_response_retry_later(uint64_t retry_ms)
+{
+    char text[64];
+    int n = snprintf(text, sizeof(text), "retry: %llu\n\n", (unsigned long long)retry_ms);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer((size_t)n, text, MHD_RESPMEM_MUST_COPY);
+    if (r && sse_add_headers(r) != MHD_YES) {
+        MHD_destroy_response(r);
+        return NULL;
+    }
+    return r;
+}
