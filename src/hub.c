@@ -642,7 +642,7 @@ struct topic *hub_topic_get(struct hub *hub, const char *key, const struct topic
     for (struct topic *t = hub->buckets[b]; t; t = t->bucket_next)
         if (strcmp(t->key, key) == 0)
             return t;
-    if (hub->closing)
+    if (hub->closing || (hub->params.max_topics && hub->stats.topics >= hub->params.max_topics))
         return NULL;
     struct topic *t = calloc(1, sizeof(*t));
     if (t == NULL)

@@ -44,7 +44,7 @@ struct hub_params {
     uint64_t idle_grace_ms;    /* a topic without subscribers stops polling after this */
     uint64_t keepalive_ms;     /* comment line when a subscriber had nothing for this long */
     uint64_t retry_ms;         /* base of the jittered retry: field */
-    size_t max_doc_bytes;      /* informational; the poller's body cap enforces it */
+    size_t max_topics;         /* topics (pollers) at most; 0: no limit */
 };
 
 /* What a topic polls and how its patches are computed. Copied by hub_topic_get. */
@@ -78,7 +78,8 @@ struct hub *hub_new(struct loop *loop, struct upstream_pool *pool,
 void hub_free(struct hub *hub);
 
 /* Returns the topic for key, creating it (and its poller, which polls at once) when there is
- * none. Returns NULL on failure (OOM, bad spec). The hub owns the topic. */
+ * none. Returns NULL on failure (OOM, bad spec, max_topics reached, shutting down). The hub owns
+ * the topic. */
 struct topic *hub_topic_get(struct hub *hub, const char *key, const struct topic_spec *spec);
 
 /* Adds a subscriber to topic. last_event_id (may be NULL) is the id the client saw last: when it

@@ -1,0 +1,67 @@
+/* The HTTP front: libmicrohttpd driven by the event loop (its epoll descriptor is watched by the
+ * loop; no thread of its own), routing of the wire contract's endpoints, CORS, request limits,
+ * health, readiness and metrics, and the built-in demo upstream document. */
+#ifndef POLLCAST_HTTP_H
+#define POLLCAST_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "buf.h"
+#include "hub.h"
+
+struct loop;
+struct http_server;
+
+/* A named stream as the HTTP side serves it (GET /streams/NAME). */
+struct http_stream {
+    const char *name;
+    struct topic_spec spec;   /* spec.poll.interval_ms is the default interval */
+    uint64_t min_interval_ms; /* ?interval= is clamped to [min, max] */
+    uint64_t max_interval_ms;
+    enum hub_mode mode;       /* default mode */
+};
+
+struct http_params {
+    struct sockaddr_storage addr; /* where to listen */
+    socklen_t addrlen;
+    const struct http_stream *streams;
+    size_t nstreams;
+    const char *const *cors_origins; /* NULL-terminated; "*" allows any origin */
+    const char *const *allow_prefixes; /* ad-hoc URLs GET /proxy?url= may reach; NULL: none */
+    struct poller_spec adhoc;          /* interval, limits for ad-hoc upstreams (url unused) */
+    uint64_t adhoc_min_interval_ms, adhoc_max_interval_ms;
+    unsigned max_connections;
+    unsigned max_connections_per_ip; /* 0: no limit */
+    size_t max_subscribers;
+    size_t max_topics;
+    unsigned request_timeout_s; /* for reading a request; streams have none */
+    size_t connection_memory;   /* MHD's per-connection pool (request line and headers fit) */
+    uint64_t overload_retry_ms;
+    int demo; /* serve the built-in demo document at /_demo/upstream.json */
+};
+
+/* Starts listening. Returns NULL with a message in err on failure (address in use, ...). The
+ * server keeps pointers into params' arrays; they must outlive it. */
+struct http_server *http_server_new(struct loop *loop, struct hub *hub,
+                                    const struct http_params *params, char *err, size_t errlen);
+
+/* The port actually bound (useful with port 0). */
+unsigned http_server_port(const struct http_server *srv);
+
+/* Stops accepting new connections; established ones go on. */
+void http_server_quiesce(struct http_server *srv);
+
+/* Open connections, streams included. */
+unsigned http_server_connections(const struct http_server *srv);
+
+/* Closes every connection and frees the server. No connection may be suspended: end the
+ * streams first (hub_close_all) and let the loop run. Accepts NULL. */
+void http_server_free(struct http_server *srv);
+
+/* Writes the demo document for time t_s (seconds) into out: prices that move every second and
+ * a list of orders that gains, loses and reorders items. Returns 0 or -1. */
+int http_demo_document(struct buf *out, uint64_t t_s);
+
+#endif
