@@ -508,7 +508,7 @@ enum undo_kind {
 
 struct undo {
     enum undo_kind kind;
-    int owns;     /* the log frees item (INSERTED: on rollback; DETACHED: on commit) */
+    int owns;      /* the log frees item (INSERTED: on rollback; DETACHED: on commit) */
     cJSON *parent; /* U_ROOT: the old root */
     cJSON *item;
     char *key; /* U_DETACHED: the item's key while it is out of the tree */
@@ -735,8 +735,7 @@ static size_t pointer_depth(const char *p, size_t n)
 
 /* Resolves the pointer p[0..n) (named what in messages) down to its last segment.
  * Returns 0 with t set (t->parent NULL for the whole document), or -1 after fail(). */
-static int resolve(struct applier *ap, const char *what, const char *p, size_t n,
-                   struct target *t)
+static int resolve(struct applier *ap, const char *what, const char *p, size_t n, struct target *t)
 {
     char tmp[120];
     memset(t, 0, sizeof(*t));
@@ -758,8 +757,8 @@ static int resolve(struct applier *ap, const char *what, const char *p, size_t n
         struct target step;
         if (find_child(&ap->seg, cur, &step) != 0)
             return fail(ap, "%s %s: %s%.*s is not an object or array", what,
-                        shown(p, n, tmp, sizeof(tmp)), at == p ? "the document" : "",
-                        (int)(at - p), p);
+                        shown(p, n, tmp, sizeof(tmp)), at == p ? "the document" : "", (int)(at - p),
+                        p);
         if (step.item == NULL) {
             const char *why = step.bad_index       ? "invalid array index"
                               : cJSON_IsArray(cur) ? "array index out of range"
@@ -1022,11 +1021,9 @@ static int op_move_copy(struct applier *ap, const struct json_node *op, int is_m
     if (fn == pn && memcmp(f, p, fn) == 0)
         return 0; /* moving a value onto itself changes nothing */
     if (pn > fn && memcmp(f, p, fn) == 0 && p[fn] == '/')
-        return fail(ap, "path %s: cannot move a value into itself",
-                    shown(p, pn, tmp, sizeof(tmp)));
+        return fail(ap, "path %s: cannot move a value into itself", shown(p, pn, tmp, sizeof(tmp)));
     /* Moving up or sideways cannot deepen a document that is within bounds. */
-    if (pointer_depth(p, pn) > pointer_depth(f, fn) &&
-        !fits_depth(t.item, allowance_at(ap, p, pn)))
+    if (pointer_depth(p, pn) > pointer_depth(f, fn) && !fits_depth(t.item, allowance_at(ap, p, pn)))
         return fail(ap, "path %s: the move would nest deeper than %u levels",
                     shown(p, pn, tmp, sizeof(tmp)), ap->max_depth);
     if (log_reserve(ap, 1) != 0)

@@ -8,6 +8,7 @@
 #include "harness.h"
 #include "json/apply.h"
 #include "json/json.h"
+#include "json/pointer.h"
 
 static struct json_doc *parse(const char *s)
 {
@@ -137,8 +138,7 @@ static void run_suite_file(const char *name)
             json_doc_free(got);
         } else if (error != NULL && rc == -1) {
             /* Atomic: the same root item and the same bytes. */
-            ok = c == root_before && before != NULL && after != NULL &&
-                 strcmp(before, after) == 0;
+            ok = c == root_before && before != NULL && after != NULL && strcmp(before, after) == 0;
         }
         if (ok) {
             passed++;
@@ -152,8 +152,8 @@ static void run_suite_file(const char *name)
         free(after);
         cJSON_Delete(c);
     }
-    fprintf(stderr, "json-patch-tests %s: %d/%d passed (%d disabled skipped)\n", name, passed,
-            run, skipped);
+    fprintf(stderr, "json-patch-tests %s: %d/%d passed (%d disabled skipped)\n", name, passed, run,
+            skipped);
     CHECK(run > 0);
     CHECK_INT(passed, run);
     json_doc_free(suite);
@@ -176,9 +176,10 @@ static void test_fidelity_through_every_op(void)
     const char *doc = "{\"big\":9007199254740993,\"inf\":1e400,\"dec\":1.10,"
                       "\"nul\":\"a\\u0000b\",\"emoji\":\"\\ud83d\\ude00 \xF0\x9F\x98\x80\","
                       "\"Key\":1,\"key\":2,\"arr\":[-0,1E+2]}";
-    CHECK_STR(applied(doc, "[]"), "{\"big\":9007199254740993,\"inf\":1e400,\"dec\":1.10,"
-                                  "\"nul\":\"a\\u0000b\",\"emoji\":\"\\ud83d\\ude00 \xF0\x9F\x98\x80\","
-                                  "\"Key\":1,\"key\":2,\"arr\":[-0,1E+2]}");
+    CHECK_STR(applied(doc, "[]"),
+              "{\"big\":9007199254740993,\"inf\":1e400,\"dec\":1.10,"
+              "\"nul\":\"a\\u0000b\",\"emoji\":\"\\ud83d\\ude00 \xF0\x9F\x98\x80\","
+              "\"Key\":1,\"key\":2,\"arr\":[-0,1E+2]}");
     CHECK_STR(applied(doc, "[{\"op\":\"copy\",\"from\":\"/big\",\"path\":\"/arr/0\"},"
                            "{\"op\":\"move\",\"from\":\"/inf\",\"path\":\"/arr/-\"},"
                            "{\"op\":\"replace\",\"path\":\"/dec\",\"value\":18446744073709551617},"
@@ -294,8 +295,9 @@ static void test_ops(void)
                       "{\"op\":\"test\",\"path\":\"/\",\"value\":2}]"),
               "{\"a/b\":{\"m~n\":1},\"\":2,\"~1\":1}");
     /* Extra members are ignored; "value" may be null. */
-    CHECK_STR(applied("{}", "[{\"op\":\"add\",\"path\":\"/a\",\"value\":null,\"from\":7,\"x\":[]}]"),
-              "{\"a\":null}");
+    CHECK_STR(
+        applied("{}", "[{\"op\":\"add\",\"path\":\"/a\",\"value\":null,\"from\":7,\"x\":[]}]"),
+        "{\"a\":null}");
     CHECK_STR(applied("{}", "[]"), "{}");
 }
 
@@ -469,15 +471,15 @@ static void test_depth_limits(void)
     CHECK_INT(json_patch_apply(&c, p->root, NULL, &err), 0);
     json_doc_free(p);
     patch.len = 0;
-    buf_printf(&patch, "[{\"op\":\"copy\",\"from\":\"%s\",\"path\":\"%s/-\"}]",
-               inner.data + 2, inner.data);
+    buf_printf(&patch, "[{\"op\":\"copy\",\"from\":\"%s\",\"path\":\"%s/-\"}]", inner.data + 2,
+               inner.data);
     p = parse(patch.data);
     CHECK_INT(json_patch_apply(&c, p->root, NULL, &err), -1);
     CHECK(strstr(err.msg, "the copy would nest deeper than 1000") != NULL);
     json_doc_free(p);
     patch.len = 0;
-    buf_printf(&patch, "[{\"op\":\"move\",\"from\":\"%s/1\",\"path\":\"%s/-\"}]",
-               inner.data + 2, inner.data);
+    buf_printf(&patch, "[{\"op\":\"move\",\"from\":\"%s/1\",\"path\":\"%s/-\"}]", inner.data + 2,
+               inner.data);
     p = parse(patch.data);
     CHECK_INT(json_patch_apply(&c, p->root, NULL, &err), -1);
     CHECK(strstr(err.msg, "the move would nest deeper than 1000") != NULL);
@@ -572,7 +574,7 @@ static void test_write_plain_items(void)
 static void test_apply_node(void)
 {
     struct json_doc *d = parse("{\"a\":1e400}"), *p = parse("[{\"op\":\"add\",\"path\":\"/b\","
-                                                           "\"value\":0.10}]");
+                                                            "\"value\":0.10}]");
     REQUIRE(d != NULL && p != NULL);
     struct buf out;
     buf_init(&out, 0);
@@ -589,6 +591,241 @@ static void test_apply_node(void)
     buf_dispose(&out);
     json_doc_free(d);
     json_doc_free(p);
+}
+
+/* ---- random op sequences: one at a time, all at once, and rolled back ---- */
+
+static uint64_t rng = 0x9E3779B97F4A7C15u;
+
+static uint32_t rnd(uint32_t n)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return n ? (uint32_t)(rng % n) : 0;
+}
+
+/* Checks cJSON's list invariants on every container: prev links, the first child's prev being
+ * the last child, keys on object members only. */
+static int tree_ok(const cJSON *c)
+{
+    if (!cJSON_IsArray(c) && !cJSON_IsObject(c))
+        return c->child == NULL;
+    const cJSON *last = NULL;
+    for (const cJSON *k = c->child; k != NULL; k = k->next) {
+        if (k != c->child && k->prev != last)
+            return 0;
+        if (cJSON_IsObject(c) != (k->string != NULL) || !tree_ok(k))
+            return 0;
+        last = k;
+    }
+    return c->child == NULL || c->child->prev == last;
+}
+
+#define MAX_PATHS 512
+
+/* Collects the pointer of every value under c (c's own is path). */
+static void collect(const cJSON *c, struct buf *path, char **out, int *n)
+{
+    if (*n >= MAX_PATHS)
+        return;
+    out[(*n)++] = strdup(path->data ? path->data : "");
+    size_t save = path->len, i = 0;
+    for (const cJSON *k = c->child; k != NULL; k = k->next, i++) {
+        if (cJSON_IsObject(c))
+            json_pointer_append(path, k->string, strlen(k->string));
+        else
+            json_pointer_append_index(path, i);
+        collect(k, path, out, n);
+        buf_truncate(path, save);
+    }
+}
+
+/* The decimal value of an index segment (already known to be digits). */
+static int atoi_safe(const char *s)
+{
+    return (int)strtol(s, NULL, 10);
+}
+
+static const cJSON *at_pointer(const cJSON *doc, const char *p)
+{
+    const char *end = p + strlen(p);
+    struct buf seg;
+    buf_init(&seg, 0);
+    while (doc != NULL && json_pointer_next(&p, end, &seg) == 1) {
+        if (cJSON_IsObject(doc))
+            doc = cJSON_GetObjectItemCaseSensitive(doc, seg.data);
+        else
+            doc = cJSON_GetArrayItem(doc, atoi_safe(seg.data));
+    }
+    buf_dispose(&seg);
+    return doc;
+}
+
+/* Appends a random target for add, move or copy: a new or existing member, an index up to one
+ * past the size, "-", or the whole document. */
+static void random_target(const cJSON *doc, char **paths, int n, struct buf *op)
+{
+    static const char *keys[] = {"a", "A", "~", "/", "", "m~n/", "\xC3\xA9"};
+    const char *base = paths[rnd((uint32_t)n)];
+    const cJSON *t = at_pointer(doc, base);
+    struct buf p;
+    buf_init(&p, 0);
+    buf_puts(&p, base);
+    if (rnd(8) == 0) {
+        p.len = 0;
+    } else if (cJSON_IsObject(t)) {
+        const char *k = keys[rnd(sizeof(keys) / sizeof(keys[0]))];
+        json_pointer_append(&p, k, strlen(k));
+    } else if (cJSON_IsArray(t)) {
+        uint32_t size = (uint32_t)cJSON_GetArraySize(t);
+        if (rnd(4) == 0)
+            buf_puts(&p, "/-");
+        else
+            json_pointer_append_index(&p, rnd(size + 2));
+    }
+    json_write_string(op, p.data ? p.data : "", p.len);
+    buf_dispose(&p);
+}
+
+/* Appends one random op, mostly valid against doc. */
+static void random_op(const cJSON *doc, struct buf *op)
+{
+    static const char *values[] = {"1",    "1e400", "9007199254740993", "\"a\\u0000b\"",
+                                   "null", "1.10",  "[1,{\"x\":2}]",    "{\"k\":[],\"K\":{}}"};
+    char *paths[MAX_PATHS];
+    int n = 0;
+    struct buf path;
+    buf_init(&path, 0);
+    collect(doc, &path, paths, &n);
+    buf_dispose(&path);
+    const char *some = paths[rnd((uint32_t)n)];
+    const char *value = values[rnd(sizeof(values) / sizeof(values[0]))];
+    switch (rnd(6)) {
+    case 0:
+        buf_puts(op, "{\"op\":\"add\",\"path\":");
+        random_target(doc, paths, n, op);
+        buf_printf(op, ",\"value\":%s}", value);
+        break;
+    case 1:
+        buf_puts(op, "{\"op\":\"remove\",\"path\":");
+        json_write_string(op, some, strlen(some));
+        buf_putc(op, '}');
+        break;
+    case 2:
+        buf_puts(op, "{\"op\":\"replace\",\"path\":");
+        json_write_string(op, some, strlen(some));
+        buf_printf(op, ",\"value\":%s}", value);
+        break;
+    case 3:
+    case 4:
+        buf_printf(op, "{\"op\":\"%s\",\"from\":", rnd(2) ? "move" : "copy");
+        json_write_string(op, some, strlen(some));
+        buf_puts(op, ",\"path\":");
+        random_target(doc, paths, n, op);
+        buf_putc(op, '}');
+        break;
+    default:
+        buf_puts(op, "{\"op\":\"test\",\"path\":");
+        json_write_string(op, some, strlen(some));
+        buf_puts(op, ",\"value\":");
+        if (rnd(2))
+            json_cjson_write(op, at_pointer(doc, some));
+        else
+            buf_puts(op, value);
+        buf_putc(op, '}');
+        break;
+    }
+    for (int i = 0; i < n; i++)
+        free(paths[i]);
+}
+
+/* Applies patch text to *c; returns the apply result, or -2 when the text does not parse. */
+static int apply_patch_text(cJSON **c, const char *patch)
+{
+    struct json_doc *p = parse(patch);
+    if (p == NULL)
+        return -2;
+    struct json_patch_error err;
+    int rc = json_patch_apply(c, p->root, NULL, &err);
+    json_doc_free(p);
+    return rc;
+}
+
+static cJSON *from_text(const char *s)
+{
+    struct json_doc *d = parse(s);
+    cJSON *c = d ? json_to_cjson(d->root, NULL, 0) : NULL;
+    json_doc_free(d);
+    return c;
+}
+
+static void test_random_sequences(void)
+{
+    static const char *bases[] = {"{\"a\":[1,2,{\"b\":\"x\"}],\"A\":{\"~\":[],\"/\":null},\"\":0}",
+                                  "[[],[1,[2,[3]]],{\"id\":12345678901234567890}]", "{}", "[]",
+                                  "\"scalar\""};
+    int applied_ops = 0, failed_ops = 0;
+    for (int round = 0; round < 400; round++) {
+        const char *base = bases[round % (int)(sizeof(bases) / sizeof(bases[0]))];
+        cJSON *cur = from_text(base);
+        REQUIRE(cur != NULL);
+        char *base_text = to_text(cur);
+        struct buf all, op;
+        buf_init(&all, 0);
+        buf_init(&op, 0);
+        buf_putc(&all, '[');
+        for (int i = 0; i < 10; i++) {
+            op.len = 0;
+            buf_putc(&op, '[');
+            random_op(cur, &op);
+            buf_putc(&op, ']');
+            char *before = to_text(cur);
+            cJSON *root = cur;
+            int rc = apply_patch_text(&cur, op.data);
+            CHECK(rc == 0 || rc == -1);
+            CHECK(tree_ok(cur));
+            if (rc == 0) {
+                applied_ops++;
+                buf_printf(&all, "%s%.*s", all.len > 1 ? "," : "", (int)op.len - 2, op.data + 1);
+            } else {
+                failed_ops++;
+                char *after = to_text(cur);
+                CHECK(cur == root);
+                CHECK(after != NULL && before != NULL && strcmp(after, before) == 0);
+                free(after);
+            }
+            free(before);
+        }
+        buf_putc(&all, ']');
+        char *want = to_text(cur);
+        /* The successful ops at once give the same document... */
+        cJSON *again = from_text(base);
+        CHECK_INT(apply_patch_text(&again, all.data), 0);
+        char *got = to_text(again);
+        CHECK(tree_ok(again));
+        CHECK(got != NULL && want != NULL && strcmp(got, want) == 0);
+        free(got);
+        cJSON_Delete(again);
+        /* ...and followed by a failing op they leave it as it was. */
+        again = from_text(base);
+        cJSON *root = again;
+        buf_truncate(&all, all.len - 1);
+        buf_printf(&all, "%s{\"op\":\"remove\",\"path\":\"\"}]", all.len > 1 ? "," : "");
+        CHECK_INT(apply_patch_text(&again, all.data), -1);
+        got = to_text(again);
+        CHECK(again == root && tree_ok(again));
+        CHECK(got != NULL && base_text != NULL && strcmp(got, base_text) == 0);
+        free(got);
+        cJSON_Delete(again);
+        free(want);
+        free(base_text);
+        buf_dispose(&all);
+        buf_dispose(&op);
+        cJSON_Delete(cur);
+    }
+    fprintf(stderr, "random sequences: %d ops applied, %d refused\n", applied_ops, failed_ops);
+    CHECK(applied_ops > 1000 && failed_ops > 100);
 }
 
 /* ---- the CLI ---- */
@@ -648,8 +885,9 @@ static void test_cli(void)
     REQUIRE(mkdtemp(tmpdir) != NULL);
     const char *out, *err;
     const char *doc = tmpfile_with("doc.json", "{ \"id\": 9007199254740993, \"l\": [1, 2] }\n");
-    const char *ok = tmpfile_with("ok.json", "[{\"op\":\"move\",\"from\":\"/l/0\",\"path\":\"/l/-\"},"
-                                             "{\"op\":\"add\",\"path\":\"/x\",\"value\":1e400}]");
+    const char *ok =
+        tmpfile_with("ok.json", "[{\"op\":\"move\",\"from\":\"/l/0\",\"path\":\"/l/-\"},"
+                                "{\"op\":\"add\",\"path\":\"/x\",\"value\":1e400}]");
     CHECK_INT(run_cli(doc, ok, &out, &err), 0);
     CHECK_STR(out, "{\"id\":9007199254740993,\"l\":[2,1],\"x\":1e400}\n");
     CHECK_STR(err, "");
@@ -674,8 +912,8 @@ static void test_cli(void)
     CHECK_INT(run_cli(doc, NULL, &out, &err), 2);
     CHECK(strstr(err, "usage: pollcast apply") != NULL);
     CHECK_INT(run_cli("--x", ok, &out, &err), 2);
-    const char *files[] = {"doc.json", "ok.json", "bad.json", "obj.json", "broken.json",
-                           "nul.json", "stdout",  "stderr"};
+    const char *files[] = {"doc.json",    "ok.json",  "bad.json", "obj.json",
+                           "broken.json", "nul.json", "stdout",   "stderr"};
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         char p[300];
         snprintf(p, sizeof(p), "%s/%s", tmpdir, files[i]);
@@ -698,6 +936,7 @@ int main(void)
     RUN(test_copy_budget);
     RUN(test_write_plain_items);
     RUN(test_apply_node);
+    RUN(test_random_sequences);
     RUN(test_cli);
     return harness_report("test_apply");
 }
