@@ -498,8 +498,9 @@ int json_cjson_write(struct buf *out, const cJSON *item)
 
 /* ---- the applier ---- */
 
-/* One step of the undo log. Rolling the log back in reverse order restores the document item
- * for item; committing it frees what the patch took out. */
+/* One step of the undo log. Rolling the log back in reverse order puts the very same items back
+ * where they were (so pointers into the document stay valid); committing it frees what the
+ * patch took out of the document. */
 enum undo_kind {
     U_INSERTED, /* item was inserted into parent; undo: detach it (and free it when owned) */
     U_DETACHED, /* item was detached from parent at pos, its key saved in key; undo: reinsert */
@@ -917,7 +918,8 @@ static int get_string(struct applier *ap, const struct json_node *op, const char
     return 0;
 }
 
-/* The patch value of op converted for a place pointer nests at most allowance levels. */
+/* Converts the "value" member of op, allowing allowance levels of nesting. Returns the new
+ * item (the caller's), or NULL after fail(). */
 static cJSON *get_value(struct applier *ap, const struct json_node *op, unsigned allowance)
 {
     const struct json_node *v = json_object_get(op, "value", 5);
