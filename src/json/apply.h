@@ -30,8 +30,9 @@ struct json_patch_opts {
 #define JSON_PATCH_MAX_COPY_NODES ((size_t)1 << 20)
 
 struct json_patch_error {
-    long op;       /* index of the failing op in the patch array, from 0; -1 when the failure
-                      concerns the patch as a whole (not an array, out of memory) */
+    long op;       /* index of the failing op in the patch array, from 0 (out of memory during
+                      an op counts as that op failing); -1 when the failure concerns the patch
+                      as a whole (not an array, no document) */
     char msg[256]; /* "op 3: path /a/b: no such member", "patch is not a JSON array" */
 };
 
