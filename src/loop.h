@@ -16,11 +16,14 @@ typedef void (*loop_defer_cb)(struct loop *loop, void *arg);
 /* Returns a new loop, or NULL when epoll or memory is not available. */
 struct loop *loop_new(void);
 
-/* Frees the loop. Timers and watches must have been freed or unwatched first. Accepts NULL. */
+/* Frees the loop. Timers and watches must have been freed or unwatched first. Deferred callbacks
+ * still queued are run first (they usually reap objects). Accepts NULL. */
 void loop_free(struct loop *loop);
 
 /* Watches fd for events (EPOLLIN, EPOLLOUT, ...; level-triggered), replacing any earlier watch
- * of the same fd. cb is called with the events that fired. Returns 0 or -1 (errno set). */
+ * of the same fd. cb is called with the events that fired. Events of the earlier watch already
+ * fetched in this iteration are dropped (level triggering reports them again). Unwatch an fd
+ * before closing it. Returns 0 or -1 (errno set). */
 int loop_watch(struct loop *loop, int fd, uint32_t events, loop_fd_cb cb, void *arg);
 
 /* Stops watching fd. Safe to call from any callback, including fd's own. Returns 0 or -1. */
@@ -29,7 +32,8 @@ int loop_unwatch(struct loop *loop, int fd);
 /* Returns a stopped one-shot timer, or NULL on OOM. */
 struct loop_timer *loop_timer_new(struct loop *loop, loop_timer_cb cb, void *arg);
 
-/* (Re)arms the timer to fire once, delay_ms from now. */
+/* (Re)arms the timer to fire once, delay_ms after loop_now_ms (the cached time). Cannot fail.
+ * Timers due at the same ms fire in the order they were started. */
 void loop_timer_start(struct loop_timer *t, uint64_t delay_ms);
 
 /* Disarms the timer; it will not fire. Safe on a stopped timer. */
@@ -44,6 +48,9 @@ void loop_timer_free(struct loop_timer *t);
 /* Runs cb(arg) once, after the callbacks of the current iteration (or at the start of the next
  * one). Deferred callbacks run in the order they were added. Returns 0 or -1 on OOM. */
 int loop_defer(struct loop *loop, loop_defer_cb cb, void *arg);
+
+/* Cancels every queued deferred call of cb with arg (e.g. before freeing arg). */
+void loop_defer_cancel(struct loop *loop, loop_defer_cb cb, void *arg);
 
 /* Milliseconds on the monotonic clock, refreshed once per loop iteration. */
 uint64_t loop_now_ms(struct loop *loop);

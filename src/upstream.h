@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 struct loop;
 struct upstream_pool;
@@ -50,14 +51,36 @@ struct poll_result {
  * again with POLL_FAILED carrying that reason. Return value ignored otherwise. */
 typedef int (*poller_cb)(void *arg, struct poll_result *r);
 
+/* The address policy hook (SSRF): decides whether an ad-hoc poller may connect to addr, the
+ * address actually being connected to, so it is checked after DNS resolution (rebinding). It is
+ * called from inside libcurl (CURLOPT_OPENSOCKETFUNCTION) for every connection an ad-hoc poller
+ * opens, and must therefore not call poller_free or upstream_pool_free. Returns 0 to allow, or
+ * non-zero to refuse after writing a short reason (no secrets) into why; the poll then fails
+ * with "upstream address refused: <why>". Named (non-adhoc) pollers are never checked. */
+typedef int (*upstream_addr_policy)(void *arg, const struct sockaddr *addr, socklen_t addrlen,
+                                    char *why, size_t whylen);
+
 /* Returns the pool sharing one curl multi handle on loop, or NULL on failure. */
 struct upstream_pool *upstream_pool_new(struct loop *loop);
 
-/* Frees the pool. All its pollers must have been freed. Accepts NULL. */
+/* Frees the pool. All its pollers must have been freed (any left are freed without callbacks).
+ * Must not be called from a poller callback. Accepts NULL. */
 void upstream_pool_free(struct upstream_pool *pool);
 
-/* Starts polling spec->url at once, then every interval. Returns NULL on failure (bad spec,
- * OOM); takes no ownership of spec. */
+/* Installs the address policy for the ad-hoc pollers of the pool (NULL: none, everything is
+ * allowed). Applies to connections opened from then on. Cannot fail. */
+void upstream_pool_set_policy(struct upstream_pool *pool, upstream_addr_policy policy, void *arg);
+
+/* Starts polling spec->url at once (on the next loop iteration, never from inside poller_new),
+ * then every interval_ms, counted from the scheduled time of the previous tick; a tick that finds
+ * the previous request still in flight is skipped, so one poller never has two requests at a
+ * time. After a failure the next attempt comes after the backoff instead, and ticks continue
+ * from there: equal jitter in [base/2, base] with base = interval_ms * 2^failures capped at
+ * backoff_max_ms, never under interval_ms; a Retry-After (seconds or HTTP-date) replaces it,
+ * at least interval_ms and at most one hour; a body or a 304 resets it. Returns NULL on failure: OOM, or a bad spec (URL not http(s) or
+ * unparsable, interval_ms 0, a header line without "Name:" or with CR/LF). Takes no ownership
+ * of spec. Named pollers follow up to 5 redirects, but refuse one to another origin when
+ * configured headers would be sent there; ad-hoc pollers follow none and use no proxy. */
 struct poller *poller_new(struct upstream_pool *pool, const struct poller_spec *spec, poller_cb cb,
                           void *arg);
 

@@ -1,0 +1,906 @@
+/* Upstream pollers: one libcurl multi handle per pool, driven by the event loop through
+ * CURLMOPT_SOCKETFUNCTION (fd watches) and CURLMOPT_TIMERFUNCTION (one loop timer), in the shape
+ * of curl's docs/examples/ephiperfifo.c. Each poller owns one easy handle, reused for every
+ * request, and one tick timer that drives both the fixed-rate schedule and the backoff. */
+#include "upstream.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "loop.h"
+
+#define DEFAULT_CONNECT_TIMEOUT_MS 3000
+#define DEFAULT_MAX_BODY           (8u * 1024 * 1024)
+#define DEFAULT_BACKOFF_MAX_MS     60000
+#define MIN_TIMEOUT_MS             1000
+#define RETRY_AFTER_MAX_MS         (3600u * 1000)
+#define MAX_REDIRECTS              5
+#define MAX_HEADER_BYTES           (128u * 1024)
+/* A transfer slower than this many bytes/s for this long ends, whatever its total timeout. */
+#define LOW_SPEED_BYTES 1024
+#define LOW_SPEED_SECS  20
+
+struct upstream_pool {
+    struct loop *loop;
+    CURLM *multi;
+    struct loop_timer *timer; /* curl's single timeout */
+    struct poller *pollers;   /* doubly linked, for upstream_pool_free */
+    uint64_t rng;
+    upstream_addr_policy policy;
+    void *policy_arg;
+};
+
+struct poller {
+    struct upstream_pool *pool;
+    struct poller *prev, *next;
+    poller_cb cb;
+    void *arg;
+
+    char *url;
+    char *origin; /* "scheme://host:port" of url, to judge redirects */
+    char **headers;
+    size_t nheaders;
+    int has_accept; /* a configured header replaces our Accept */
+    uint64_t interval_ms, timeout_ms, connect_timeout_ms, backoff_max_ms;
+    size_t max_body;
+    int adhoc;
+
+    CURL *easy;
+    struct curl_slist *req_headers; /* of the request in flight */
+    struct loop_timer *tick;
+    uint64_t next_tick; /* when the current tick was scheduled, loop time */
+    int anchored;       /* next_tick holds a real time (set by the first tick) */
+    unsigned failures;  /* consecutive */
+
+    int in_flight;
+    int in_callback;
+    int closing; /* poller_free was called from the callback: free once it returns */
+
+    /* Validators of the last accepted 200, sent as conditions. */
+    char etag[256];
+    char last_modified[64];
+
+    /* The response being received (the last one when redirects are followed). */
+    struct buf body;
+    long resp_status;
+    size_t header_bytes;
+    size_t discarded; /* bytes of a non-2xx body, counted but not kept */
+    int cond_sent;
+    int over_cap, headers_over, out_of_memory, policy_refused, redirect_refused;
+    char resp_etag[256];
+    char resp_last_modified[64];
+    char retry_after[64];
+    char content_type[128];
+    char policy_why[128];
+    char errbuf[CURL_ERROR_SIZE];
+
+    char error[256]; /* the failure message being reported */
+};
+
+static void check_done(struct upstream_pool *pool);
+
+/* ---- small helpers ---- */
+
+static char *dup_str(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+static uint64_t rng_next(struct upstream_pool *pool)
+{
+    /* xorshift64*: jitter needs spread, not secrecy. */
+    uint64_t x = pool->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    pool->rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* Copies value into dst when it fits and holds only visible characters and spaces, which is all
+ * a validator or a Retry-After may hold; otherwise leaves dst empty. */
+static void copy_field(char *dst, size_t dstlen, const char *value, size_t n)
+{
+    dst[0] = '\0';
+    if (n == 0 || n >= dstlen)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)value[i];
+        if (c < 0x20 || c == 0x7f)
+            return;
+    }
+    memcpy(dst, value, n);
+    dst[n] = '\0';
+}
+
+static int name_is(const char *name, size_t n, const char *want)
+{
+    return strlen(want) == n && strncasecmp(name, want, n) == 0;
+}
+
+/* Writes "scheme://host:port" of url (resolved against base when base is not NULL) into out.
+ * Returns 0, or -1 when the URL does not parse. */
+static int url_origin(const char *base, const char *url, char *out, size_t outlen)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL;
+    int rc = -1;
+    if (u == NULL)
+        return -1;
+    if (base && curl_url_set(u, CURLUPART_URL, base, 0) != CURLUE_OK)
+        goto out;
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+        goto out;
+    if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
+        goto out;
+    int n = snprintf(out, outlen, "%s://%s:%s", scheme, host, port);
+    if (n > 0 && (size_t)n < outlen)
+        rc = 0;
+out:
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+/* ---- curl <-> loop glue ---- */
+
+static void on_socket_ready(struct loop *loop, int fd, uint32_t events, void *arg)
+{
+    struct upstream_pool *pool = arg;
+    int flags = 0, running = 0;
+    if (events & (EPOLLIN | EPOLLHUP))
+        flags |= CURL_CSELECT_IN;
+    if (events & EPOLLOUT)
+        flags |= CURL_CSELECT_OUT;
+    if (events & EPOLLERR)
+        flags |= CURL_CSELECT_ERR;
+    curl_multi_socket_action(pool->multi, fd, flags, &running);
+    check_done(pool);
+}
+
+static void on_curl_timeout(struct loop *loop, struct loop_timer *t, void *arg)
+{
+    struct upstream_pool *pool = arg;
+    int running = 0;
+    curl_multi_socket_action(pool->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(pool);
+}
+
+static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    struct upstream_pool *pool = userp;
+    if (what == CURL_POLL_REMOVE) {
+        loop_unwatch(pool->loop, s);
+        return 0;
+    }
+    uint32_t events = 0;
+    if (what & CURL_POLL_IN)
+        events |= EPOLLIN;
+    if (what & CURL_POLL_OUT)
+        events |= EPOLLOUT;
+    return loop_watch(pool->loop, s, events, on_socket_ready, pool) == 0 ? 0 : -1;
+}
+
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct upstream_pool *pool = userp;
+    /* Never call curl back from here: a zero timeout becomes a timer due at once. */
+    if (timeout_ms < 0)
+        loop_timer_stop(pool->timer);
+    else
+        loop_timer_start(pool->timer, (uint64_t)timeout_ms);
+    return 0;
+}
+
+/* ---- pool ---- */
+
+struct upstream_pool *upstream_pool_new(struct loop *loop)
+{
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return NULL;
+    struct upstream_pool *pool = calloc(1, sizeof(*pool));
+    if (pool == NULL)
+        goto fail;
+    pool->loop = loop;
+    pool->rng = (loop_wall_ms() * 0x9E3779B97F4A7C15ULL) ^ (uint64_t)(uintptr_t)pool ^
+                ((uint64_t)getpid() << 32);
+    if (pool->rng == 0)
+        pool->rng = 1;
+    pool->timer = loop_timer_new(loop, on_curl_timeout, pool);
+    pool->multi = curl_multi_init();
+    if (pool->timer == NULL || pool->multi == NULL)
+        goto fail;
+    curl_multi_setopt(pool->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(pool->multi, CURLMOPT_SOCKETDATA, pool);
+    curl_multi_setopt(pool->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(pool->multi, CURLMOPT_TIMERDATA, pool);
+    return pool;
+fail:
+    if (pool) {
+        if (pool->multi)
+            curl_multi_cleanup(pool->multi);
+        loop_timer_free(pool->timer);
+        free(pool);
+    }
+    curl_global_cleanup();
+    return NULL;
+}
+
+static void poller_destroy(struct poller *p);
+
+void upstream_pool_free(struct upstream_pool *pool)
+{
+    if (pool == NULL)
+        return;
+    while (pool->pollers)
+        poller_destroy(pool->pollers);
+    /* Cleanup closes cached connections and tells the socket callback: the timer must live. */
+    curl_multi_cleanup(pool->multi);
+    loop_timer_free(pool->timer);
+    free(pool);
+    curl_global_cleanup();
+}
+
+void upstream_pool_set_policy(struct upstream_pool *pool, upstream_addr_policy policy, void *arg)
+{
+    pool->policy = policy;
+    pool->policy_arg = arg;
+}
+
+/* ---- curl callbacks of one transfer (no poller_free, no multi calls in here) ---- */
+
+static size_t on_header(char *line, size_t size, size_t nitems, void *userdata)
+{
+    struct poller *p = userdata;
+    size_t n = size * nitems;
+    p->header_bytes += n;
+    if (p->header_bytes > MAX_HEADER_BYTES) {
+        p->headers_over = 1;
+        return 0;
+    }
+    /* Each response (1xx, redirects, the final one) starts with its status line. */
+    if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+        p->resp_status = 0;
+        p->resp_etag[0] = p->resp_last_modified[0] = p->retry_after[0] = '\0';
+        p->content_type[0] = '\0';
+        const char *sp = memchr(line, ' ', n);
+        if (sp && (size_t)(sp - line) + 4 <= n) {
+            long code = 0;
+            for (int i = 1; i <= 3; i++) {
+                char c = sp[i];
+                if (c < '0' || c > '9') {
+                    code = 0;
+                    break;
+                }
+                code = code * 10 + (c - '0');
+            }
+            p->resp_status = code;
+        }
+        return n;
+    }
+    const char *colon = memchr(line, ':', n);
+    if (colon == NULL)
+        return n;
+    size_t namelen = (size_t)(colon - line);
+    const char *v = colon + 1, *end = line + n;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    size_t vlen = (size_t)(end - v);
+    if (name_is(line, namelen, "etag"))
+        copy_field(p->resp_etag, sizeof(p->resp_etag), v, vlen);
+    else if (name_is(line, namelen, "last-modified"))
+        copy_field(p->resp_last_modified, sizeof(p->resp_last_modified), v, vlen);
+    else if (name_is(line, namelen, "retry-after"))
+        copy_field(p->retry_after, sizeof(p->retry_after), v, vlen);
+    else if (name_is(line, namelen, "content-type"))
+        copy_field(p->content_type, sizeof(p->content_type), v, vlen);
+    else if (name_is(line, namelen, "location") && !p->adhoc && p->nheaders &&
+             p->resp_status >= 300 && p->resp_status < 400 && vlen < 8192) {
+        /* curl keeps Authorization and Cookie to the original host, but every other configured
+         * header (an API key) would follow a redirect anywhere: refuse other origins. */
+        char target[8192], there[1024];
+        char *here = NULL;
+        memcpy(target, v, vlen);
+        target[vlen] = '\0';
+        curl_easy_getinfo(p->easy, CURLINFO_EFFECTIVE_URL, &here);
+        if (url_origin(here ? here : p->url, target, there, sizeof(there)) != 0 ||
+            strcasecmp(there, p->origin) != 0) {
+            p->redirect_refused = 1;
+            return 0;
+        }
+    }
+    return n;
+}
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    struct poller *p = userdata;
+    size_t n = size * nmemb;
+    if (p->resp_status < 200 || p->resp_status >= 300) {
+        /* The body of an error answer is not reported: count it against the cap and drop it. */
+        p->discarded += n;
+        if (p->discarded > p->max_body) {
+            p->over_cap = 1;
+            return 0;
+        }
+        return n;
+    }
+    /* curl hands over decoded bytes, so the cap holds after decompression and a gzip bomb ends
+     * at the first chunk past it. */
+    if (buf_append(&p->body, data, n) != 0) {
+        if (p->body.len + n > p->max_body)
+            p->over_cap = 1;
+        else
+            p->out_of_memory = 1;
+        return 0;
+    }
+    return n;
+}
+
+static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    struct poller *p = clientp;
+    struct upstream_pool *pool = p->pool;
+    if (p->adhoc && pool->policy) {
+        p->policy_why[0] = '\0';
+        if (pool->policy(pool->policy_arg, &addr->addr, (socklen_t)addr->addrlen, p->policy_why,
+                         sizeof(p->policy_why)) != 0) {
+            p->policy_why[sizeof(p->policy_why) - 1] = '\0';
+            p->policy_refused = 1;
+            return CURL_SOCKET_BAD;
+        }
+    }
+    return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+}
+
+/* ---- outcomes ---- */
+
+/* Calls the poller's callback; poller_free from inside it only marks the poller closing. */
+static int deliver(struct poller *p, struct poll_result *r)
+{
+    p->in_callback = 1;
+    int rc = p->cb(p->arg, r);
+    p->in_callback = 0;
+    return rc;
+}
+
+/* Milliseconds until the next attempt after the failures so far: equal jitter over an
+ * exponential base, so the delay lies in [base/2, base] with base = interval * 2^failures capped
+ * at backoff_max, and never under the interval. */
+static uint64_t backoff_ms(struct poller *p)
+{
+    uint64_t cap = p->backoff_max_ms > p->interval_ms ? p->backoff_max_ms : p->interval_ms;
+    unsigned shift = p->failures < 40 ? p->failures : 40;
+    uint64_t base = p->interval_ms;
+    while (shift-- && base < cap)
+        base *= 2;
+    if (base > cap)
+        base = cap;
+    uint64_t half = base / 2;
+    uint64_t delay = half + rng_next(p->pool) % (base - half + 1);
+    return delay < p->interval_ms ? p->interval_ms : delay;
+}
+
+/* Parses Retry-After, delta-seconds or an HTTP-date. Returns milliseconds from now, or -1. */
+static int64_t retry_after_ms(const char *v)
+{
+    if (v[0] == '\0')
+        return -1;
+    if (v[0] >= '0' && v[0] <= '9') {
+        uint64_t secs = 0;
+        for (const char *c = v; *c; c++) {
+            if (*c < '0' || *c > '9')
+                return -1;
+            if (secs < RETRY_AFTER_MAX_MS)
+                secs = secs * 10 + (uint64_t)(*c - '0');
+        }
+        return secs >= RETRY_AFTER_MAX_MS / 1000 ? RETRY_AFTER_MAX_MS : (int64_t)(secs * 1000);
+    }
+    time_t when = curl_getdate(v, NULL);
+    if (when == (time_t)-1)
+        return -1;
+    int64_t delta = (int64_t)when * 1000 - (int64_t)loop_wall_ms();
+    if (delta < 0)
+        return 0;
+    return delta > (int64_t)RETRY_AFTER_MAX_MS ? (int64_t)RETRY_AFTER_MAX_MS : delta;
+}
+
+/* Reports a failure and schedules the next attempt after the backoff, or after Retry-After when
+ * the upstream sent one. The caller must not touch p after this returns 1 (freed). */
+static int fail(struct poller *p, struct poll_result *r, const char *retry_after)
+{
+    struct loop *loop = p->pool->loop;
+    p->failures++;
+    uint64_t delay = backoff_ms(p);
+    int64_t ra = retry_after ? retry_after_ms(retry_after) : -1;
+    if (ra >= 0)
+        delay = (uint64_t)ra > p->interval_ms ? (uint64_t)ra : p->interval_ms;
+    /* Ticks go on from the retry: the schedule is re-anchored there. */
+    p->next_tick = loop_now_ms(loop) + delay;
+    p->anchored = 1;
+    loop_timer_start(p->tick, delay);
+
+    r->outcome = POLL_FAILED;
+    r->body = NULL;
+    r->len = 0;
+    r->content_type = NULL;
+    r->error = p->error;
+    r->retry_in_ms = delay;
+    deliver(p, r);
+    if (p->closing) {
+        poller_destroy(p);
+        return 1;
+    }
+    return 0;
+}
+
+/* Writes the human reason of a failed transfer into p->error. Never includes header values. */
+static void describe_failure(struct poller *p, CURLcode rc, long status, long oserr,
+                             curl_off_t connect_us, curl_off_t total_us)
+{
+    char *e = p->error;
+    size_t n = sizeof(p->error);
+    unsigned long long timeout = (unsigned long long)p->timeout_ms;
+    unsigned long long ctimeout =
+        (unsigned long long)(p->connect_timeout_ms < p->timeout_ms ? p->connect_timeout_ms
+                                                                   : p->timeout_ms);
+    if (rc == CURLE_OK) {
+        if (status == 304)
+            snprintf(e, n, "upstream answered 304 to an unconditional request");
+        else
+            snprintf(e, n, "upstream answered %ld", status);
+        return;
+    }
+    if (p->policy_refused) {
+        snprintf(e, n, "upstream address refused: %s",
+                 p->policy_why[0] ? p->policy_why : "not allowed");
+        return;
+    }
+    switch (rc) {
+    case CURLE_WRITE_ERROR:
+        if (p->over_cap)
+            snprintf(e, n, "upstream body over %zu bytes", p->max_body);
+        else if (p->headers_over)
+            snprintf(e, n, "upstream headers over %u bytes", MAX_HEADER_BYTES);
+        else if (p->redirect_refused)
+            snprintf(e, n, "redirect to another origin refused (configured headers)");
+        else
+            snprintf(e, n, "out of memory receiving the upstream body");
+        return;
+    case CURLE_COULDNT_RESOLVE_HOST:
+        snprintf(e, n, "could not resolve host");
+        return;
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        snprintf(e, n, "could not resolve proxy");
+        return;
+    case CURLE_COULDNT_CONNECT:
+        if (oserr == ECONNREFUSED)
+            snprintf(e, n, "connection refused");
+        else if (oserr == ENETUNREACH)
+            snprintf(e, n, "network unreachable");
+        else if (oserr == EHOSTUNREACH)
+            snprintf(e, n, "host unreachable");
+        else
+            snprintf(e, n, "could not connect");
+        return;
+    case CURLE_OPERATION_TIMEDOUT:
+        if (strncmp(p->errbuf, "Operation too slow", 18) == 0)
+            snprintf(e, n, "upstream too slow: under %d bytes/s for %d s", LOW_SPEED_BYTES,
+                     LOW_SPEED_SECS);
+        else if (connect_us == 0 && total_us / 1000 + 50 < (curl_off_t)p->timeout_ms)
+            snprintf(e, n, "connect timeout after %llu ms", ctimeout);
+        else
+            snprintf(e, n, "timeout after %llu ms", timeout);
+        return;
+    case CURLE_PEER_FAILED_VERIFICATION:
+        snprintf(e, n, "TLS certificate did not verify");
+        return;
+    case CURLE_SSL_CONNECT_ERROR:
+        snprintf(e, n, "TLS handshake failed");
+        return;
+    case CURLE_SSL_CACERT_BADFILE:
+        snprintf(e, n, "TLS CA certificates could not be read");
+        return;
+    case CURLE_GOT_NOTHING:
+        snprintf(e, n, "upstream closed the connection without answering");
+        return;
+    case CURLE_PARTIAL_FILE:
+        snprintf(e, n, "upstream closed the connection before the end of the body");
+        return;
+    case CURLE_RECV_ERROR:
+        snprintf(e, n, "connection lost while receiving");
+        return;
+    case CURLE_SEND_ERROR:
+        snprintf(e, n, "connection lost while sending the request");
+        return;
+    case CURLE_TOO_MANY_REDIRECTS:
+        snprintf(e, n, "more than %d redirects", MAX_REDIRECTS);
+        return;
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        snprintf(e, n, "redirect to a scheme other than http or https");
+        return;
+    case CURLE_BAD_CONTENT_ENCODING:
+        snprintf(e, n, "upstream body could not be decoded (Content-Encoding)");
+        return;
+    case CURLE_WEIRD_SERVER_REPLY:
+        snprintf(e, n, "upstream did not answer HTTP");
+        return;
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+        snprintf(e, n, "HTTP/2 error");
+        return;
+    case CURLE_OUT_OF_MEMORY:
+        snprintf(e, n, "out of memory");
+        return;
+    default:
+        /* curl's generic text for the code: it names no header and no value. */
+        snprintf(e, n, "upstream request failed: %s", curl_easy_strerror(rc));
+        return;
+    }
+}
+
+/* Handles a finished transfer: reports it, then schedules what comes next. */
+static void request_done(struct poller *p, CURLcode rc)
+{
+    struct upstream_pool *pool = p->pool;
+    long status = 0, oserr = 0;
+    curl_off_t total_us = 0, connect_us = 0, down = 0;
+    curl_easy_getinfo(p->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(p->easy, CURLINFO_OS_ERRNO, &oserr);
+    curl_easy_getinfo(p->easy, CURLINFO_TOTAL_TIME_T, &total_us);
+    curl_easy_getinfo(p->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+    curl_easy_getinfo(p->easy, CURLINFO_SIZE_DOWNLOAD_T, &down);
+    curl_multi_remove_handle(pool->multi, p->easy);
+    p->in_flight = 0;
+    curl_easy_setopt(p->easy, CURLOPT_HTTPHEADER, NULL);
+    curl_slist_free_all(p->req_headers);
+    p->req_headers = NULL;
+
+    struct poll_result r;
+    memset(&r, 0, sizeof(r));
+    r.status = status;
+    r.latency_ms = (double)total_us / 1000.0;
+    r.bytes_in = down > 0 ? (size_t)down : 0;
+
+    if (rc == CURLE_OK && status == 304 && p->cond_sent) {
+        buf_dispose(&p->body);
+        p->failures = 0;
+        r.outcome = POLL_NOT_MODIFIED;
+        deliver(p, &r);
+        if (p->closing)
+            poller_destroy(p);
+        return;
+    }
+    if (rc == CURLE_OK && status >= 200 && status < 300) {
+        r.body = buf_steal(&p->body, &r.len);
+        if (r.body == NULL) {
+            snprintf(p->error, sizeof(p->error), "out of memory");
+            fail(p, &r, NULL);
+            return;
+        }
+        r.outcome = POLL_BODY;
+        r.content_type = p->content_type[0] ? p->content_type : NULL;
+        int rejected = deliver(p, &r);
+        free(r.body);
+        r.body = NULL;
+        if (p->closing) {
+            poller_destroy(p);
+            return;
+        }
+        if (rejected) {
+            /* A rejected body must not be confirmed later by a 304: drop the validators. */
+            p->etag[0] = p->last_modified[0] = '\0';
+            r.reject[sizeof(r.reject) - 1] = '\0';
+            snprintf(p->error, sizeof(p->error), "%s",
+                     r.reject[0] ? r.reject : "upstream body rejected");
+            fail(p, &r, NULL);
+            return;
+        }
+        p->failures = 0;
+        /* Only a 200 carries validators for this representation. */
+        if (status == 200) {
+            memcpy(p->etag, p->resp_etag, sizeof(p->etag));
+            memcpy(p->last_modified, p->resp_last_modified, sizeof(p->last_modified));
+        }
+        return;
+    }
+    buf_dispose(&p->body);
+    describe_failure(p, rc, status, oserr, connect_us, total_us);
+    fail(p, &r, rc == CURLE_OK && p->retry_after[0] ? p->retry_after : NULL);
+}
+
+static void check_done(struct upstream_pool *pool)
+{
+    int left;
+    /* A callback may free another poller whose transfer is done too: removing its handle also
+     * removes its message from curl's queue, so no stale message is read afterwards. */
+    for (;;) {
+        CURLMsg *msg = curl_multi_info_read(pool->multi, &left);
+        if (msg == NULL)
+            break;
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        void *priv = NULL;
+        CURLcode rc = msg->data.result;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+        if (priv)
+            request_done(priv, rc);
+    }
+}
+
+/* ---- requests and ticks ---- */
+
+static int add_header(struct curl_slist **list, const char *line)
+{
+    struct curl_slist *l = curl_slist_append(*list, line);
+    if (l == NULL)
+        return -1;
+    *list = l;
+    return 0;
+}
+
+static int build_headers(struct poller *p)
+{
+    struct curl_slist *list = NULL;
+    char line[320];
+    p->cond_sent = 0;
+    if (!p->has_accept && add_header(&list, "Accept: application/json") != 0)
+        goto fail;
+    for (size_t i = 0; i < p->nheaders; i++)
+        if (add_header(&list, p->headers[i]) != 0)
+            goto fail;
+    if (p->etag[0]) {
+        snprintf(line, sizeof(line), "If-None-Match: %s", p->etag);
+        if (add_header(&list, line) != 0)
+            goto fail;
+        p->cond_sent = 1;
+    }
+    if (p->last_modified[0]) {
+        snprintf(line, sizeof(line), "If-Modified-Since: %s", p->last_modified);
+        if (add_header(&list, line) != 0)
+            goto fail;
+        p->cond_sent = 1;
+    }
+    p->req_headers = list;
+    return 0;
+fail:
+    curl_slist_free_all(list);
+    return -1;
+}
+
+/* Starts a request. Returns 1 when p was freed (by its callback, after a failure to start). */
+static int start_request(struct poller *p)
+{
+    p->resp_status = 0;
+    p->header_bytes = 0;
+    p->discarded = 0;
+    p->over_cap = p->headers_over = p->out_of_memory = 0;
+    p->policy_refused = p->redirect_refused = 0;
+    p->resp_etag[0] = p->resp_last_modified[0] = p->retry_after[0] = '\0';
+    p->content_type[0] = p->errbuf[0] = '\0';
+    buf_dispose(&p->body);
+    buf_init(&p->body, p->max_body);
+    if (build_headers(p) == 0) {
+        curl_easy_setopt(p->easy, CURLOPT_HTTPHEADER, p->req_headers);
+        if (curl_multi_add_handle(p->pool->multi, p->easy) == CURLM_OK) {
+            p->in_flight = 1;
+            return 0;
+        }
+        curl_slist_free_all(p->req_headers);
+        p->req_headers = NULL;
+    }
+    struct poll_result r;
+    memset(&r, 0, sizeof(r));
+    snprintf(p->error, sizeof(p->error), "could not start the upstream request");
+    return fail(p, &r, NULL);
+}
+
+static void on_tick(struct loop *loop, struct loop_timer *t, void *arg)
+{
+    struct poller *p = arg;
+    uint64_t now = loop_now_ms(loop);
+    if (!p->anchored) {
+        p->next_tick = now;
+        p->anchored = 1;
+    }
+    /* Fixed rate: the next tick is due one interval after this one was due, not after the
+     * request ends. Ticks already missed (a stalled loop) are skipped, not bunched. */
+    uint64_t next = p->next_tick + p->interval_ms;
+    if (next <= now)
+        next += ((now - next) / p->interval_ms + 1) * p->interval_ms;
+    p->next_tick = next;
+    loop_timer_start(t, next - now);
+    if (p->in_flight)
+        return; /* one request at a time: this tick is skipped */
+    start_request(p);
+}
+
+/* ---- poller lifecycle ---- */
+
+static int header_valid(const char *h)
+{
+    const char *colon = strchr(h, ':');
+    if (colon == NULL || colon == h)
+        return 0;
+    for (const char *c = h; c < colon; c++) {
+        unsigned char ch = (unsigned char)*c;
+        /* RFC 9110 token characters only. */
+        if (ch <= 0x20 || ch >= 0x7f || strchr("\"(),/:;<=>?@[\\]{}", ch))
+            return 0;
+    }
+    for (const char *c = colon; *c; c++)
+        if (*c == '\r' || *c == '\n')
+            return 0;
+    return 1;
+}
+
+static void poller_destroy(struct poller *p)
+{
+    struct upstream_pool *pool = p->pool;
+    loop_timer_free(p->tick);
+    if (p->easy) {
+        if (p->in_flight)
+            curl_multi_remove_handle(pool->multi, p->easy);
+        curl_easy_cleanup(p->easy);
+    }
+    curl_slist_free_all(p->req_headers);
+    buf_dispose(&p->body);
+    for (size_t i = 0; i < p->nheaders; i++)
+        free(p->headers[i]);
+    free(p->headers);
+    free(p->url);
+    free(p->origin);
+    if (p->prev)
+        p->prev->next = p->next;
+    else if (pool->pollers == p)
+        pool->pollers = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    free(p);
+}
+
+void poller_free(struct poller *p)
+{
+    if (p == NULL)
+        return;
+    if (p->in_callback) {
+        p->closing = 1;
+        return;
+    }
+    poller_destroy(p);
+}
+
+/* Sets the options that stay the same for every request of the poller. Returns 0 or -1. */
+static int setup_easy(struct poller *p)
+{
+    CURL *e = p->easy;
+    CURLcode rc = CURLE_OK;
+#define SET(opt, val)                                                                              \
+    do {                                                                                           \
+        if (rc == CURLE_OK)                                                                        \
+            rc = curl_easy_setopt(e, opt, val);                                                    \
+    } while (0)
+    SET(CURLOPT_URL, p->url);
+    SET(CURLOPT_PRIVATE, p);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_HTTPGET, 1L);
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_FOLLOWLOCATION, p->adhoc ? 0L : 1L);
+    SET(CURLOPT_MAXREDIRS, (long)MAX_REDIRECTS);
+    SET(CURLOPT_USERAGENT, "pollcast/" POLLCAST_VERSION);
+    SET(CURLOPT_ACCEPT_ENCODING, ""); /* every decoder this libcurl has: gzip, deflate, br */
+    SET(CURLOPT_SSL_VERIFYPEER, 1L);
+    SET(CURLOPT_SSL_VERIFYHOST, 2L);
+    SET(CURLOPT_TIMEOUT_MS, (long)p->timeout_ms);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, (long)p->connect_timeout_ms);
+    SET(CURLOPT_LOW_SPEED_LIMIT, (long)LOW_SPEED_BYTES);
+    SET(CURLOPT_LOW_SPEED_TIME, (long)LOW_SPEED_SECS);
+    SET(CURLOPT_WRITEFUNCTION, on_write);
+    SET(CURLOPT_WRITEDATA, p);
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_HEADERDATA, p);
+    SET(CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    SET(CURLOPT_OPENSOCKETDATA, p);
+    SET(CURLOPT_ERRORBUFFER, p->errbuf);
+    /* A proxy would hide the address actually connected to from the policy. */
+    if (p->adhoc)
+        SET(CURLOPT_PROXY, "");
+#undef SET
+    return rc == CURLE_OK ? 0 : -1;
+}
+
+struct poller *poller_new(struct upstream_pool *pool, const struct poller_spec *spec, poller_cb cb,
+                          void *arg)
+{
+    char origin[1024];
+    if (spec == NULL || spec->url == NULL || cb == NULL || spec->interval_ms == 0)
+        return NULL;
+    if (spec->nheaders && spec->headers == NULL)
+        return NULL;
+    if (strncasecmp(spec->url, "http://", 7) != 0 && strncasecmp(spec->url, "https://", 8) != 0)
+        return NULL;
+    for (const char *c = spec->url; *c; c++)
+        if ((unsigned char)*c <= 0x20 || *c == 0x7f)
+            return NULL; /* spaces and controls (CR/LF) have no place in a URL */
+    if (url_origin(NULL, spec->url, origin, sizeof(origin)) != 0)
+        return NULL;
+    for (size_t i = 0; i < spec->nheaders; i++)
+        if (spec->headers[i] == NULL || !header_valid(spec->headers[i]))
+            return NULL;
+
+    struct poller *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return NULL;
+    p->pool = pool;
+    p->cb = cb;
+    p->arg = arg;
+    p->interval_ms = spec->interval_ms;
+    p->timeout_ms = spec->timeout_ms;
+    if (p->timeout_ms == 0) {
+        p->timeout_ms = spec->interval_ms / 10 * 8;
+        if (p->timeout_ms < MIN_TIMEOUT_MS)
+            p->timeout_ms = MIN_TIMEOUT_MS;
+    }
+    p->connect_timeout_ms =
+        spec->connect_timeout_ms ? spec->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
+    p->max_body = spec->max_body ? spec->max_body : DEFAULT_MAX_BODY;
+    p->backoff_max_ms = spec->backoff_max_ms ? spec->backoff_max_ms : DEFAULT_BACKOFF_MAX_MS;
+    p->adhoc = spec->adhoc ? 1 : 0;
+    buf_init(&p->body, p->max_body);
+
+    p->url = dup_str(spec->url);
+    p->origin = dup_str(origin);
+    if (p->url == NULL || p->origin == NULL)
+        goto fail;
+    if (spec->nheaders) {
+        p->headers = calloc(spec->nheaders, sizeof(*p->headers));
+        if (p->headers == NULL)
+            goto fail;
+        for (size_t i = 0; i < spec->nheaders; i++) {
+            p->headers[i] = dup_str(spec->headers[i]);
+            if (p->headers[i] == NULL)
+                goto fail;
+            p->nheaders++;
+            if (strncasecmp(spec->headers[i], "accept:", 7) == 0)
+                p->has_accept = 1;
+        }
+    }
+    p->easy = curl_easy_init();
+    if (p->easy == NULL || setup_easy(p) != 0)
+        goto fail;
+    p->tick = loop_timer_new(pool->loop, on_tick, p);
+    if (p->tick == NULL)
+        goto fail;
+
+    p->next = pool->pollers;
+    if (pool->pollers)
+        pool->pollers->prev = p;
+    pool->pollers = p;
+    /* The first poll is due at once, but runs from the loop so that the callback never fires
+     * before the caller holds the poller. */
+    loop_timer_start(p->tick, 0);
+    return p;
+fail:
+    poller_destroy(p);
+    return NULL;
+}
