@@ -1,0 +1,221 @@
+/* pollcast's configuration: an INI file (read with inih) and POLLCAST_* environment overrides
+ * turned into one plain struct. A single table of keys in config.c drives parsing, validation,
+ * defaults, `pollcast check-config` and the text of config.example.ini. */
+#ifndef POLLCAST_CONFIG_H
+#define POLLCAST_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct buf;
+
+/* Bounds on what a config may hold (documented in config.example.ini). */
+#define CONFIG_MAX_FILE_BYTES (1024 * 1024) /* a config file */
+#define CONFIG_MAX_LINE       4096          /* one line, or one environment value */
+#define CONFIG_MAX_UPSTREAMS  4096          /* [upstream NAME] sections */
+#define CONFIG_MAX_LIST_ITEMS 256           /* values of one repeatable key */
+#define CONFIG_MAX_NAME       64            /* an upstream NAME: [A-Za-z0-9._-]{1,64} */
+#define CONFIG_KEY_SLOTS      40            /* keys per section, at most */
+
+/* The url of the upstream that pollcast serves itself (a document that changes every second). */
+#define CONFIG_DEMO_URL  "builtin:demo"
+#define CONFIG_DEMO_NAME "demo"
+
+enum config_mode { CONFIG_MODE_PATCH, CONFIG_MODE_SNAPSHOT };
+enum config_log_level { CONFIG_LOG_DEBUG, CONFIG_LOG_INFO, CONFIG_LOG_WARN, CONFIG_LOG_ERROR };
+enum config_log_format { CONFIG_LOG_TEXT, CONFIG_LOG_JSON };
+enum config_auth_alg { CONFIG_AUTH_OFF, CONFIG_AUTH_HS256, CONFIG_AUTH_RS256, CONFIG_AUTH_ES256 };
+
+/* A listen address: a numeric IPv4 or IPv6 host and a port (0: any free port). */
+struct config_addr {
+    char host[48]; /* numeric, without brackets: "127.0.0.1", "::1" */
+    uint16_t port;
+    int family;                 /* AF_INET or AF_INET6 */
+    struct sockaddr_storage sa; /* ready for bind() */
+    socklen_t salen;
+};
+
+/* The values of a repeatable key, in the order given. Each item is owned by the list. */
+struct config_list {
+    char **items;
+    size_t n;
+};
+
+/* An address range: the bits of addr beyond prefix are zero. */
+struct config_cidr {
+    int family; /* AF_INET (addr[0..3]) or AF_INET6 (addr[0..15]) */
+    uint8_t addr[16];
+    unsigned prefix; /* 0..32 or 0..128 */
+};
+
+struct config_cidr_list {
+    struct config_cidr *items;
+    size_t n;
+};
+
+/* Where each key of a section was set, indexed by the key's place in the table: > 0 a line of
+ * the file, < 0 the environment, 0 the default. For config.c's messages; other modules need not
+ * look at it. */
+struct config_origin {
+    int line[CONFIG_KEY_SLOTS];
+};
+
+/* [server]. Durations are milliseconds, sizes bytes; 0 means "no limit" or "off" where the key's
+ * help says so. */
+struct config_server {
+    struct config_addr listen;
+    uint64_t max_connections;
+    uint64_t listen_backlog;
+    uint64_t max_subscribers;
+    uint64_t max_subscribers_per_ip; /* 0: no per-address limit */
+    uint64_t connect_rate_per_ip;    /* new connections per second; 0: no limit */
+    uint64_t connect_burst_per_ip;
+    uint64_t max_pollers;
+    uint64_t max_url_length;
+    uint64_t max_header_bytes;
+    uint64_t request_timeout_ms;
+    uint64_t tcp_keepalive_ms; /* 0: off */
+    uint64_t keepalive_ms;
+    uint64_t retry_ms;
+    uint64_t retry_jitter_ms;
+    uint64_t overload_retry_ms;
+    uint64_t history_events;
+    uint64_t history_bytes;
+    uint64_t history_age_ms; /* 0: no age limit */
+    uint64_t queue_events;
+    uint64_t queue_bytes;
+    uint64_t adhoc_grace_ms;
+    uint64_t shutdown_grace_ms;
+    struct config_list cors_origin; /* "*" or "scheme://host[:port]", lower case */
+    enum config_log_level log_level;
+    enum config_log_format log_format;
+    bool access_log;
+    bool metrics;
+    bool viewer;
+    bool streamdata_compat;
+    struct config_origin origin;
+};
+
+/* [upstream NAME]: a named upstream, served as GET /streams/NAME. */
+struct config_upstream {
+    char *name; /* [A-Za-z0-9._-]{1,64} */
+    char *url;  /* http(s) URL, or CONFIG_DEMO_URL */
+    uint64_t interval_ms;
+    uint64_t min_interval_ms; /* min_interval_ms <= interval_ms <= max_interval_ms */
+    uint64_t max_interval_ms;
+    enum config_mode mode;
+    struct config_list header;         /* "Name: value", secrets: never log them */
+    struct config_list forward_header; /* client header names allowed upstream */
+    uint64_t timeout_ms;               /* capped at the poll interval by the poller */
+    uint64_t connect_timeout_ms;
+    uint64_t max_body;
+    char *id_key; /* "" turns identity matching off */
+    uint64_t error_repeat_ms;
+    uint64_t backoff_max_ms;
+    bool follow_redirects;
+    uint64_t max_redirects;
+    bool tls_verify;
+    char *ca_file; /* NULL: the system's CA store */
+    int line;      /* of the section header; -1 made by the environment */
+    struct config_origin origin;
+};
+
+/* [allow]: the rules and defaults for ad-hoc upstreams (GET /proxy?url=). */
+struct config_allow {
+    struct config_list url_prefix; /* "http(s)://host[:port]/...", scheme and host lower */
+    struct config_cidr_list cidr;  /* non-public ranges that may nevertheless be reached */
+    bool follow_redirects;
+    uint64_t max_redirects;
+    uint64_t max_pollers;
+    uint64_t interval_ms;
+    uint64_t min_interval_ms;
+    uint64_t max_interval_ms;
+    enum config_mode mode;
+    struct config_list forward_header;
+    uint64_t timeout_ms;
+    uint64_t connect_timeout_ms;
+    uint64_t max_body;
+    char *id_key;
+    uint64_t error_repeat_ms;
+    uint64_t backoff_max_ms;
+    bool tls_verify;
+    char *ca_file;
+    struct config_origin origin;
+};
+
+/* [auth]: JWT checks; off unless algorithm is set. */
+struct config_auth {
+    enum config_auth_alg algorithm; /* CONFIG_AUTH_OFF: no auth */
+    char *secret;                   /* HS256 key, >= 32 bytes; a secret */
+    char *public_key_file;          /* PEM, RS256 and ES256 */
+    char *audience;                 /* NULL: aud not checked */
+    char *issuer;                   /* NULL: iss not checked */
+    char *claim;
+    uint64_t leeway_ms;
+    char *cookie;
+    struct config_origin origin;
+};
+
+struct config {
+    char *source; /* file name used in messages; NULL for defaults */
+    struct config_server server;
+    struct config_upstream *upstreams; /* in file order, then those the environment adds */
+    size_t n_upstreams;
+    struct config_allow allow;
+    struct config_auth auth;
+};
+
+/* Fills cfg with every default and no upstream. cfg need not be initialised; it then owns heap
+ * memory to release with config_dispose. Returns 0, or -1 when out of memory (cfg is then empty
+ * and safe to dispose). */
+int config_defaults(struct config *cfg);
+
+/* What pollcast runs without a config file: the defaults plus one upstream named "demo" whose url
+ * is CONFIG_DEMO_URL, polled every second. Returns 0, or -1 when out of memory. */
+int config_default_demo(struct config *cfg);
+
+/* Releases everything cfg owns and leaves it zeroed. Accepts a zeroed or disposed config. */
+void config_dispose(struct config *cfg);
+
+/* Parses INI text (NUL-terminated; filename is only used in messages) into out, which need not
+ * be initialised, and validates it. Touches no file and no environment. Returns 0 and fills out
+ * (the caller disposes it), or -1 with "filename:line: message" in err (out is then empty).
+ * Not thread-safe: it sets inih's process-wide knobs (line length, ...) while it runs. */
+int config_parse_string(const char *text, const char *filename, struct config *out, char *err,
+                        size_t errlen);
+
+/* Same as config_parse_string on the content of the file at path (at most
+ * CONFIG_MAX_FILE_BYTES). Returns 0, or -1 with "path: reason" or "path:line: message" in err. */
+int config_load_file(const char *path, struct config *out, char *err, size_t errlen);
+
+/* Applies the POLLCAST_<SECTION>_<KEY>=value entries of env (a NULL-terminated array like
+ * environ; other entries are ignored) to cfg, then validates the whole config again. Returns 0,
+ * or -1 with "VARIABLE: message" (or "file:line: message") in err; cfg is then only fit for
+ * config_dispose. */
+int config_apply_env(struct config *cfg, char *const *env, char *err, size_t errlen);
+
+/* Checks that the files the config names (public_key_file, ca_file) can be opened for reading.
+ * Returns 0, or -1 with "file:line: message" in err. */
+int config_check_files(const struct config *cfg, char *err, size_t errlen);
+
+/* Returns the upstream called name, or NULL. The pointer lives as long as cfg is not changed. */
+const struct config_upstream *config_find_upstream(const struct config *cfg, const char *name);
+
+/* True when a and b have the same name and the same value for every key (used on reload to keep
+ * the subscribers of unchanged upstreams). Cannot fail. */
+bool config_upstream_equal(const struct config_upstream *a, const struct config_upstream *b);
+
+/* Appends the text of config.example.ini (every key, its help and its default) to out.
+ * Returns 0, or -1 when out cannot grow. */
+int config_write_example(struct buf *out);
+
+/* Appends a Markdown reference of every key (tables per section) to out. Returns 0 or -1. */
+int config_write_reference(struct buf *out);
+
+/* Appends the upstream name as it appears in environment variables: upper case, '-' and '.'
+ * as '_' ("my-api.v2" gives "MY_API_V2"). Returns 0 or -1. */
+int config_env_name(struct buf *out, const char *name);
+
+#endif
