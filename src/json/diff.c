@@ -314,14 +314,14 @@ static void *alloc(struct differ *d, size_t n)
 /* ---- hash chains: items grouped by a 64-bit key, each group in item order ------------------ */
 
 struct hslot {
-    uint32_t first; /* first item of the group + 1; 0 for an empty slot */
-    uint32_t head;  /* first item of the group not known to be taken, or NONE */
+    uint64_t key;
+    uint32_t used; /* 1 when the slot holds a group */
+    uint32_t head; /* first item of the group not known to be taken, or NONE */
 };
 
 struct hindex {
     struct hslot *slots;
     uint32_t *next; /* per item: next item of its group, or NONE */
-    const uint64_t *keys;
     unsigned bits;
     uint64_t salt;
 };
@@ -329,6 +329,11 @@ struct hindex {
 static inline uint32_t hindex_pos(const struct hindex *hx, uint64_t key)
 {
     return (uint32_t)((key * hx->salt) >> (64 - hx->bits));
+}
+
+static inline void hindex_prefetch(const struct hindex *hx, uint64_t key)
+{
+    __builtin_prefetch(&hx->slots[hindex_pos(hx, key)]);
 }
 
 /* Indexes items 0..n-1 (n >= 1) by keys[i]. Returns 0, or -1 when out of memory. */
@@ -343,31 +348,34 @@ static int hindex_build(struct differ *d, struct hindex *hx, const uint64_t *key
     if (hx->slots == NULL || hx->next == NULL)
         return -1;
     memset(hx->slots, 0, nslots * sizeof(*hx->slots));
-    hx->keys = keys;
     hx->bits = bits;
     hx->salt = d->salt;
     uint32_t mask = (uint32_t)(nslots - 1);
     /* Going backwards and pushing in front leaves every group in increasing item order. */
     for (uint32_t i = n; i-- > 0;) {
+        if (i >= 16)
+            hindex_prefetch(hx, keys[i - 16]);
         uint32_t s = hindex_pos(hx, keys[i]);
-        while (hx->slots[s].first != 0 && keys[hx->slots[s].first - 1] != keys[i])
+        while (hx->slots[s].used && hx->slots[s].key != keys[i])
             s = (s + 1) & mask;
         struct hslot *slot = &hx->slots[s];
-        hx->next[i] = slot->first ? slot->head : NONE;
-        slot->first = i + 1;
+        hx->next[i] = slot->used ? slot->head : NONE;
+        slot->key = keys[i];
+        slot->used = 1;
         slot->head = i;
     }
     return 0;
 }
+
 
 static struct hslot *hindex_find(const struct hindex *hx, uint64_t key)
 {
     uint32_t mask = (1u << hx->bits) - 1, s = hindex_pos(hx, key);
     for (;;) {
         struct hslot *slot = &hx->slots[s];
-        if (slot->first == 0)
+        if (!slot->used)
             return NULL;
-        if (hx->keys[slot->first - 1] == key)
+        if (slot->key == key)
             return slot;
         s = (s + 1) & mask;
     }
@@ -421,8 +429,18 @@ static void diff_object(struct differ *d, const struct json_node *a, const struc
 {
     const struct json_member *am = a->u.members, *bm = b->u.members;
     uint32_t *rem = NULL, nrem = 0, *add = NULL, nadd = 0, common = 0;
+    /* On wide objects, remembering which members of b were found saves looking up every
+     * member of b in a. */
+    uint8_t *found = NULL;
+    if (b->count > 16) {
+        if ((found = alloc(d, b->count)) == NULL)
+            return;
+        memset(found, 0, b->count);
+    }
     for (uint32_t i = 0; i < a->count; i++) {
         long j = member_pos(b, &am[i], i);
+        if (found && j >= 0)
+            found[j] = 1;
         if (j < 0) {
             if (rem == NULL && (rem = alloc(d, a->count * sizeof(*rem))) == NULL)
                 return;
@@ -442,7 +460,7 @@ static void diff_object(struct differ *d, const struct json_node *a, const struc
         if ((add = alloc(d, b->count * sizeof(*add))) == NULL)
             return;
         for (uint32_t j = 0; j < b->count; j++)
-            if (member_pos(a, &bm[j], j) < 0)
+            if (found ? !found[j] : member_pos(a, &bm[j], j) < 0)
                 add[nadd++] = j;
     }
     /* moved_to[x]: the new member that removed member x is renamed to, or NONE. */
@@ -569,6 +587,9 @@ static int match_middle(struct differ *d, const struct json_node *const *A, uint
         goto out;
     uint32_t unmatched_b = 0;
     for (uint32_t k = 0; k < nb; k++) {
+        /* The table is far larger than the cache on long arrays: ask for slots ahead. */
+        if (k + 16 < nb)
+            hindex_prefetch(&hx, B[k + 16]->hash);
         struct hslot *slot = hindex_find(&hx, B[k]->hash);
         if (slot != NULL) {
             while (slot->head != NONE && amatch[slot->head] != NONE)
@@ -646,25 +667,33 @@ out:
 static int keep_increasing(struct differ *d, const uint32_t *bmatch, uint32_t nb, uint8_t *state)
 {
     struct scratch_mark sm = scratch_mark(&d->scratch);
+    /* tails[l]: the B position ending the best increasing run of length l + 1 found so far,
+     * tailv[l] its A position (kept apart so that the search reads one small array). */
     uint32_t *tails = alloc(d, (size_t)nb * sizeof(*tails));
+    uint32_t *tailv = alloc(d, (size_t)nb * sizeof(*tailv));
     uint32_t *pred = alloc(d, (size_t)nb * sizeof(*pred));
-    if (tails == NULL || pred == NULL)
+    if (tails == NULL || tailv == NULL || pred == NULL)
         return -1;
     uint32_t len = 0;
     for (uint32_t k = 0; k < nb; k++) {
         uint32_t v = bmatch[k];
         if (v == NONE)
             continue;
-        uint32_t lo = 0, hi = len;
-        while (lo < hi) {
-            uint32_t mid = lo + (hi - lo) / 2;
-            if (bmatch[tails[mid]] < v)
-                lo = mid + 1;
-            else
-                hi = mid;
+        /* lo: the first run whose tail is not below v. Appending is the common case on
+         * mostly ordered arrays; otherwise a binary search without branches to mispredict. */
+        uint32_t lo = len;
+        if (len && tailv[len - 1] > v) {
+            uint32_t base = 0, n = len;
+            while (n > 1) {
+                uint32_t half = n / 2;
+                base = tailv[base + half - 1] < v ? base + half : base;
+                n -= half;
+            }
+            lo = base;
         }
         pred[k] = lo ? tails[lo - 1] : NONE;
         tails[lo] = k;
+        tailv[lo] = v;
         if (lo == len)
             len++;
     }
@@ -719,9 +748,28 @@ static void emit_middle(struct differ *d, size_t h, const struct json_node *cons
                         const uint32_t *bmatch, const uint8_t *state)
 {
     /* Kept elements by rank (their order, the same in A and B): positions in A and in B. */
+    /* Every removed, added and moved element costs one op (a moved element that needed none
+     * would extend the longest increasing subsequence), so the patch is at least this long:
+     * when that is already past an enclosing replace, stop here. */
     uint32_t nkept = 0;
-    for (uint32_t k = 0; k < nb; k++)
-        nkept += (state[k] & B_KEPT) != 0;
+    size_t least = d->skel.len + d->extra;
+    size_t op_fixed = 1 + LITLEN(PATH_KEY) + 2 + d->pesc + 2 + 1;
+    for (uint32_t k = 0; k < nb; k++) {
+        if (state[k] & B_KEPT)
+            nkept++;
+        else if (state[k] & B_MOVED)
+            least += op_fixed + op_head[OP_MOVE].len + LITLEN(FROM_KEY) + 2 + d->pesc + 3;
+        else
+            least += op_fixed + op_head[OP_ADD].len + LITLEN(VALUE_KEY) + B[k]->size;
+    }
+    for (uint32_t i = 0; i < na; i++)
+        if (amatch[i] == NONE)
+            least += op_fixed + op_head[OP_REMOVE].len;
+    if (least > d->limit) {
+        d->state = ST_ABORT;
+        d->over = least;
+        return;
+    }
     uint32_t *ka = alloc(d, ((size_t)nkept + 1) * sizeof(*ka));
     uint32_t *kb = alloc(d, ((size_t)nkept + 1) * sizeof(*kb));
     /* Moved elements of A: the rank of the last kept element before them, plus one. */
