@@ -35,6 +35,7 @@ struct http_server {
     int epoll_fd;
     struct loop_timer *timer;
     int quiesced;
+    int run_pending; /* a deferred MHD_run is queued */
     unsigned port;
     uint64_t rejected;
 };
@@ -49,6 +50,22 @@ static void run_daemon(struct http_server *srv)
         loop_timer_start(srv->timer, timeout);
     else
         loop_timer_stop(srv->timer);
+}
+
+static void on_deferred_run(struct loop *loop, void *arg)
+{
+    struct http_server *srv = arg;
+    srv->run_pending = 0;
+    run_daemon(srv);
+}
+
+/* Resumed streams are processed by one MHD_run after the current dispatch, however many were
+ * resumed during it (one publish resumes every idle subscriber of a topic). */
+static void kick_daemon(void *arg)
+{
+    struct http_server *srv = arg;
+    if (!srv->run_pending && loop_defer(srv->loop, on_deferred_run, srv) == 0)
+        srv->run_pending = 1;
 }
 
 static void on_daemon_ready(struct loop *loop, int fd, uint32_t events, void *arg)
@@ -213,9 +230,15 @@ static const char *last_event_id(struct MHD_Connection *c)
 }
 
 static enum MHD_Result start_stream(struct http_server *srv, struct MHD_Connection *c,
-                                    const char *key, const struct topic_spec *spec,
-                                    enum hub_mode mode)
+                                    const char *key, struct topic_spec *spec, enum hub_mode mode)
 {
+    /* A request must end before the next tick is due: at most 80% of the interval, but never
+     * below a second (a tick that finds its request still running is skipped). */
+    uint64_t cap = spec->poll.interval_ms * 4 / 5;
+    if (cap < 1000)
+        cap = 1000;
+    if (spec->poll.timeout_ms == 0 || spec->poll.timeout_ms > cap)
+        spec->poll.timeout_ms = cap;
     if (srv->quiesced)
         return send_retry_later(srv, c);
     if (hub_stats(srv->hub)->subscribers >= srv->p.max_subscribers)
@@ -223,7 +246,7 @@ static enum MHD_Result start_stream(struct http_server *srv, struct MHD_Connecti
     struct topic *t = hub_topic_get(srv->hub, key, spec);
     if (t == NULL)
         return send_retry_later(srv, c);
-    struct MHD_Response *r = sse_response_new(c, t, mode, last_event_id(c));
+    struct MHD_Response *r = sse_response_new(c, t, mode, last_event_id(c), kick_daemon, srv);
     if (r == NULL)
         return MHD_NO;
     add_cors(srv, c, r);
@@ -283,7 +306,10 @@ static enum MHD_Result route_proxy(struct http_server *srv, struct MHD_Connectio
     if (!allowed)
         return send_problem(srv, c, MHD_HTTP_FORBIDDEN, "URL not allowed",
                             "the URL matches no allow rule of this server");
-    struct topic_spec spec = {.poll = srv->p.adhoc, .name = url};
+    struct topic_spec spec = {.poll = srv->p.adhoc,
+                              .name = url,
+                              .id_keys = srv->p.adhoc_id_keys,
+                              .error_repeat_ms = srv->p.adhoc_error_repeat_ms};
     spec.poll.url = url;
     spec.poll.adhoc = 1;
     enum hub_mode mode = HUB_MODE_PATCH;
@@ -499,7 +525,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
         MHD_OPTION_CONNECTION_TIMEOUT, params->request_timeout_s ? params->request_timeout_s : 30u,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         params->connection_memory ? params->connection_memory : (size_t)32768,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, params->listen_backlog ? params->listen_backlog : 4096u, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
@@ -555,6 +581,8 @@ void http_server_free(struct http_server *srv)
         return;
     if (srv->epoll_fd >= 0)
         loop_unwatch(srv->loop, srv->epoll_fd);
+    if (srv->run_pending)
+        loop_defer_cancel(srv->loop, on_deferred_run, srv);
     loop_timer_free(srv->timer);
     MHD_stop_daemon(srv->daemon);
     free(srv);

@@ -32,12 +32,15 @@ struct http_params {
     const char *const *allow_prefixes; /* ad-hoc URLs GET /proxy?url= may reach; NULL: none */
     struct poller_spec adhoc;          /* interval, limits for ad-hoc upstreams (url unused) */
     uint64_t adhoc_min_interval_ms, adhoc_max_interval_ms;
+    uint64_t adhoc_error_repeat_ms;
+    const char *const *adhoc_id_keys;
     unsigned max_connections;
     unsigned max_connections_per_ip; /* 0: no limit */
     size_t max_subscribers;
     size_t max_topics;
     unsigned request_timeout_s; /* for reading a request; streams have none */
     size_t connection_memory;   /* MHD's per-connection pool (request line and headers fit) */
+    unsigned listen_backlog;
     uint64_t overload_retry_ms;
     int demo; /* serve the built-in demo document at /_demo/upstream.json */
 };

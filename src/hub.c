@@ -57,6 +57,7 @@ struct topic {
     int failing;
     uint64_t failing_since_ms, last_error_ms;
     struct frame *error_frame; /* the last upstream-error event, for new subscribers */
+    uint64_t error_repeat_ms;
     /* Owned copies of the spec. */
     char **id_keys;
     struct buf diff_out;
@@ -106,6 +107,7 @@ static struct frame *frame_from_buf(struct buf *b, uint64_t seq)
     f->refs = 1;
     f->len = len;
     f->seq = seq;
+    f->time_ms = 0;
     f->data = data;
     return f;
 }
@@ -330,8 +332,24 @@ static void history_clear(struct topic *t)
     t->hhead = t->hcount = t->hbytes = 0;
 }
 
+/* Drops patch events older than the history's age limit. */
+static void history_expire(struct topic *t, uint64_t now)
+{
+    const struct hub_params *p = &t->hub->params;
+    while (p->history_age_ms && t->hcount > 0) {
+        struct frame *old = t->history[t->hhead];
+        if (now - old->time_ms <= p->history_age_ms)
+            break;
+        t->hbytes -= old->len;
+        frame_unref(old);
+        t->hhead = (t->hhead + 1) % p->history_events;
+        t->hcount--;
+    }
+}
+
 static void history_push(struct topic *t, struct frame *f)
 {
+    history_expire(t, f->time_ms);
     const struct hub_params *p = &t->hub->params;
     size_t cap = p->history_events;
     if (cap == 0)
@@ -524,6 +542,7 @@ static int topic_take_body(struct topic *t, struct poll_result *r)
     f->refs = 1;
     f->len = b->len;
     f->seq = seq;
+    f->time_ms = loop_now_ms(hub->loop);
     f->data = data;
     /* Keep the scratch buffer from growing without bound after one huge patch. */
     if (b->cap > (1u << 20))
@@ -563,7 +582,7 @@ static int on_poll(void *arg, struct poll_result *r)
             t->failing = 1;
             t->failing_since_ms = now;
             publish_error(t, r, now);
-        } else if (now - t->last_error_ms >= hub->params.error_repeat_ms) {
+        } else if (now - t->last_error_ms >= t->error_repeat_ms) {
             publish_error(t, r, now);
         }
         break;
@@ -652,6 +671,7 @@ struct topic *hub_topic_get(struct hub *hub, const char *key, const struct topic
     uint64_t now = loop_wall_ms();
     t->epoch = now > hub->last_epoch ? now : hub->last_epoch + 1;
     hub->last_epoch = t->epoch;
+    t->error_repeat_ms = spec->error_repeat_ms ? spec->error_repeat_ms : 30000;
     t->key = strdup(key);
     t->name = strdup(spec->name ? spec->name : key);
     t->history = calloc(hub->params.history_events ? hub->params.history_events : 1,
@@ -691,6 +711,7 @@ static void sub_start(struct subscriber *s, const char *last_event_id)
 {
     struct topic *t = s->topic;
     uint64_t epoch, seq;
+    history_expire(t, loop_now_ms(t->hub->loop));
     if (t->doc) {
         int resumable = s->mode == HUB_MODE_PATCH && last_event_id &&
                         hub_parse_id(last_event_id, &epoch, &seq) == 0 && epoch == t->epoch &&
@@ -727,8 +748,7 @@ struct subscriber *hub_subscribe(struct topic *t, enum hub_mode mode, const char
     hub->rng ^= hub->rng << 13;
     hub->rng ^= hub->rng >> 7;
     hub->rng ^= hub->rng << 17;
-    uint64_t base = hub->params.retry_ms ? hub->params.retry_ms : 3000;
-    uint64_t retry = base / 2 + hub->rng % (base + 1);
+    uint64_t retry = hub->params.retry_ms + hub->rng % (hub->params.retry_jitter_ms + 1);
     int n = snprintf(s->prefix, sizeof(s->prefix), "retry: %llu\n\n", (unsigned long long)retry);
     s->prefix_len = (uint8_t)(n > 0 && (size_t)n < sizeof(s->prefix) ? n : 0);
     s->next = t->subs;

@@ -20,8 +20,9 @@ struct subscriber;
 struct frame {
     unsigned refs;
     size_t len;
-    uint64_t seq; /* version this event leads to (patch, data); 0 for events without id */
-    char *data;   /* owned; len bytes */
+    uint64_t seq;     /* version this event leads to (patch, data); 0 for events without id */
+    uint64_t time_ms; /* when it was published (loop clock) */
+    char *data;       /* owned; len bytes */
 };
 
 /* Takes a reference; returns f. */
@@ -40,10 +41,11 @@ struct hub_params {
     size_t history_bytes;      /* and their bytes at most */
     size_t queue_events;       /* events a subscriber may have pending before it is reset */
     size_t queue_bytes;        /* and their bytes */
-    uint64_t error_repeat_ms;  /* upstream-error at most once per this while failing */
     uint64_t idle_grace_ms;    /* a topic without subscribers stops polling after this */
     uint64_t keepalive_ms;     /* comment line when a subscriber had nothing for this long */
-    uint64_t retry_ms;         /* base of the jittered retry: field */
+    uint64_t retry_ms;         /* retry: field, plus a random 0..retry_jitter_ms */
+    uint64_t retry_jitter_ms;
+    uint64_t history_age_ms;   /* patch events older than this leave the history; 0: no limit */
     size_t max_topics;         /* topics (pollers) at most; 0: no limit */
 };
 
@@ -52,6 +54,7 @@ struct topic_spec {
     struct poller_spec poll;
     const char *const *id_keys; /* array identity members for the diff; NULL: {"id"} */
     const char *name;           /* stream name for logs and metrics ("prices", or the URL) */
+    uint64_t error_repeat_ms;   /* upstream-error at most once per this while failing */
 };
 
 /* The transport side of a subscriber. */

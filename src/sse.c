@@ -9,6 +9,8 @@ struct sse_conn {
     struct MHD_Connection *conn;
     struct subscriber *sub;
     int suspended;
+    sse_kick_fn kick;
+    void *kick_arg;
 };
 
 static void sse_wake(void *ctx)
@@ -16,9 +18,9 @@ static void sse_wake(void *ctx)
     struct sse_conn *c = ctx;
     if (c->suspended) {
         c->suspended = 0;
-        /* With MHD_ALLOW_SUSPEND_RESUME the daemon's inter-thread channel is signalled, so its
-         * epoll descriptor turns readable and the loop runs MHD again. */
         MHD_resume_connection(c->conn);
+        /* In external mode MHD acts on a resume only when it runs next: ask for a run. */
+        c->kick(c->kick_arg);
     }
 }
 
@@ -56,12 +58,15 @@ enum MHD_Result sse_add_headers(struct MHD_Response *r)
 }
 
 struct MHD_Response *sse_response_new(struct MHD_Connection *conn, struct topic *topic,
-                                      enum hub_mode mode, const char *last_event_id)
+                                      enum hub_mode mode, const char *last_event_id,
+                                      sse_kick_fn kick, void *kick_arg)
 {
     struct sse_conn *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return NULL;
     c->conn = conn;
+    c->kick = kick;
+    c->kick_arg = kick_arg;
     c->sub = hub_subscribe(topic, mode, last_event_id, &sse_ops, c);
     if (c->sub == NULL) {
         free(c);

@@ -8,11 +8,16 @@
 
 #include "hub.h"
 
+/* Called after a suspended stream was resumed: the daemon must run soon (in external mode MHD
+ * acts on resumes only inside MHD_run). Called once per resume; may coalesce. */
+typedef void (*sse_kick_fn)(void *arg);
+
 /* Returns a 200 text/event-stream response for a new subscriber of topic on conn (the headers
  * of the wire contract are set; the caller may add more, queues it and destroys its reference).
  * The subscriber lives until the connection closes. Returns NULL on OOM. */
 struct MHD_Response *sse_response_new(struct MHD_Connection *conn, struct topic *topic,
-                                      enum hub_mode mode, const char *last_event_id);
+                                      enum hub_mode mode, const char *last_event_id,
+                                      sse_kick_fn kick, void *kick_arg);
 
 /* Returns a 200 text/event-stream response that only says "retry: retry_ms" and ends: what an
  * overloaded server answers so that EventSource clients come back later instead of giving up
