@@ -18,6 +18,9 @@ int cli_check_config(int argc, char **argv);
 /* pollcast [serve] [-c FILE]: runs the daemon until SIGTERM/SIGINT. */
 int cli_serve(int argc, char **argv);
 
+/* pollcast watch STREAM-URL [options]: follows a stream in the terminal. */
+int cli_watch(int argc, char **argv);
+
 /* Reads a whole file (or standard input for "-") into a malloc'd buffer with one spare byte.
  * Returns NULL and prints "pollcast: PATH: reason" on stderr when it cannot. */
 char *cli_read_file(const char *path, size_t *len);

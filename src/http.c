@@ -23,6 +23,7 @@
 #include "log.h"
 #include "loop.h"
 #include "sse.h"
+#include "viewer.h"
 
 #define MAX_URL_PARAM 2048
 #define MAX_LAST_EVENT_ID 64
@@ -278,6 +279,29 @@ static enum MHD_Result route_stream(struct http_server *srv, struct MHD_Connecti
     return start_stream(srv, c, key, &spec, mode);
 }
 
+/* GET /streams: the configured stream names, for the viewer and for discovery. */
+static enum MHD_Result route_stream_list(struct http_server *srv, struct MHD_Connection *c)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *a = cJSON_AddArrayToObject(o, "streams");
+    for (size_t i = 0; i < srv->p.nstreams; i++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "name", srv->p.streams[i].name);
+        char path[128];
+        snprintf(path, sizeof(path), "/streams/%s", srv->p.streams[i].name);
+        cJSON_AddStringToObject(e, "path", path);
+        cJSON_AddNumberToObject(e, "interval_ms", (double)srv->p.streams[i].spec.poll.interval_ms);
+        cJSON_AddItemToArray(a, e);
+    }
+    char *body = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (body == NULL)
+        return MHD_NO;
+    enum MHD_Result rc = send_text(srv, c, MHD_HTTP_OK, "application/json", body, strlen(body));
+    free(body);
+    return rc;
+}
+
 /* Returns 1 when url is an absolute http(s) URL without bytes that could split a request. */
 static int plausible_url(const char *url)
 {
@@ -492,6 +516,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return route_metrics(srv, c);
     if (srv->p.demo && strcmp(url, "/_demo/upstream.json") == 0)
         return route_demo(srv, c);
+    if (strcmp(url, "/") == 0 && srv->p.viewer) {
+        size_t len;
+        const char *page = viewer_page(&len);
+        return send_text(srv, c, MHD_HTTP_OK, "text/html; charset=utf-8", page, len);
+    }
+    if (strcmp(url, "/streams") == 0 || strcmp(url, "/streams/") == 0)
+        return route_stream_list(srv, c);
     if (head)
         return send_problem(srv, c, MHD_HTTP_METHOD_NOT_ALLOWED, "Use GET", NULL);
     if (strncmp(url, "/streams/", 9) == 0 && url[9] != '\0')

@@ -42,7 +42,8 @@ struct http_params {
     size_t connection_memory;   /* MHD's per-connection pool (request line and headers fit) */
     unsigned listen_backlog;
     uint64_t overload_retry_ms;
-    int demo; /* serve the built-in demo document at /_demo/upstream.json */
+    int demo;   /* serve the built-in demo document at /_demo/upstream.json */
+    int viewer; /* serve the live viewer page at / */
 };
 
 /* Starts listening. Returns NULL with a message in err on failure (address in use, ...). The

@@ -11,7 +11,9 @@ static void usage(FILE *f)
           "                                        print the RFC 6902 patch from OLD to NEW\n"
           "       pollcast apply DOC.json PATCH.json\n"
           "                                        print DOC with PATCH applied\n"
-          "       pollcast check-config FILE      validate a config file\n"
+          "       pollcast watch STREAM-URL       follow a stream, showing the live document\n"
+          "       pollcast check-config FILE | --print-example | --print-reference\n"
+          "                                        validate a config file, or print the docs\n"
           "       pollcast --version | --help\n",
           f);
 }
@@ -30,6 +32,8 @@ int main(int argc, char **argv)
         return cli_diff(argc - 2, argv + 2);
     if (argc >= 2 && strcmp(argv[1], "apply") == 0)
         return cli_apply(argc - 2, argv + 2);
+    if (argc >= 2 && strcmp(argv[1], "watch") == 0)
+        return cli_watch(argc - 2, argv + 2);
     if (argc >= 2 && strcmp(argv[1], "check-config") == 0)
         return cli_check_config(argc - 2, argv + 2);
     if (argc >= 2 && strcmp(argv[1], "serve") == 0)

@@ -225,6 +225,7 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
     hp->connection_memory = s->max_header_bytes + 16384;
     hp->listen_backlog = (unsigned)s->listen_backlog;
     hp->overload_retry_ms = s->overload_retry_ms;
+    hp->viewer = s->viewer;
 
     memset(hubp, 0, sizeof(*hubp));
     hubp->history_events = s->history_events;
