@@ -19,8 +19,8 @@
 /* Values at least this long are copied into the patch only once it is final, so that a patch
  * part dropped for a shorter replace never cost a copy of the big values it held. */
 #define DEFER_MIN 64
-/* Chain entries looked at past the first one when looking for an equal array element or
- * identity: only 64-bit hash collisions put unequal values in one chain. */
+/* Candidates tried when looking for an equal value or identity in a group of equal hashes:
+ * only 64-bit hash collisions put unequal values in one group. */
 #define MAX_PROBES 8
 
 /* ---- scratch memory: a stack of chunks, released to a mark when a container is done ------- */
@@ -311,74 +311,124 @@ static void *alloc(struct differ *d, size_t n)
     return p;
 }
 
-/* ---- hash chains: items grouped by a 64-bit key, each group in item order ------------------ */
+/* ---- groups: items 0..n-1 grouped by a 64-bit key, each group in item order --------------- */
 
-struct hslot {
+struct gslot {
     uint64_t key;
-    uint32_t used; /* 1 when the slot holds a group */
-    uint32_t head; /* first item of the group not known to be taken, or NONE */
+    uint32_t group; /* group + 1; 0 for an empty slot */
 };
 
-struct hindex {
-    struct hslot *slots;
-    uint32_t *next; /* per item: next item of its group, or NONE */
+/* Items are taken (matched) one at a time; finding the first item not yet taken in a group,
+ * from any item on, is a union-find walk, so that groups of many equal values (duplicates)
+ * never cost a scan. */
+struct groups {
+    struct gslot *slots;
     unsigned bits;
     uint64_t salt;
+    uint32_t *off;  /* group g holds positions off[g] .. off[g+1]-1 */
+    uint32_t *item; /* per position: the item, increasing within a group */
+    uint32_t *free; /* per position (and n): a position at or before the first free one after */
 };
 
-static inline uint32_t hindex_pos(const struct hindex *hx, uint64_t key)
+static inline uint32_t groups_slot(const struct groups *gr, uint64_t key)
 {
-    return (uint32_t)((key * hx->salt) >> (64 - hx->bits));
+    return (uint32_t)((key * gr->salt) >> (64 - gr->bits));
 }
 
-static inline void hindex_prefetch(const struct hindex *hx, uint64_t key)
+static inline void groups_prefetch(const struct groups *gr, uint64_t key)
 {
-    __builtin_prefetch(&hx->slots[hindex_pos(hx, key)]);
+    __builtin_prefetch(&gr->slots[groups_slot(gr, key)]);
 }
 
-/* Indexes items 0..n-1 (n >= 1) by keys[i]. Returns 0, or -1 when out of memory. */
-static int hindex_build(struct differ *d, struct hindex *hx, const uint64_t *keys, uint32_t n)
+/* Groups items 0..n-1 (n >= 1) by keys[i]. Returns 0, or -1 when out of memory. */
+static int groups_build(struct differ *d, struct groups *gr, const uint64_t *keys, uint32_t n)
 {
     unsigned bits = 1;
     while (((uint64_t)1 << bits) < (uint64_t)n * 2)
         bits++;
     size_t nslots = (size_t)1 << bits;
-    hx->slots = alloc(d, nslots * sizeof(*hx->slots));
-    hx->next = alloc(d, (size_t)n * sizeof(*hx->next));
-    if (hx->slots == NULL || hx->next == NULL)
+    gr->slots = alloc(d, nslots * sizeof(*gr->slots));
+    uint32_t *gid = alloc(d, (size_t)n * sizeof(*gid));
+    gr->off = alloc(d, ((size_t)n + 1) * sizeof(*gr->off));
+    gr->item = alloc(d, (size_t)n * sizeof(*gr->item));
+    gr->free = alloc(d, ((size_t)n + 1) * sizeof(*gr->free));
+    if (gr->slots == NULL || gid == NULL || gr->off == NULL || gr->item == NULL ||
+        gr->free == NULL)
         return -1;
-    memset(hx->slots, 0, nslots * sizeof(*hx->slots));
-    hx->bits = bits;
-    hx->salt = d->salt;
-    uint32_t mask = (uint32_t)(nslots - 1);
-    /* Going backwards and pushing in front leaves every group in increasing item order. */
-    for (uint32_t i = n; i-- > 0;) {
-        if (i >= 16)
-            hindex_prefetch(hx, keys[i - 16]);
-        uint32_t s = hindex_pos(hx, keys[i]);
-        while (hx->slots[s].used && hx->slots[s].key != keys[i])
+    memset(gr->slots, 0, nslots * sizeof(*gr->slots));
+    gr->bits = bits;
+    gr->salt = d->salt;
+    uint32_t mask = (uint32_t)(nslots - 1), ngroups = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (i + 16 < n)
+            groups_prefetch(gr, keys[i + 16]);
+        uint32_t s = groups_slot(gr, keys[i]);
+        while (gr->slots[s].group != 0 && gr->slots[s].key != keys[i])
             s = (s + 1) & mask;
-        struct hslot *slot = &hx->slots[s];
-        hx->next[i] = slot->used ? slot->head : NONE;
-        slot->key = keys[i];
-        slot->used = 1;
-        slot->head = i;
+        if (gr->slots[s].group == 0) {
+            gr->slots[s].key = keys[i];
+            gr->slots[s].group = ++ngroups;
+            gr->off[ngroups - 1] = 0;
+        }
+        gid[i] = gr->slots[s].group - 1;
+        gr->off[gid[i]]++;
     }
+    /* Counting sort: off[g] becomes the end of group g, then its start as items go in. */
+    uint32_t sum = 0;
+    for (uint32_t g = 0; g < ngroups; g++) {
+        sum += gr->off[g];
+        gr->off[g] = sum;
+    }
+    gr->off[ngroups] = n;
+    for (uint32_t i = n; i-- > 0;)
+        gr->item[--gr->off[gid[i]]] = i;
+    for (uint32_t j = 0; j <= n; j++)
+        gr->free[j] = j;
     return 0;
 }
 
-
-static struct hslot *hindex_find(const struct hindex *hx, uint64_t key)
+/* Returns the group of key, or NONE. */
+static uint32_t groups_find(const struct groups *gr, uint64_t key)
 {
-    uint32_t mask = (1u << hx->bits) - 1, s = hindex_pos(hx, key);
+    uint32_t mask = (1u << gr->bits) - 1, s = groups_slot(gr, key);
     for (;;) {
-        struct hslot *slot = &hx->slots[s];
-        if (!slot->used)
-            return NULL;
+        const struct gslot *slot = &gr->slots[s];
+        if (slot->group == 0)
+            return NONE;
         if (slot->key == key)
-            return slot;
+            return slot->group - 1;
         s = (s + 1) & mask;
     }
+}
+
+/* Returns the first position at or after j whose item is not taken (possibly past the group:
+ * callers compare with its end). */
+static uint32_t groups_next_free(struct groups *gr, uint32_t j)
+{
+    while (gr->free[j] != j) {
+        gr->free[j] = gr->free[gr->free[j]]; /* path halving */
+        j = gr->free[j];
+    }
+    return j;
+}
+
+static void groups_take(struct groups *gr, uint32_t j)
+{
+    gr->free[j] = j + 1;
+}
+
+/* Returns the first position of group g whose item is at least min_item, or the group end. */
+static uint32_t groups_lower_bound(const struct groups *gr, uint32_t g, uint32_t min_item)
+{
+    uint32_t lo = gr->off[g], hi = gr->off[g + 1];
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (gr->item[mid] < min_item)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
 }
 
 /* ---- values, containers, objects ---------------------------------------------------------- */
@@ -469,30 +519,32 @@ static void diff_object(struct differ *d, const struct json_node *a, const struc
         uint64_t *keys = alloc(d, nrem * sizeof(*keys));
         moved_to = alloc(d, nrem * sizeof(*moved_to));
         moved_from = alloc(d, nadd * sizeof(*moved_from));
-        struct hindex hx;
+        struct groups gr;
         if (keys == NULL || moved_to == NULL || moved_from == NULL)
             return;
         for (uint32_t x = 0; x < nrem; x++) {
             keys[x] = am[rem[x]].value->hash;
             moved_to[x] = NONE;
         }
-        if (hindex_build(d, &hx, keys, nrem) != 0)
+        if (groups_build(d, &gr, keys, nrem) != 0)
             return;
         for (uint32_t y = 0; y < nadd; y++) {
             const struct json_node *bv = bm[add[y]].value;
-            struct hslot *slot = hindex_find(&hx, bv->hash);
+            uint32_t g = groups_find(&gr, bv->hash);
             moved_from[y] = NONE;
-            if (slot == NULL)
+            if (g == NONE)
                 continue;
-            while (slot->head != NONE && moved_to[slot->head] != NONE)
-                slot->head = hx.next[slot->head];
-            uint32_t x = slot->head;
-            for (int probes = 0; x != NONE && probes < MAX_PROBES; probes++, x = hx.next[x])
-                if (moved_to[x] == NONE && json_equal(am[rem[x]].value, bv)) {
+            uint32_t end = gr.off[g + 1], j = groups_next_free(&gr, gr.off[g]);
+            for (int probes = 0; j < end && probes < MAX_PROBES; probes++) {
+                uint32_t x = gr.item[j];
+                if (json_equal(am[rem[x]].value, bv)) {
+                    groups_take(&gr, j);
                     moved_to[x] = y;
                     moved_from[y] = x;
                     break;
                 }
+                j = groups_next_free(&gr, j + 1);
+            }
         }
     }
     for (uint32_t x = 0; x < nrem; x++) {
@@ -568,9 +620,11 @@ static inline uint64_t identity_key(const struct json_node *v, uint32_t which)
     return v->hash ^ ((uint64_t)(which + 1) * 0x9E3779B97F4A7C15ull);
 }
 
-/* Matches each element of B to an unused equal element of A, the first in A's order; then each
- * element still unmatched to the first unused element of A with the same identity. Exact matches
- * go first over the whole array, as they cost nothing in the patch. */
+/* Matches each element of B to an unused equal element of A: among equal ones, the first after
+ * the element of A matched last (so that runs of duplicates pair in order rather than cross),
+ * else the first. Then each element of B still unmatched to the first unused element of A with
+ * the same identity. Exact matches go first over the whole array, as they cost nothing in the
+ * patch. Returns 0, or -1 when out of memory. */
 static int match_middle(struct differ *d, const struct json_node *const *A, uint32_t na,
                         const struct json_node *const *B, uint32_t nb, uint32_t *amatch,
                         uint32_t *bmatch, uint8_t *state)
@@ -578,30 +632,36 @@ static int match_middle(struct differ *d, const struct json_node *const *A, uint
     struct scratch_mark sm = scratch_mark(&d->scratch);
     int rc = -1;
     uint64_t *keys = alloc(d, (size_t)na * sizeof(*keys));
-    struct hindex hx;
+    struct groups gr;
     if (keys == NULL)
         goto out;
     for (uint32_t i = 0; i < na; i++)
         keys[i] = A[i]->hash;
-    if (hindex_build(d, &hx, keys, na) != 0)
+    if (groups_build(d, &gr, keys, na) != 0)
         goto out;
-    uint32_t unmatched_b = 0;
+    uint32_t unmatched_b = 0, next = 0;
     for (uint32_t k = 0; k < nb; k++) {
         /* The table is far larger than the cache on long arrays: ask for slots ahead. */
         if (k + 16 < nb)
-            hindex_prefetch(&hx, B[k + 16]->hash);
-        struct hslot *slot = hindex_find(&hx, B[k]->hash);
-        if (slot != NULL) {
-            while (slot->head != NONE && amatch[slot->head] != NONE)
-                slot->head = hx.next[slot->head];
-            uint32_t i = slot->head;
-            for (int probes = 0; i != NONE && probes < MAX_PROBES; probes++, i = hx.next[i])
-                if (amatch[i] == NONE && json_equal(A[i], B[k])) {
+            groups_prefetch(&gr, B[k + 16]->hash);
+        uint32_t g = groups_find(&gr, B[k]->hash);
+        if (g != NONE) {
+            uint32_t end = gr.off[g + 1];
+            uint32_t j = groups_next_free(&gr, groups_lower_bound(&gr, g, next));
+            if (j >= end)
+                j = groups_next_free(&gr, gr.off[g]);
+            for (int probes = 0; j < end && probes < MAX_PROBES; probes++) {
+                uint32_t i = gr.item[j];
+                if (json_equal(A[i], B[k])) {
+                    groups_take(&gr, j);
                     amatch[i] = k;
                     bmatch[k] = i;
                     state[k] = B_EXACT;
+                    next = i + 1;
                     break;
                 }
+                j = groups_next_free(&gr, j + 1);
+            }
         }
         if (bmatch[k] == NONE)
             unmatched_b++;
@@ -610,7 +670,7 @@ static int match_middle(struct differ *d, const struct json_node *const *A, uint
         rc = 0;
         goto out;
     }
-    /* Identity: index the unmatched object elements of A that carry one. */
+    /* Identity: group the unmatched object elements of A that carry one. */
     scratch_release(&d->scratch, sm);
     uint32_t *cand = alloc(d, (size_t)na * sizeof(*cand));
     const struct json_node **idv = alloc(d, (size_t)na * sizeof(*idv));
@@ -634,7 +694,7 @@ static int match_middle(struct differ *d, const struct json_node *const *A, uint
         rc = 0;
         goto out;
     }
-    if (hindex_build(d, &hx, keys, nc) != 0)
+    if (groups_build(d, &gr, keys, nc) != 0)
         goto out;
     for (uint32_t k = 0; k < nb; k++) {
         if (bmatch[k] != NONE)
@@ -643,18 +703,20 @@ static int match_middle(struct differ *d, const struct json_node *const *A, uint
         const struct json_node *v = identity(d, B[k], &w);
         if (v == NULL)
             continue;
-        struct hslot *slot = hindex_find(&hx, identity_key(v, w));
-        if (slot == NULL)
+        uint32_t g = groups_find(&gr, identity_key(v, w));
+        if (g == NONE)
             continue;
-        while (slot->head != NONE && amatch[cand[slot->head]] != NONE)
-            slot->head = hx.next[slot->head];
-        uint32_t x = slot->head;
-        for (int probes = 0; x != NONE && probes < MAX_PROBES; probes++, x = hx.next[x])
-            if (amatch[cand[x]] == NONE && which[x] == w && json_equal(idv[x], v)) {
+        uint32_t end = gr.off[g + 1], j = groups_next_free(&gr, gr.off[g]);
+        for (int probes = 0; j < end && probes < MAX_PROBES; probes++) {
+            uint32_t x = gr.item[j];
+            if (which[x] == w && json_equal(idv[x], v)) {
+                groups_take(&gr, j);
                 amatch[cand[x]] = k;
                 bmatch[k] = cand[x];
                 break;
             }
+            j = groups_next_free(&gr, j + 1);
+        }
     }
     rc = 0;
 out:
