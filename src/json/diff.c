@@ -814,7 +814,7 @@ static void emit_middle(struct differ *d, size_t h, const struct json_node *cons
      * would extend the longest increasing subsequence), so the patch is at least this long:
      * when that is already past an enclosing replace, stop here. */
     uint32_t nkept = 0;
-    size_t least = d->skel.len + d->extra;
+    size_t least = d->skel.len + d->extra - (d->nops == 0); /* the first op has no comma */
     size_t op_fixed = 1 + LITLEN(PATH_KEY) + 2 + d->pesc + 2 + 1;
     for (uint32_t k = 0; k < nb; k++) {
         if (state[k] & B_KEPT)
