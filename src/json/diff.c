@@ -108,18 +108,18 @@ struct deferred {
 };
 
 struct differ {
-    struct buf skel;        /* the patch text, less the deferred values */
-    struct deferred *defs;  /* in skeleton order */
+    struct buf skel;       /* the patch text, less the deferred values */
+    struct deferred *defs; /* in skeleton order */
     size_t ndefs, defs_cap;
-    size_t extra;           /* bytes of the deferred values */
+    size_t extra; /* bytes of the deferred values */
     size_t nops;
-    struct buf path;        /* decoded RFC 6901 pointer of the values being compared */
-    size_t pesc;            /* bytes of path once written as a JSON string, quotes excluded */
-    size_t limit;           /* patch length past which an enclosing container is replaced */
-    size_t over;            /* ST_ABORT: the patch length that the refused op would have made */
-    int state;              /* ST_OK, ST_ABORT (unwinding to the container to replace), ST_OOM */
+    struct buf path; /* decoded RFC 6901 pointer of the values being compared */
+    size_t pesc;     /* bytes of path once written as a JSON string, quotes excluded */
+    size_t limit;    /* patch length past which an enclosing container is replaced */
+    size_t over;     /* ST_ABORT: the patch length that the refused op would have made */
+    int state;       /* ST_OK, ST_ABORT (unwinding to the container to replace), ST_OOM */
     unsigned depth;
-    uint64_t salt;          /* odd multiplier placing hashes in tables */
+    uint64_t salt; /* odd multiplier placing hashes in tables */
     const char *const *id_keys;
     struct scratch scratch;
 };
@@ -131,20 +131,22 @@ struct mark {
 
 enum op_kind { OP_ADD, OP_REMOVE, OP_REPLACE, OP_MOVE };
 
+static const char op_add[] = "{\"op\":\"add\",", op_remove[] = "{\"op\":\"remove\",",
+                  op_replace[] = "{\"op\":\"replace\",", op_move[] = "{\"op\":\"move\",";
+
+/* The opening of each op's text, by enum op_kind. */
 static const struct {
     const char *text;
     size_t len;
 } op_head[] = {
-#define LIT(s) {s, sizeof(s) - 1}
-    LIT("{\"op\":\"add\","),
-    LIT("{\"op\":\"remove\","),
-    LIT("{\"op\":\"replace\","),
-    LIT("{\"op\":\"move\","),
-#undef LIT
+    {op_add, sizeof(op_add) - 1},
+    {op_remove, sizeof(op_remove) - 1},
+    {op_replace, sizeof(op_replace) - 1},
+    {op_move, sizeof(op_move) - 1},
 };
 
-#define FROM_KEY "\"from\":"
-#define PATH_KEY "\"path\":"
+#define FROM_KEY  "\"from\":"
+#define PATH_KEY  "\"path\":"
 #define VALUE_KEY ",\"value\":"
 #define LITLEN(s) (sizeof(s) - 1)
 
@@ -267,8 +269,8 @@ static int emit(struct differ *d, int op, const struct seg *from, const struct s
 {
     if (d->state != ST_OK)
         return -1;
-    size_t len = (d->nops ? 1 : 0) + op_head[op].len + LITLEN(PATH_KEY) + 2 + d->pesc +
-                 seg_len(path) + 1;
+    size_t len =
+        (d->nops ? 1 : 0) + op_head[op].len + LITLEN(PATH_KEY) + 2 + d->pesc + seg_len(path) + 1;
     if (from)
         len += LITLEN(FROM_KEY) + 2 + d->pesc + seg_len(from) + 1;
     if (value)
@@ -352,8 +354,7 @@ static int groups_build(struct differ *d, struct groups *gr, const uint64_t *key
     gr->off = alloc(d, ((size_t)n + 1) * sizeof(*gr->off));
     gr->item = alloc(d, (size_t)n * sizeof(*gr->item));
     gr->free = alloc(d, ((size_t)n + 1) * sizeof(*gr->free));
-    if (gr->slots == NULL || gid == NULL || gr->off == NULL || gr->item == NULL ||
-        gr->free == NULL)
+    if (gr->slots == NULL || gid == NULL || gr->off == NULL || gr->item == NULL || gr->free == NULL)
         return -1;
     memset(gr->slots, 0, nslots * sizeof(*gr->slots));
     gr->bits = bits;
@@ -771,8 +772,7 @@ static int keep_increasing(struct differ *d, const uint32_t *bmatch, uint32_t nb
 /* Between two consecutive kept elements (and before the first, after the last), pairs the
  * unmatched elements of A with the unmatched elements of B in order: they stay in place and are
  * patched (or replaced) rather than removed and added. */
-static void pair_gaps(uint32_t na, uint32_t nb, uint32_t *amatch, uint32_t *bmatch,
-                      uint8_t *state)
+static void pair_gaps(uint32_t na, uint32_t nb, uint32_t *amatch, uint32_t *bmatch, uint8_t *state)
 {
     uint32_t ia = 0, ib = 0;
     for (uint32_t k = 0; k <= nb; k++) {

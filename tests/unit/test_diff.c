@@ -38,8 +38,7 @@ static int applies_to(const struct json_node *a, const struct json_node *patch,
     struct json_patch_error err;
     int ok = 0;
     if (json_patch_apply_node(a, patch, &out, &err) != 0) {
-        fprintf(stderr, "%s: patch does not apply: op %ld: %s\n", harness_current, err.op,
-                err.msg);
+        fprintf(stderr, "%s: patch does not apply: op %ld: %s\n", harness_current, err.op, err.msg);
         goto out;
     }
     struct json_doc *res = parse_n(out.data, out.len);
@@ -165,8 +164,9 @@ static void test_array_insert_remove(void)
               "{\"op\":\"add\",\"path\":\"/3\",\"value\":\"y\"},"
               "{\"op\":\"add\",\"path\":\"/4\",\"value\":\"z\"},"
               "{\"op\":\"add\",\"path\":\"/6\",\"value\":\"w\"}]");
-    CHECK_STR(diff("[" L1 ",true," L2 "," L3 "]", "[" L1 "," L2 ",false," L3 "]"),
-              "[{\"op\":\"remove\",\"path\":\"/1\"},{\"op\":\"add\",\"path\":\"/2\",\"value\":false}]");
+    CHECK_STR(
+        diff("[" L1 ",true," L2 "," L3 "]", "[" L1 "," L2 ",false," L3 "]"),
+        "[{\"op\":\"remove\",\"path\":\"/1\"},{\"op\":\"add\",\"path\":\"/2\",\"value\":false}]");
 }
 
 static void test_array_moves(void)
@@ -176,11 +176,11 @@ static void test_array_moves(void)
     CHECK_STR(diff("[" L1 "," L2 "," L3 "," L4 "," L5 "]", "[" L2 "," L3 "," L1 "," L4 "," L5 "]"),
               "[{\"op\":\"move\",\"from\":\"/0\",\"path\":\"/2\"}]");
     /* Two elements swapped around the kept ones, with an insert between. */
-    CHECK_STR(diff("[" L1 "," L2 "," L3 "," L4 "," L5 "]",
-                   "[" L5 "," L2 "," L3 ",0," L4 "," L1 "]"),
-              "[{\"op\":\"move\",\"from\":\"/4\",\"path\":\"/0\"},"
-              "{\"op\":\"add\",\"path\":\"/4\",\"value\":0},"
-              "{\"op\":\"move\",\"from\":\"/1\",\"path\":\"/5\"}]");
+    CHECK_STR(
+        diff("[" L1 "," L2 "," L3 "," L4 "," L5 "]", "[" L5 "," L2 "," L3 ",0," L4 "," L1 "]"),
+        "[{\"op\":\"move\",\"from\":\"/4\",\"path\":\"/0\"},"
+        "{\"op\":\"add\",\"path\":\"/4\",\"value\":0},"
+        "{\"op\":\"move\",\"from\":\"/1\",\"path\":\"/5\"}]");
     /* Duplicates: the first unused equal element is taken. */
     CHECK_STR(diff("[" L1 "," L2 "," L1 "," L3 "]", "[" L2 "," L1 "," L1 "," L3 "]"),
               "[{\"op\":\"move\",\"from\":\"/1\",\"path\":\"/0\"}]");
@@ -231,8 +231,9 @@ static void test_replace_if_smaller(void)
 {
     CHECK_STR(diff("{\"a\":[1,2,3],\"b\":" L1 "}", "{\"a\":[3,2,1],\"b\":" L1 "}"),
               "[{\"op\":\"replace\",\"path\":\"/a\",\"value\":[3,2,1]}]");
-    CHECK_STR(diff("{\"o\":{\"x\":1,\"y\":2},\"b\":" L1 "}", "{\"o\":{\"p\":3,\"q\":4},\"b\":" L1 "}"),
-              "[{\"op\":\"replace\",\"path\":\"/o\",\"value\":{\"p\":3,\"q\":4}}]");
+    CHECK_STR(
+        diff("{\"o\":{\"x\":1,\"y\":2},\"b\":" L1 "}", "{\"o\":{\"p\":3,\"q\":4},\"b\":" L1 "}"),
+        "[{\"op\":\"replace\",\"path\":\"/o\",\"value\":{\"p\":3,\"q\":4}}]");
     /* Nested: the inner patch is replaced, then the outer one too. */
     CHECK_STR(diff("[[1,2],[3,4]]", "[[2,1],[4,3]]"),
               "[{\"op\":\"replace\",\"path\":\"\",\"value\":[[2,1],[4,3]]}]");
@@ -240,11 +241,13 @@ static void test_replace_if_smaller(void)
 
 static void test_empty_containers(void)
 {
-    CHECK_STR(diff("{\"a\":[],\"b\":{},\"c\":" L1 "}", "{\"a\":[1],\"b\":{\"k\":true},\"c\":" L1 "}"),
-              "[{\"op\":\"add\",\"path\":\"/a/0\",\"value\":1},"
-              "{\"op\":\"add\",\"path\":\"/b/k\",\"value\":true}]");
-    CHECK_STR(diff("{\"a\":[1],\"b\":{\"k\":true},\"c\":" L1 "}", "{\"a\":[],\"b\":{},\"c\":" L1 "}"),
-              "[{\"op\":\"remove\",\"path\":\"/a/0\"},{\"op\":\"remove\",\"path\":\"/b/k\"}]");
+    CHECK_STR(
+        diff("{\"a\":[],\"b\":{},\"c\":" L1 "}", "{\"a\":[1],\"b\":{\"k\":true},\"c\":" L1 "}"),
+        "[{\"op\":\"add\",\"path\":\"/a/0\",\"value\":1},"
+        "{\"op\":\"add\",\"path\":\"/b/k\",\"value\":true}]");
+    CHECK_STR(
+        diff("{\"a\":[1],\"b\":{\"k\":true},\"c\":" L1 "}", "{\"a\":[],\"b\":{},\"c\":" L1 "}"),
+        "[{\"op\":\"remove\",\"path\":\"/a/0\"},{\"op\":\"remove\",\"path\":\"/b/k\"}]");
     CHECK_STR(diff("[]", "{}"), "[{\"op\":\"replace\",\"path\":\"\",\"value\":{}}]");
     CHECK_STR(diff("{\"a\":[" L1 "]}", "{\"a\":{}}"),
               "[{\"op\":\"replace\",\"path\":\"/a\",\"value\":{}}]");
@@ -253,12 +256,10 @@ static void test_empty_containers(void)
 static void test_escaping(void)
 {
 #define V(n) "{\"pad\":" L1 ",\"v\":" #n "}"
-    CHECK_STR(diff("{\"a/b\":" V(0) ",\"m~n\":" V(0) ",\"~1\":" V(0) ",\"\":" V(0)
-                   ",\"k\\\"l\":" V(0) ",\"i\\\\j\":" V(0) ",\"t\\u0001\\n\":" V(0)
-                   ",\"/\":{\"~\":" V(0) "}}",
-                   "{\"a/b\":" V(1) ",\"m~n\":" V(2) ",\"~1\":" V(3) ",\"\":" V(4)
-                   ",\"k\\\"l\":" V(5) ",\"i\\\\j\":" V(6) ",\"t\\u0001\\n\":" V(7)
-                   ",\"/\":{\"~\":" V(8) "}}"),
+    CHECK_STR(diff("{\"a/b\":" V(0) ",\"m~n\":" V(0) ",\"~1\":" V(0) ",\"\":" V(0) ",\"k\\\"l\":" V(
+                       0) ",\"i\\\\j\":" V(0) ",\"t\\u0001\\n\":" V(0) ",\"/\":{\"~\":" V(0) "}}",
+                   "{\"a/b\":" V(1) ",\"m~n\":" V(2) ",\"~1\":" V(3) ",\"\":" V(4) ",\"k\\\"l\":" V(
+                       5) ",\"i\\\\j\":" V(6) ",\"t\\u0001\\n\":" V(7) ",\"/\":{\"~\":" V(8) "}}"),
               "[{\"op\":\"replace\",\"path\":\"/a~1b/v\",\"value\":1},"
               "{\"op\":\"replace\",\"path\":\"/m~0n/v\",\"value\":2},"
               "{\"op\":\"replace\",\"path\":\"/~01/v\",\"value\":3},"
@@ -279,16 +280,18 @@ static void test_escaping(void)
 
 static void test_fidelity(void)
 {
-    CHECK_STR(diff("{\"n\":9007199254740993,\"k\":" L1 "}", "{\"n\":9007199254740992,\"k\":" L1 "}"),
-              "[{\"op\":\"replace\",\"path\":\"/n\",\"value\":9007199254740992}]");
+    CHECK_STR(
+        diff("{\"n\":9007199254740993,\"k\":" L1 "}", "{\"n\":9007199254740992,\"k\":" L1 "}"),
+        "[{\"op\":\"replace\",\"path\":\"/n\",\"value\":9007199254740992}]");
     CHECK_STR(diff("{\"n\":1e400,\"k\":" L1 "}", "{\"n\":1E400,\"k\":" L1 "}"),
               "[{\"op\":\"replace\",\"path\":\"/n\",\"value\":1E400}]");
     CHECK_STR(diff("{\"n\":1.10,\"k\":" L1 "}", "{\"n\":1.1,\"k\":" L1 "}"),
               "[{\"op\":\"replace\",\"path\":\"/n\",\"value\":1.1}]");
     CHECK_STR(diff("{\"s\":\"a\\u0000b\",\"k\":" L1 "}", "{\"s\":\"a\\u0000c\",\"k\":" L1 "}"),
               "[{\"op\":\"replace\",\"path\":\"/s\",\"value\":\"a\\u0000c\"}]");
-    CHECK_STR(diff("[" L1 ",\"\\ud83d\\ude00\"]", "[" L1 ",\"\\ud83d\\ude00\",\"\xF0\x9F\x98\x80\"]"),
-              "[{\"op\":\"add\",\"path\":\"/2\",\"value\":\"\xF0\x9F\x98\x80\"}]");
+    CHECK_STR(
+        diff("[" L1 ",\"\\ud83d\\ude00\"]", "[" L1 ",\"\\ud83d\\ude00\",\"\xF0\x9F\x98\x80\"]"),
+        "[{\"op\":\"add\",\"path\":\"/2\",\"value\":\"\xF0\x9F\x98\x80\"}]");
     /* Values go out as written, whitespace aside. */
     CHECK_STR(diff("{\"k\":" L1 "}", "{\"k\":" L1 ",\"v\":[ 1.50 , -0 , 1e-7 ] }"),
               "[{\"op\":\"add\",\"path\":\"/v\",\"value\":[1.50,-0,1e-7]}]");
@@ -306,7 +309,8 @@ static void test_output_buffer(void)
     buf_puts(&out, "event: patch\ndata: ");
     size_t nops = 0;
     CHECK_INT(json_diff(a->root, b->root, NULL, &out, &nops), 0);
-    CHECK_STR(out.data, "event: patch\ndata: [{\"op\":\"replace\",\"path\":\"/a\",\"value\":" L2 "}]");
+    CHECK_STR(out.data,
+              "event: patch\ndata: [{\"op\":\"replace\",\"path\":\"/a\",\"value\":" L2 "}]");
     CHECK_INT(nops, 1);
     /* A buffer that cannot grow enough: -1, and the buffer as it was. */
     struct buf small;
@@ -490,18 +494,38 @@ static uint32_t rnd(uint32_t n)
 }
 
 static const char *const scalars[] = {
-    "0", "1", "2", "-1", "1.5", "1.50", "1e400", "9007199254740993", "9007199254740992",
-    "true", "false", "null", "\"\"", "\"a\"", "\"b\"", "\"a\\u0000b\"", "\"\\ud83d\\ude00\"",
-    "\"x\\ny\"", L1, L2, L3, L4, L5,
+    "0",
+    "1",
+    "2",
+    "-1",
+    "1.5",
+    "1.50",
+    "1e400",
+    "9007199254740993",
+    "9007199254740992",
+    "true",
+    "false",
+    "null",
+    "\"\"",
+    "\"a\"",
+    "\"b\"",
+    "\"a\\u0000b\"",
+    "\"\\ud83d\\ude00\"",
+    "\"x\\ny\"",
+    L1,
+    L2,
+    L3,
+    L4,
+    L5,
 };
 
 static const char *const keys[] = {
-    "\"a\"", "\"b\"", "\"c\"", "\"id\"", "\"A\"", "\"a/b\"", "\"m~n\"", "\"~1\"", "\"\"",
-    "\"k\\\"l\"", "\"i\\\\j\"", "\"\\u00e9\"", "\"t\\t\"", "\"name\"", "\"v\"",
+    "\"a\"", "\"b\"",      "\"c\"",      "\"id\"",      "\"A\"",    "\"a/b\"",  "\"m~n\"", "\"~1\"",
+    "\"\"",  "\"k\\\"l\"", "\"i\\\\j\"", "\"\\u00e9\"", "\"t\\t\"", "\"name\"", "\"v\"",
 };
 
 #define NSCALARS (sizeof(scalars) / sizeof(scalars[0]))
-#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+#define NKEYS    (sizeof(keys) / sizeof(keys[0]))
 
 static int uid;
 
@@ -673,8 +697,7 @@ static int random_round(const struct json_node *a, uint32_t rate)
         goto out;
     p = parse_n(out.data, out.len);
     size_t whole = strlen("[{\"op\":\"replace\",\"path\":\"\",\"value\":}]") + b->root->size;
-    ok = p != NULL && p->root->count == nops && out.len <= whole &&
-         applies_to(a, p->root, b->root);
+    ok = p != NULL && p->root->count == nops && out.len <= whole && applies_to(a, p->root, b->root);
 out:
     if (!ok) {
         struct buf at;
@@ -772,7 +795,7 @@ static void test_random_corpora(void)
 {
     static const char *const files[] = {
         "github_events.json", "twitter_timeline.json", "google_maps_api_response.json",
-        "apache_builds.json", "instruments.json", "update-center.json",
+        "apache_builds.json", "instruments.json",      "update-center.json",
     };
     char dir[4096];
     snprintf(dir, sizeof(dir), "%s/corpora", harness_testdata());
