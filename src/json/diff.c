@@ -317,19 +317,20 @@ static void *alloc(struct differ *d, size_t n)
 
 struct gslot {
     uint64_t key;
-    uint32_t group; /* group + 1; 0 for an empty slot */
+    uint32_t n;  /* items in the group; 0 for an empty slot */
+    uint32_t at; /* n == 1: the item, NONE once taken; n > 1: the group's first position */
 };
 
-/* Items are taken (matched) one at a time; finding the first item not yet taken in a group,
- * from any item on, is a union-find walk, so that groups of many equal values (duplicates)
- * never cost a scan. */
+/* Items are taken (matched) one at a time. Most groups hold one item, which lives in its slot;
+ * larger groups (duplicates) are runs of positions in item[], and finding the first item not
+ * yet taken from any position on is a union-find walk over free[], so that groups of many
+ * equal values never cost a scan. */
 struct groups {
     struct gslot *slots;
     unsigned bits;
     uint64_t salt;
-    uint32_t *off;  /* group g holds positions off[g] .. off[g+1]-1 */
     uint32_t *item; /* per position: the item, increasing within a group */
-    uint32_t *free; /* per position (and n): a position at or before the first free one after */
+    uint32_t *free; /* per position (and one past): a position at or before the next free one */
 };
 
 static inline uint32_t groups_slot(const struct groups *gr, uint64_t key)
@@ -350,54 +351,65 @@ static int groups_build(struct differ *d, struct groups *gr, const uint64_t *key
         bits++;
     size_t nslots = (size_t)1 << bits;
     gr->slots = alloc(d, nslots * sizeof(*gr->slots));
-    uint32_t *gid = alloc(d, (size_t)n * sizeof(*gid));
-    gr->off = alloc(d, ((size_t)n + 1) * sizeof(*gr->off));
-    gr->item = alloc(d, (size_t)n * sizeof(*gr->item));
-    gr->free = alloc(d, ((size_t)n + 1) * sizeof(*gr->free));
-    if (gr->slots == NULL || gid == NULL || gr->off == NULL || gr->item == NULL || gr->free == NULL)
+    uint32_t *sid = alloc(d, (size_t)n * sizeof(*sid));
+    if (gr->slots == NULL || sid == NULL)
         return -1;
     memset(gr->slots, 0, nslots * sizeof(*gr->slots));
     gr->bits = bits;
     gr->salt = d->salt;
-    uint32_t mask = (uint32_t)(nslots - 1), ngroups = 0;
+    uint32_t mask = (uint32_t)(nslots - 1), npos = 0;
     for (uint32_t i = 0; i < n; i++) {
         if (i + 16 < n)
             groups_prefetch(gr, keys[i + 16]);
         uint32_t s = groups_slot(gr, keys[i]);
-        while (gr->slots[s].group != 0 && gr->slots[s].key != keys[i])
+        while (gr->slots[s].n != 0 && gr->slots[s].key != keys[i])
             s = (s + 1) & mask;
-        if (gr->slots[s].group == 0) {
-            gr->slots[s].key = keys[i];
-            gr->slots[s].group = ++ngroups;
-            gr->off[ngroups - 1] = 0;
+        struct gslot *slot = &gr->slots[s];
+        if (slot->n == 0) {
+            slot->key = keys[i];
+            slot->at = i;
+        } else if (slot->n == 1) {
+            npos += 2;
+        } else {
+            npos++;
         }
-        gid[i] = gr->slots[s].group - 1;
-        gr->off[gid[i]]++;
+        slot->n++;
+        sid[i] = s;
     }
-    /* Counting sort: off[g] becomes the end of group g, then its start as items go in. */
-    uint32_t sum = 0;
-    for (uint32_t g = 0; g < ngroups; g++) {
-        sum += gr->off[g];
-        gr->off[g] = sum;
+    gr->item = alloc(d, ((size_t)npos + 1) * sizeof(*gr->item));
+    gr->free = alloc(d, ((size_t)npos + 1) * sizeof(*gr->free));
+    if (gr->item == NULL || gr->free == NULL)
+        return -1;
+    if (npos == 0)
+        return 0;
+    /* Runs of positions for the larger groups: each slot's at first points past its run, and
+     * comes down to its start as the items go in, last first. */
+    uint32_t pos = 0;
+    for (size_t s = 0; s < nslots; s++)
+        if (gr->slots[s].n > 1) {
+            pos += gr->slots[s].n;
+            gr->slots[s].at = pos;
+        }
+    for (uint32_t i = n; i-- > 0;) {
+        struct gslot *slot = &gr->slots[sid[i]];
+        if (slot->n > 1)
+            gr->item[--slot->at] = i;
     }
-    gr->off[ngroups] = n;
-    for (uint32_t i = n; i-- > 0;)
-        gr->item[--gr->off[gid[i]]] = i;
-    for (uint32_t j = 0; j <= n; j++)
+    for (uint32_t j = 0; j <= npos; j++)
         gr->free[j] = j;
     return 0;
 }
 
-/* Returns the group of key, or NONE. */
-static uint32_t groups_find(const struct groups *gr, uint64_t key)
+/* Returns the slot of key's group, or NULL. */
+static struct gslot *groups_find(const struct groups *gr, uint64_t key)
 {
     uint32_t mask = (1u << gr->bits) - 1, s = groups_slot(gr, key);
     for (;;) {
-        const struct gslot *slot = &gr->slots[s];
-        if (slot->group == 0)
-            return NONE;
+        struct gslot *slot = &gr->slots[s];
+        if (slot->n == 0)
+            return NULL;
         if (slot->key == key)
-            return slot->group - 1;
+            return slot;
         s = (s + 1) & mask;
     }
 }
@@ -413,23 +425,41 @@ static uint32_t groups_next_free(struct groups *gr, uint32_t j)
     return j;
 }
 
-static void groups_take(struct groups *gr, uint32_t j)
-{
-    gr->free[j] = j + 1;
-}
+/* Whether an item of a group (equal keys) really matches what is looked for. */
+typedef int (*groups_match_fn)(const void *ctx, uint32_t item);
 
-/* Returns the first position of group g whose item is at least min_item, or the group end. */
-static uint32_t groups_lower_bound(const struct groups *gr, uint32_t g, uint32_t min_item)
+/* Takes and returns the first item of slot's group not yet taken for which match holds: the
+ * first at or after item min when there is one, else the first. Gives up, returning NONE, after
+ * MAX_PROBES candidates that do not match. */
+static uint32_t groups_take(struct groups *gr, struct gslot *slot, uint32_t min,
+                            groups_match_fn match, const void *ctx)
 {
-    uint32_t lo = gr->off[g], hi = gr->off[g + 1];
+    if (slot->n == 1) {
+        uint32_t i = slot->at;
+        if (i == NONE || !match(ctx, i))
+            return NONE;
+        slot->at = NONE;
+        return i;
+    }
+    uint32_t lo = slot->at, end = slot->at + slot->n, hi = end;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        if (gr->item[mid] < min_item)
+        if (gr->item[mid] < min)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo;
+    uint32_t j = groups_next_free(gr, lo);
+    if (j >= end)
+        j = groups_next_free(gr, slot->at);
+    for (int probes = 0; j < end && probes < MAX_PROBES; probes++) {
+        if (match(ctx, gr->item[j])) {
+            gr->free[j] = j + 1;
+            return gr->item[j];
+        }
+        j = groups_next_free(gr, j + 1);
+    }
+    return NONE;
 }
 
 /* ---- values, containers, objects ---------------------------------------------------------- */
@@ -471,6 +501,18 @@ static struct seg key_seg(const struct json_member *m)
 {
     struct seg s = {SEG_KEY, m->key, m->klen, 0};
     return s;
+}
+
+struct rename_ctx {
+    const struct json_member *am;
+    const uint32_t *rem;
+    const struct json_node *value;
+};
+
+static int rename_match(const void *ctx, uint32_t x)
+{
+    const struct rename_ctx *c = ctx;
+    return json_equal(c->am[c->rem[x]].value, c->value);
 }
 
 /* Objects: changed members are diffed in a's order, then removed members are removed (a's
@@ -529,23 +571,14 @@ static void diff_object(struct differ *d, const struct json_node *a, const struc
         }
         if (groups_build(d, &gr, keys, nrem) != 0)
             return;
+        struct rename_ctx ctx = {am, rem, NULL};
         for (uint32_t y = 0; y < nadd; y++) {
-            const struct json_node *bv = bm[add[y]].value;
-            uint32_t g = groups_find(&gr, bv->hash);
-            moved_from[y] = NONE;
-            if (g == NONE)
-                continue;
-            uint32_t end = gr.off[g + 1], j = groups_next_free(&gr, gr.off[g]);
-            for (int probes = 0; j < end && probes < MAX_PROBES; probes++) {
-                uint32_t x = gr.item[j];
-                if (json_equal(am[rem[x]].value, bv)) {
-                    groups_take(&gr, j);
-                    moved_to[x] = y;
-                    moved_from[y] = x;
-                    break;
-                }
-                j = groups_next_free(&gr, j + 1);
-            }
+            ctx.value = bm[add[y]].value;
+            struct gslot *slot = groups_find(&gr, ctx.value->hash);
+            uint32_t x = slot ? groups_take(&gr, slot, 0, rename_match, &ctx) : NONE;
+            moved_from[y] = x;
+            if (x != NONE)
+                moved_to[x] = y;
         }
     }
     for (uint32_t x = 0; x < nrem; x++) {
@@ -621,6 +654,30 @@ static inline uint64_t identity_key(const struct json_node *v, uint32_t which)
     return v->hash ^ ((uint64_t)(which + 1) * 0x9E3779B97F4A7C15ull);
 }
 
+struct equal_ctx {
+    const struct json_node *const *items;
+    const struct json_node *value;
+};
+
+static int equal_match(const void *ctx, uint32_t i)
+{
+    const struct equal_ctx *c = ctx;
+    return json_equal(c->items[i], c->value);
+}
+
+struct identity_ctx {
+    const struct json_node **idv;
+    const uint32_t *which;
+    const struct json_node *value;
+    uint32_t w;
+};
+
+static int identity_match(const void *ctx, uint32_t x)
+{
+    const struct identity_ctx *c = ctx;
+    return c->which[x] == c->w && json_equal(c->idv[x], c->value);
+}
+
 /* Matches each element of B to an unused equal element of A: among equal ones, the first after
  * the element of A matched last (so that runs of duplicates pair in order rather than cross),
  * else the first. Then each element of B still unmatched to the first unused element of A with
@@ -641,31 +698,22 @@ static int match_middle(struct differ *d, const struct json_node *const *A, uint
     if (groups_build(d, &gr, keys, na) != 0)
         goto out;
     uint32_t unmatched_b = 0, next = 0;
+    struct equal_ctx ectx = {A, NULL};
     for (uint32_t k = 0; k < nb; k++) {
         /* The table is far larger than the cache on long arrays: ask for slots ahead. */
         if (k + 16 < nb)
             groups_prefetch(&gr, B[k + 16]->hash);
-        uint32_t g = groups_find(&gr, B[k]->hash);
-        if (g != NONE) {
-            uint32_t end = gr.off[g + 1];
-            uint32_t j = groups_next_free(&gr, groups_lower_bound(&gr, g, next));
-            if (j >= end)
-                j = groups_next_free(&gr, gr.off[g]);
-            for (int probes = 0; j < end && probes < MAX_PROBES; probes++) {
-                uint32_t i = gr.item[j];
-                if (json_equal(A[i], B[k])) {
-                    groups_take(&gr, j);
-                    amatch[i] = k;
-                    bmatch[k] = i;
-                    state[k] = B_EXACT;
-                    next = i + 1;
-                    break;
-                }
-                j = groups_next_free(&gr, j + 1);
-            }
-        }
-        if (bmatch[k] == NONE)
+        struct gslot *slot = groups_find(&gr, B[k]->hash);
+        ectx.value = B[k];
+        uint32_t i = slot ? groups_take(&gr, slot, next, equal_match, &ectx) : NONE;
+        if (i == NONE) {
             unmatched_b++;
+            continue;
+        }
+        amatch[i] = k;
+        bmatch[k] = i;
+        state[k] = B_EXACT;
+        next = i + 1;
     }
     if (unmatched_b == 0 || d->id_keys[0] == NULL) {
         rc = 0;
@@ -704,19 +752,12 @@ static int match_middle(struct differ *d, const struct json_node *const *A, uint
         const struct json_node *v = identity(d, B[k], &w);
         if (v == NULL)
             continue;
-        uint32_t g = groups_find(&gr, identity_key(v, w));
-        if (g == NONE)
-            continue;
-        uint32_t end = gr.off[g + 1], j = groups_next_free(&gr, gr.off[g]);
-        for (int probes = 0; j < end && probes < MAX_PROBES; probes++) {
-            uint32_t x = gr.item[j];
-            if (which[x] == w && json_equal(idv[x], v)) {
-                groups_take(&gr, j);
-                amatch[cand[x]] = k;
-                bmatch[k] = cand[x];
-                break;
-            }
-            j = groups_next_free(&gr, j + 1);
+        struct gslot *slot = groups_find(&gr, identity_key(v, w));
+        struct identity_ctx ictx = {idv, which, v, w};
+        uint32_t x = slot ? groups_take(&gr, slot, 0, identity_match, &ictx) : NONE;
+        if (x != NONE) {
+            amatch[cand[x]] = k;
+            bmatch[k] = cand[x];
         }
     }
     rc = 0;
