@@ -41,6 +41,8 @@ struct scratch_mark {
     size_t used;
 };
 
+/* Returns n bytes aligned to 16, valid until the scratch is released to a mark taken before;
+ * NULL when out of memory. */
 static void *scratch_alloc(struct scratch *s, size_t n)
 {
     n = (n + 15) & ~(size_t)15;
@@ -208,6 +210,7 @@ static size_t seg_len(const struct seg *s)
     return 0;
 }
 
+/* Appends s to the current path; path_pop goes back to an earlier length. Returns 0 or -1. */
 static int path_push(struct differ *d, const struct seg *s)
 {
     if (s->kind == SEG_KEY)
@@ -234,6 +237,7 @@ static int write_path(struct differ *d, const struct seg *s)
     return rc;
 }
 
+/* Writes v into the skeleton, or records it for assemble() when it is long. Returns 0 or -1. */
 static int write_value(struct differ *d, const struct json_node *v)
 {
     if (v->size < DEFER_MIN)
@@ -305,6 +309,7 @@ static int emit(struct differ *d, int op, const struct seg *from, const struct s
     return 0;
 }
 
+/* scratch_alloc for the differ: on failure the differ stops, out of memory. */
 static void *alloc(struct differ *d, size_t n)
 {
     void *p = scratch_alloc(&d->scratch, n);
@@ -956,6 +961,8 @@ static void emit_middle(struct differ *d, size_t h, const struct json_node *cons
     }
 }
 
+/* Arrays: the common head and tail are left alone; the middle is matched, kept or moved, and
+ * patched (see emit_middle). */
 static void diff_array(struct differ *d, const struct json_node *a, const struct json_node *b)
 {
     uint32_t n = a->count, m = b->count, h = 0, t = 0;
@@ -1030,6 +1037,8 @@ static void diff_container(struct differ *d, const struct json_node *a, const st
     }
 }
 
+/* Appends the ops that turn a into b at the current path: none when they are equal, a replace
+ * when their types differ or they are scalars, else the container's patch. */
 static void diff_value(struct differ *d, const struct json_node *a, const struct json_node *b)
 {
     if (same(a, b))
