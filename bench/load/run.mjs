@@ -1,0 +1,472 @@
+#!/usr/bin/env node
+// Load scenarios for pollcast and for nginx + nchan, on loopback only. Started by run.sh, which
+// raises the limits and builds the binaries. Each scenario starts what it needs on OS-chosen
+// ports (an in-process JSON upstream or publisher, pollcast or nginx, the sseload client), stops
+// it by PID, and prints one JSON line of results per run. Every run is bounded in time.
+//
+//   node run.mjs SCENARIO [--subs N] [--secs S] [--hz H] [--upstreams U] [--change]
+//                         [--pollcast BIN] [--sseload BIN] [--rate CONN_PER_S] [--workers W]
+//
+// Scenarios:
+//   fanout         one upstream, a new version on every poll, interval 1s (1 KB patches)
+//   idle           one upstream that never changes; RSS per subscriber beyond the baseline
+//   burst          upstream changes H times a second (default 20); pollcast polls at 100ms, its
+//                  floor; every client must converge on the final version
+//   pollers        U upstreams (default 1000) at 1s, one subscriber each; CPU and requests/tick
+//   nchan-fanout   the same payloads published to nchan at 1/s
+//   nchan-idle     nchan, no messages
+//   nchan-burst    published H times a second
+import { spawn, spawnSync } from 'node:child_process';
+import http from 'node:http';
+import net from 'node:net';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+
+const here = path.dirname(new URL(import.meta.url).pathname);
+const args = process.argv.slice(2);
+const scenario = args[0];
+function opt(name, def) {
+  const i = args.indexOf('--' + name);
+  if (i < 0) return def;
+  const v = args[i + 1];
+  return typeof def === 'number' ? Number(v) : v;
+}
+const flag = (name) => args.includes('--' + name);
+
+const SUBS = opt('subs', 1000);
+const SECS = opt('secs', 30);
+const HZ = opt('hz', scenario && scenario.includes('burst') ? 20 : 1);
+const UPSTREAMS = opt('upstreams', 1000);
+const RATE = opt('rate', 2000);
+const BLOB = opt('blob', 1000);
+const WORKERS = opt('workers', 1);
+const POLLCAST = opt('pollcast', path.join(here, '../../build-perf/pollcast'));
+const SSELOAD = opt('sseload', path.join(here, 'sseload'));
+const SRC_IPS = opt('src-ips', 8);
+
+const nowUs = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const log = (...a) => process.stderr.write('run: ' + a.join(' ') + '\n');
+
+// ---- children, stopped by PID ----------------------------------------------------------------
+const children = new Set();
+function track(child) {
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
+function stopAll() {
+  for (const c of children) {
+    try {
+      process.kill(c.pid, 'SIGTERM');
+    } catch {}
+  }
+}
+process.on('exit', stopAll);
+for (const s of ['SIGINT', 'SIGTERM']) process.on(s, () => process.exit(1));
+// Whatever happens, nothing outlives a bounded run.
+const hardStop = setTimeout(() => {
+  log('hard time limit reached');
+  process.exit(1);
+}, (SECS + 150) * 1000);
+hardStop.unref();
+
+async function stopChild(child, ms = 6000) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const done = new Promise((r) => child.once('exit', r));
+  try {
+    process.kill(child.pid, 'SIGTERM');
+  } catch {}
+  const t = setTimeout(() => {
+    try {
+      process.kill(child.pid, 'SIGKILL');
+    } catch {}
+  }, ms);
+  await done;
+  clearTimeout(t);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => resolve(p));
+    });
+    s.on('error', reject);
+  });
+}
+
+// ---- the JSON upstream (pollcast's side) -----------------------------------------------------
+// GET /doc/NAME serves {"seq":N,"t_us":T,"blob":"<hex>"}. In "request" mode every request while
+// active makes a new version (t_us = when the response is built, i.e. when the poll completes);
+// in "timer" mode the versions change HZ times a second while active; when frozen, nothing
+// changes. ETag is the version, so unchanged polls are 304s.
+function makeUpstream(mode) {
+  const docs = new Map();
+  const st = { active: false, requests: 0, perPath: new Map() };
+  function version(name) {
+    let d = docs.get(name);
+    const seq = d ? d.seq + 1 : 1;
+    const blob = crypto.randomBytes(BLOB / 2).toString('hex');
+    const body = Buffer.from(`{"seq":${seq},"t_us":${nowUs()},"blob":"${blob}"}`);
+    d = { seq, body, etag: `"${seq}"` };
+    docs.set(name, d);
+    return d;
+  }
+  const server = http.createServer((req, res) => {
+    st.requests++;
+    const name = req.url.split('?')[0];
+    let pp = st.perPath.get(name);
+    if (!pp) st.perPath.set(name, (pp = { count: 0, last: 0, ivals: [] }));
+    const t = performance.now();
+    if (pp.last && st.recordIntervals) pp.ivals.push(t - pp.last);
+    pp.last = t;
+    pp.count++;
+    let d = docs.get(name);
+    if (!d || (mode === 'request' && st.active)) d = version(name);
+    if (req.headers['if-none-match'] === d.etag) {
+      res.writeHead(304, { ETag: d.etag });
+      res.end();
+      return;
+    }
+    res.writeHead(200, {
+      'Content-Type': 'application/json',
+      'Content-Length': d.body.length,
+      ETag: d.etag,
+    });
+    res.end(d.body);
+  });
+  server.keepAliveTimeout = 60000;
+  let timer = null;
+  return {
+    st,
+    docs,
+    server,
+    listen: () => new Promise((r) => server.listen(0, '127.0.0.1', () => r(server.address().port))),
+    start() {
+      st.active = true;
+      if (mode === 'timer')
+        timer = setInterval(() => {
+          for (const name of docs.keys()) version(name);
+        }, 1000 / HZ);
+    },
+    freeze() {
+      st.active = false;
+      if (timer) clearInterval(timer);
+      timer = null;
+    },
+    finalSeq: (name) => (docs.get(name) ? docs.get(name).seq : -1),
+    close: () => new Promise((r) => server.close(r)),
+  };
+}
+
+// ---- the nchan publisher: the same payload as pollcast's patch events ------------------------
+function makePublisher(port, channel) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  let seq = 0;
+  let timer = null;
+  let failures = 0;
+  let inflight = 0;
+  function publishOne() {
+    seq++;
+    const blob = crypto.randomBytes(BLOB / 2).toString('hex');
+    const body =
+      `[{"op":"replace","path":"/seq","value":${seq}},` +
+      `{"op":"replace","path":"/t_us","value":${nowUs()}},` +
+      `{"op":"replace","path":"/blob","value":"${blob}"}]`;
+    inflight++;
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/pub/' + channel,
+        method: 'POST',
+        agent,
+        headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        if (res.statusCode >= 300) failures++;
+        res.resume();
+        res.on('end', () => inflight--);
+      },
+    );
+    req.on('error', () => {
+      failures++;
+      inflight--;
+    });
+    req.end(body);
+  }
+  return {
+    start() {
+      timer = setInterval(publishOne, 1000 / HZ);
+    },
+    freeze() {
+      if (timer) clearInterval(timer);
+      timer = null;
+    },
+    publishOne,
+    finalSeq: () => seq,
+    failures: () => failures,
+    drain: async () => {
+      for (let i = 0; i < 200 && inflight > 0; i++) await sleep(10);
+    },
+  };
+}
+
+// ---- servers under test ------------------------------------------------------------------------
+function waitLine(stream, re, ms, what) {
+  return new Promise((resolve, reject) => {
+    let acc = '';
+    const t = setTimeout(() => reject(new Error(`${what}: no ${re} within ${ms} ms`)), ms);
+    const on = (chunk) => {
+      acc += chunk.toString();
+      const m = acc.match(re);
+      if (m) {
+        clearTimeout(t);
+        stream.off('data', on);
+        resolve(m);
+      }
+    };
+    stream.on('data', on);
+  });
+}
+
+async function startPollcast(upstreamPort, names, intervalMs, tmp) {
+  let ini =
+    `[server]\nlisten = 127.0.0.1:0\nmax_connections = 100000\nmax_subscribers = 100000\n` +
+    `max_subscribers_per_ip = 0\nconnect_rate_per_ip = 0\nlisten_backlog = 4096\n` +
+    `max_pollers = ${Math.max(2048, names.length + 16)}\n` +
+    `log_level = warn\naccess_log = false\n`;
+  for (const n of names)
+    ini +=
+      `\n[upstream ${n}]\nurl = http://127.0.0.1:${upstreamPort}/doc/${n}\n` +
+      `interval = ${intervalMs}ms\nmin_interval = 100ms\n`;
+  const cfg = path.join(tmp, 'pollcast.ini');
+  fs.writeFileSync(cfg, ini);
+  const child = track(spawn(POLLCAST, ['-c', cfg], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const errLog = fs.createWriteStream(path.join(tmp, 'pollcast.log'));
+  child.stderr.pipe(errLog);
+  const m = await waitLine(child.stdout, /listening on port (\d+)/, 10000, 'pollcast');
+  return { child, port: Number(m[1]), pids: [child.pid] };
+}
+
+function childPids(ppid) {
+  const out = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const s = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+      if (Number(f[1]) === ppid) out.push(Number(d));
+    } catch {}
+  }
+  return out;
+}
+
+async function startNchan(tmp) {
+  const port = await freePort();
+  const mod = '/usr/lib/nginx/modules/ngx_nchan_module.so';
+  if (!fs.existsSync(mod)) throw new Error('nchan is not installed (run.sh installs it)');
+  fs.mkdirSync(path.join(tmp, 'ngx'), { recursive: true });
+  const conf = `load_module ${mod};
+${process.getuid() === 0 ? 'user root;' : ''}
+worker_processes ${WORKERS};
+worker_rlimit_nofile 200000;
+daemon off;
+master_process on;
+pid ${tmp}/nginx.pid;
+error_log ${tmp}/nginx-error.log warn;
+events { worker_connections 100000; use epoll; multi_accept on; }
+http {
+  access_log off;
+  client_body_temp_path ${tmp}/ngx/body;
+  proxy_temp_path ${tmp}/ngx/proxy;
+  fastcgi_temp_path ${tmp}/ngx/fastcgi;
+  uwsgi_temp_path ${tmp}/ngx/uwsgi;
+  scgi_temp_path ${tmp}/ngx/scgi;
+  nchan_shared_memory_size 256M;
+  server {
+    listen 127.0.0.1:${port} backlog=4096;
+    location ~ ^/pub/(\\w+)$ {
+      nchan_publisher;
+      nchan_channel_id $1;
+      nchan_message_buffer_length 1024;
+      nchan_message_timeout 1h;
+    }
+    location ~ ^/sub/(\\w+)$ {
+      nchan_subscriber eventsource;
+      nchan_channel_id $1;
+      nchan_subscriber_first_message newest;
+      nchan_eventsource_ping_interval 15;
+    }
+  }
+}
+`;
+  const cfg = path.join(tmp, 'nginx.conf');
+  fs.writeFileSync(cfg, conf);
+  const child = track(
+    spawn('nginx', ['-c', cfg, '-p', tmp, '-e', `${tmp}/nginx-error.log`], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    }),
+  );
+  // Ready when the port answers.
+  for (let i = 0; i < 100; i++) {
+    await sleep(50);
+    const ok = await new Promise((r) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        r(true);
+      });
+      s.on('error', () => r(false));
+    });
+    if (ok) break;
+    if (child.exitCode !== null) throw new Error('nginx exited: ' + fs.readFileSync(`${tmp}/nginx-error.log`, 'utf8'));
+  }
+  const workers = childPids(child.pid);
+  return { child, port, pids: [child.pid, ...workers] };
+}
+
+// ---- the load client ---------------------------------------------------------------------------
+function startLoad(urls, n, maxSecs, pids, extra = []) {
+  const a = ['-n', String(n), '--rate', String(RATE), '--duration', String(maxSecs),
+    '--src-ips', String(SRC_IPS), '--settle', '1'];
+  for (const u of urls) a.push('--url', u);
+  for (const p of pids) a.push('--pid', String(p));
+  a.push(...extra);
+  const child = track(spawn(SSELOAD, a, { stdio: ['ignore', 'pipe', 'pipe'] }));
+  let out = '';
+  child.stdout.on('data', (c) => (out += c));
+  let errText = '';
+  child.stderr.on('data', (c) => (errText += c));
+  const ready = waitLine(child.stderr, /ready/, maxSecs * 1000, 'sseload');
+  const done = new Promise((resolve) =>
+    child.on('exit', (code) => {
+      try {
+        resolve(JSON.parse(out));
+      } catch {
+        resolve({ error: `sseload exit ${code}: ${errText.slice(-500)}` });
+      }
+    }),
+  );
+  return { child, ready, done };
+}
+
+// ---- scenarios -----------------------------------------------------------------------------------
+function machine() {
+  return {
+    nproc: os.cpus().length,
+    cpu: os.cpus()[0].model,
+    kernel: os.release(),
+    date: new Date().toISOString(),
+  };
+}
+
+async function runPollcast(kind) {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pollcast-load-'));
+  const mode = kind === 'burst' ? 'timer' : kind === 'idle' ? 'static' : flag('change') || kind === 'fanout' ? 'request' : 'static';
+  const up = makeUpstream(mode);
+  const uport = await up.listen();
+  const names = kind === 'pollers' ? Array.from({ length: UPSTREAMS }, (_, i) => `p${i}`) : ['load'];
+  const intervalMs = kind === 'burst' ? 100 : 1000;
+  const pc = await startPollcast(uport, names, intervalMs, tmp);
+  const n = kind === 'pollers' ? UPSTREAMS : SUBS;
+  const urls = kind === 'pollers' ? [`http://127.0.0.1:${pc.port}/streams/p%d`] : [`http://127.0.0.1:${pc.port}/streams/load`];
+  const extra = kind === 'pollers' ? ['--paths', String(UPSTREAMS)] : [];
+  const rampS = n / RATE + 30;
+  const load = startLoad(urls, n, rampS + SECS + 10, pc.pids, extra);
+  let result;
+  try {
+    await load.ready;
+    up.st.recordIntervals = true;
+    const counts0 = new Map([...up.st.perPath].map(([k, v]) => [k, v.count]));
+    const req0 = up.st.requests;
+    up.start();
+    await sleep(SECS * 1000);
+    up.freeze();
+    const counts1 = new Map([...up.st.perPath].map(([k, v]) => [k, v.count]));
+    const req1 = up.st.requests;
+    up.st.recordIntervals = false;
+    // Let the last version reach everyone, then end the client.
+    await sleep(kind === 'burst' ? 3000 : 2500);
+    await stopChild(load.child);
+    result = await load.done;
+    const finals = names.map((x) => up.finalSeq('/doc/' + x));
+    result.upstream = {
+      mode,
+      interval_ms: intervalMs,
+      requests_in_window: req1 - req0,
+      final_seq: names.length === 1 ? finals[0] : undefined,
+    };
+    if (kind === 'pollers') {
+      const per = [...counts1].map(([k, c]) => c - (counts0.get(k) || 0));
+      const ivals = [].concat(...[...up.st.perPath.values()].map((p) => p.ivals)).sort((a, b) => a - b);
+      const q = (p) => ivals.length ? Math.round(ivals[Math.floor(p * (ivals.length - 1))]) : null;
+      result.upstream.paths = per.length;
+      result.upstream.per_path_requests = { min: Math.min(...per), max: Math.max(...per), expected: SECS * 1000 / intervalMs };
+      result.upstream.interval_ms_observed = { min: q(0), p50: q(0.5), p99: q(0.99), max: q(1) };
+    } else {
+      result.converged = result.seq && result.seq.max === finals[0] && result.seq.at_max === result.alive_at_end;
+    }
+  } finally {
+    await stopChild(load.child);
+    await stopChild(pc.child);
+    await up.close();
+  }
+  return { scenario: kind, server: 'pollcast', subs: n, secs: SECS, hz: kind === 'burst' ? HZ : kind === 'fanout' ? 1 : 0, ...result, tmp };
+}
+
+async function runNchan(kind) {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'nchan-load-'));
+  const ng = await startNchan(tmp);
+  const pub = makePublisher(ng.port, 'load');
+  let result;
+  const load = startLoad([`http://127.0.0.1:${ng.port}/sub/load`], SUBS, SUBS / RATE + 30 + SECS + 10, ng.pids);
+  try {
+    // A first message so that every subscriber gets something to start from, as pollcast's
+    // snapshot (nchan_subscriber_first_message newest).
+    pub.publishOne();
+    await load.ready;
+    if (kind !== 'idle') pub.start();
+    await sleep(SECS * 1000);
+    pub.freeze();
+    await pub.drain();
+    await sleep(kind === 'burst' ? 3000 : 2500);
+    await stopChild(load.child);
+    result = await load.done;
+    result.publisher = { final_seq: pub.finalSeq(), failures: pub.failures(), workers: WORKERS };
+    result.converged = result.seq && result.seq.max === pub.finalSeq() && result.seq.at_max === result.alive_at_end;
+  } finally {
+    await stopChild(load.child);
+    await stopChild(ng.child);
+  }
+  return { scenario: kind, server: 'nchan', subs: SUBS, secs: SECS, hz: kind === 'idle' ? 0 : HZ, ...result, tmp };
+}
+
+async function main() {
+  const kinds = {
+    fanout: () => runPollcast('fanout'),
+    idle: () => runPollcast('idle'),
+    burst: () => runPollcast('burst'),
+    pollers: () => runPollcast('pollers'),
+    'nchan-fanout': () => runNchan('fanout'),
+    'nchan-idle': () => runNchan('idle'),
+    'nchan-burst': () => runNchan('burst'),
+  };
+  if (!kinds[scenario]) {
+    process.stderr.write(`usage: run.mjs {${Object.keys(kinds).join('|')}} [options]\n`);
+    process.exit(2);
+  }
+  const r = await kinds[scenario]();
+  r.machine = machine();
+  process.stdout.write(JSON.stringify(r) + '\n');
+  process.exit(0);
+}
+
+main().catch((e) => {
+  log(e.stack || String(e));
+  process.exit(1);
+});

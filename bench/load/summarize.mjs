@@ -1,0 +1,90 @@
+#!/usr/bin/env node
+// Medians of repeated runs: reads the JSON lines run.mjs printed (files on the command line) and
+// prints Markdown tables, pollcast beside nchan with the ratio of the two.
+import fs from 'node:fs';
+
+const rows = [];
+for (const f of process.argv.slice(2))
+  for (const line of fs.readFileSync(f, 'utf8').split('\n'))
+    if (line.trim().startsWith('{')) {
+      try {
+        rows.push(JSON.parse(line));
+      } catch {}
+    }
+
+const median = (xs) => {
+  const v = xs.filter((x) => typeof x === 'number' && !Number.isNaN(x)).sort((a, b) => a - b);
+  if (!v.length) return NaN;
+  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+};
+const fmt = (x, d = 1) => (Number.isNaN(x) ? '–' : x.toFixed(d));
+const key = (r) => `${r.scenario}|${r.subs}|${r.hz}|${r.upstream && r.upstream.mode === 'request' && r.scenario === 'pollers' ? 'change' : ''}`;
+
+// Memory of the server: RSS for pollcast; for nginx, PSS summed over master and workers (the
+// shared memory zone is mapped in both, RSS would count it twice).
+const mem = (r, when) => (r.server === 'nchan' ? r.proc[`pss_${when}_kb`] : r.proc[`rss_${when}_kb`]);
+function metrics(r) {
+  const ok = !r.error && r.proc;
+  if (!ok) return null;
+  return {
+    p50: r.latency_ms.p50,
+    p99: r.latency_ms.p99,
+    max: r.latency_ms.max,
+    evs: r.events_window / r.secs,
+    mbs: r.bytes_per_s / 1e6,
+    cpu: r.proc.cpu_pct,
+    cpu_per_mev: r.events_window ? (r.proc.cpu_pct / 100) * r.window_s / (r.events_window / 1e6) : NaN,
+    mem_mb: mem(r, 'end') / 1024,
+    per_sub_kib: ((mem(r, 'end') - mem(r, 'before')) * 1024) / r.subs / 1024,
+    conv: r.converged === true,
+    errors: Object.values(r.errors).reduce((a, b) => a + b, 0),
+    connect_p99: r.connect_ms.p99,
+    gaps: r.id_gaps,
+    resets: r.data_events - r.conns,
+  };
+}
+
+const groups = new Map();
+for (const r of rows) {
+  const m = metrics(r);
+  if (!m) continue;
+  const k = key(r);
+  if (!groups.has(k)) groups.set(k, { pollcast: [], nchan: [], sample: r });
+  groups.get(k)[r.server].push({ m, r });
+}
+const med = (list, f) => median(list.map((x) => x.m[f]));
+
+console.log('| scenario | subs | changes/s | server | runs | latency p50 ms | p99 ms | events/s delivered | MB/s | CPU % | CPU-s per M events | memory MB | KiB per sub | converged | errors |');
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+const order = [...groups.keys()].sort();
+for (const k of order) {
+  const g = groups.get(k);
+  for (const server of ['pollcast', 'nchan']) {
+    const l = g[server];
+    if (!l.length) continue;
+    const s = l[0].r;
+    console.log(
+      `| ${s.scenario}${k.endsWith('change') ? ' (changing)' : ''} | ${s.subs} | ${s.hz} | ${server} | ${l.length} | ` +
+        `${fmt(med(l, 'p50'), 2)} | ${fmt(med(l, 'p99'), 2)} | ${fmt(med(l, 'evs'), 0)} | ${fmt(med(l, 'mbs'), 2)} | ` +
+        `${fmt(med(l, 'cpu'))} | ${fmt(med(l, 'cpu_per_mev'), 2)} | ${fmt(med(l, 'mem_mb'))} | ${fmt(med(l, 'per_sub_kib'), 2)} | ` +
+        `${l.filter((x) => x.m.conv).length}/${l.length} | ${med(l, 'errors')} |`,
+    );
+  }
+}
+
+// Ratios where both ran the same scenario.
+console.log('\n| scenario | subs | pollcast/nchan latency p50 | p99 | events/s | CPU | memory |');
+console.log('|---|---|---|---|---|---|---|');
+for (const k of order) {
+  const g = groups.get(k);
+  if (!g.pollcast.length || !g.nchan.length) continue;
+  const r = (f) => med(g.pollcast, f) / med(g.nchan, f);
+  console.log(`| ${g.sample.scenario} | ${g.sample.subs} | ${fmt(r('p50'), 2)} | ${fmt(r('p99'), 2)} | ${fmt(r('evs'), 2)} | ${fmt(r('cpu'), 2)} | ${fmt(r('mem_mb'), 2)} |`);
+}
+
+for (const r of rows.filter((x) => x.scenario === 'pollers')) {
+  const u = r.upstream;
+  console.log(`\npollers (${u.mode}): ${u.paths} upstreams, CPU ${r.proc.cpu_pct}%, requests per upstream in ${r.secs}s: ` +
+    `${u.per_path_requests.min}..${u.per_path_requests.max} (expected ${u.per_path_requests.expected}), ` +
+    `interval observed p50 ${u.interval_ms_observed.p50} ms, min ${u.interval_ms_observed.min}, max ${u.interval_ms_observed.max}`);
+}
