@@ -125,6 +125,7 @@ async function checkPair(p) {
 }
 
 let total = 0;
+const editKinds = {};
 for (const corpus of corpora) {
   if (only && !only.has(corpus)) continue;
   const original = fs.readFileSync(path.join(corpusDir, corpus), 'utf8');
@@ -140,6 +141,8 @@ for (const corpus of corpora) {
     }
     const nEdits = mutator.editCount();
     doc = mutator.mutate(doc, nEdits);
+    for (const e of mutator.log) editKinds[e] = (editKinds[e] || 0) + 1;
+    if (nEdits === 0) editKinds['(pairs without edits)'] = (editKinds['(pairs without edits)'] || 0) + 1;
     const afterText = L.stringify(doc);
     const base = path.join(tmp, `${corpus}.${i}`);
     const pair = {
@@ -157,5 +160,6 @@ for (const corpus of corpora) {
   process.stdout.write(`${corpus}: ${count} pairs in ${s} s\n`);
 }
 await pool.drain();
-process.stdout.write(`${total} pairs\n`);
+process.stdout.write(`${total} pairs; edits applied: ${Object.entries(editKinds)
+  .filter(([k]) => !k.endsWith('(no-op)')).sort().map(([k, n]) => `${k} ${n}`).join(', ')}\n`);
 tally.finish();
