@@ -269,6 +269,17 @@ static void test_escaping(void)
               "{\"op\":\"replace\",\"path\":\"/t\\u0001\\n/v\",\"value\":7},"
               "{\"op\":\"replace\",\"path\":\"/~1/~0/v\",\"value\":8}]");
 #undef V
+    /* A key holding NUL (which cJSON, hence the applier, cannot hold): the path escapes it. */
+    struct json_doc *a = parse("{\"a\\u0000b\":" L1 ",\"k\":" L2 "}");
+    struct json_doc *b = parse("{\"a\\u0000b\":" L3 ",\"k\":" L2 "}");
+    REQUIRE(a != NULL && b != NULL);
+    struct buf out;
+    buf_init(&out, 0);
+    CHECK_INT(json_diff(a->root, b->root, NULL, &out, NULL), 0);
+    CHECK_STR(out.data, "[{\"op\":\"replace\",\"path\":\"/a\\u0000b\",\"value\":" L3 "}]");
+    buf_dispose(&out);
+    json_doc_free(a);
+    json_doc_free(b);
     /* Keys are compared decoded: "\u0041" is "A", and written decoded in paths. */
     CHECK_STR(diff("{\"\\u0041\":" L1 ",\"a\":" L2 "}", "{\"A\":" L1 ",\"a\":" L3 "}"),
               "[{\"op\":\"replace\",\"path\":\"/a\",\"value\":" L3 "}]");
