@@ -973,7 +973,8 @@ static void diff_array(struct differ *d, const struct json_node *a, const struct
     while (t < n - h && t < m - h && same(ai[n - 1 - t], bi[m - 1 - t]))
         t++;
     uint32_t na = n - h - t, nb = m - h - t;
-    const struct json_node *const *A = ai + h, *const *B = bi + h;
+    /* An empty array has no items pointer at all: NULL + 0 is undefined in C. */
+    const struct json_node *const *A = n ? ai + h : ai, *const *B = m ? bi + h : bi;
     if (na == 1 && nb == 1) {
         struct seg s = {SEG_INDEX, NULL, 0, h};
         diff_child(d, &s, A[0], B[0]);
