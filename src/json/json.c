@@ -155,6 +155,7 @@ struct parser {
     struct json_member *members; /* pending members of all open objects */
     size_t nmembers, members_cap;
     unsigned depth, max_depth;
+    size_t values, max_values;
     struct buf scratch; /* decoding escaped keys */
     struct json_error *err;
     int failed;
@@ -185,6 +186,10 @@ static inline void skip_ws(struct parser *ps)
 
 static struct json_node *new_node(struct parser *ps, int type, const unsigned char *text)
 {
+    if (ps->max_values && ++ps->values > ps->max_values) {
+        fail(ps, text, "too many values in the document");
+        return NULL;
+    }
     struct json_node *n = arena_alloc(ps->arena, sizeof(*n));
     if (n == NULL) {
         fail(ps, text, "out of memory");
@@ -810,6 +815,7 @@ struct json_doc *json_parse_owned(char *text, size_t len, const struct json_pars
     ps.p = ps.start;
     ps.end = ps.start + len;
     ps.max_depth = opts && opts->max_depth ? opts->max_depth : JSON_DEFAULT_MAX_DEPTH;
+    ps.max_values = opts ? opts->max_values : 0;
     ps.err = err;
     buf_init(&ps.scratch, 0);
     /* About one node per 8 bytes of typical JSON; the arena grows past this when needed. */

@@ -70,6 +70,8 @@ struct json_error {
 /* Parse limits. A zeroed struct, or NULL, means the defaults below. */
 struct json_parse_opts {
     unsigned max_depth; /* nesting of arrays and objects; default JSON_DEFAULT_MAX_DEPTH */
+    size_t max_values;  /* values (nodes) in the document; 0: no limit. A node takes about 56
+                           bytes, so a dense input such as [0,0,...] grows about 28-fold */
 };
 
 #define JSON_DEFAULT_MAX_DEPTH 1000

@@ -503,7 +503,7 @@ static void test_depth_limits(void)
     free(deep);
     /* A tree deeper than the bound is refused by conversion, writing and comparison. */
     deep = nested(JSON_CJSON_MAX_DEPTH + 1);
-    struct json_parse_opts po = {JSON_CJSON_MAX_DEPTH + 10};
+    struct json_parse_opts po = {.max_depth = JSON_CJSON_MAX_DEPTH + 10};
     d = json_parse(deep, strlen(deep), &po, NULL);
     REQUIRE(d != NULL);
     char msg[128];

@@ -101,6 +101,19 @@ static void test_depth_limit(void)
     json_doc_free(d);
 }
 
+static void test_value_limit(void)
+{
+    const char *text = "[1,[2,3],{\"a\":4}]"; /* 7 values */
+    struct json_parse_opts opts = {.max_values = 6};
+    struct json_error err;
+    CHECK(json_parse(text, strlen(text), &opts, &err) == NULL);
+    CHECK(strstr(err.msg, "too many values") != NULL);
+    opts.max_values = 7;
+    struct json_doc *d = json_parse(text, strlen(text), &opts, &err);
+    CHECK(d != NULL);
+    json_doc_free(d);
+}
+
 static void test_hash_and_equality(void)
 {
     struct json_doc *a = parse("{\"x\":1,\"y\":[1,2,{\"z\":null}]}");
@@ -216,6 +229,7 @@ int main(void)
     RUN(test_whitespace_is_dropped);
     RUN(test_invalid_input_is_refused_with_offset);
     RUN(test_depth_limit);
+    RUN(test_value_limit);
     RUN(test_hash_and_equality);
     RUN(test_duplicate_keys_last_wins_first_position);
     RUN(test_lookup);
