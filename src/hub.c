@@ -210,6 +210,25 @@ static void queue_clear(struct subscriber *s)
     s->qhead = s->qlen = s->qbytes = 0;
 }
 
+/* Drops the document's frames (data, patch) from the queue and keeps the others (upstream-error,
+ * upstream-recovered, keepalive) in order: a snapshot is about to supersede the former, but not
+ * what the latter say about the upstream. */
+static void queue_drop_doc_frames(struct subscriber *s)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < s->qlen; i++) {
+        struct frame *f = s->q[(s->qhead + i) % s->qcap];
+        if (f->seq != 0) {
+            s->qbytes -= f->len;
+            frame_unref(f);
+        } else {
+            s->q[(s->qhead + kept) % s->qcap] = f;
+            kept++;
+        }
+    }
+    s->qlen = kept;
+}
+
 static void sub_wake(struct subscriber *s)
 {
     if (s->idle) {
@@ -223,12 +242,17 @@ static void sub_wake(struct subscriber *s)
 static int sub_push(struct subscriber *s, struct frame *f)
 {
     const struct hub_params *p = &s->topic->hub->params;
-    if (s->need_snapshot)
+    /* While a snapshot is due it supersedes every document frame; events without an id
+     * (upstream-error, upstream-recovered) are queued still, and follow the snapshot. */
+    if (s->need_snapshot && f->seq != 0)
         return -1;
-    if (s->qlen + 1 > p->queue_events || s->qbytes + f->len > p->queue_bytes) {
+    /* An empty queue takes any frame: a snapshot in place of one patch larger than the byte
+     * bound would only be larger, and would reach even subscribers that keep up. */
+    if (s->qlen > 0 && (s->qlen + 1 > p->queue_events || s->qbytes + f->len > p->queue_bytes)) {
         queue_clear(s);
+        if (!s->need_snapshot)
+            s->topic->hub->stats.subscribers_reset++;
         s->need_snapshot = 1;
-        s->topic->hub->stats.subscribers_reset++;
         return -1;
     }
     if (s->qlen == s->qcap) {
@@ -286,8 +310,9 @@ long subscriber_read(struct subscriber *s, char *dst, size_t max)
             if (ending)
                 break;
             if (s->need_snapshot && t->doc) {
-                /* Catching up: the backlog was dropped; the current snapshot replaces it. */
-                queue_clear(s);
+                /* Catching up: the backlog was dropped; the current snapshot replaces it, and
+                 * the upstream's status events queued since follow it. */
+                queue_drop_doc_frames(s);
                 struct frame *f = topic_data_frame(t);
                 if (f == NULL)
                     break;
@@ -387,7 +412,7 @@ static void fan_out(struct topic *t, struct frame *f, int mode)
 static void fan_out_snapshot(struct topic *t)
 {
     for (struct subscriber *s = t->subs; s; s = s->next) {
-        queue_clear(s);
+        queue_drop_doc_frames(s);
         s->need_snapshot = 1;
         sub_wake(s);
     }
@@ -399,7 +424,7 @@ static void fan_out_snapshot_mode(struct topic *t)
     for (struct subscriber *s = t->subs; s; s = s->next) {
         if (s->mode != HUB_MODE_SNAPSHOT)
             continue;
-        queue_clear(s);
+        queue_drop_doc_frames(s);
         s->need_snapshot = 1;
         sub_wake(s);
     }
