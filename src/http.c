@@ -485,26 +485,33 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 {
     static int seen;
     struct http_server *srv = cls;
+    int get = strcmp(method, "GET") == 0, head = strcmp(method, "HEAD") == 0;
+    int options = strcmp(method, "OPTIONS") == 0;
     if (*req_cls == NULL) {
-        /* Headers are in; answer on the next call, once MHD has the whole request. */
         *req_cls = &seen;
+        /* Other methods are refused now, before any body they carry is read: MHD takes a
+         * response only here or once the whole request is in, not while a body arrives. */
+        if (!get && !head && !options) {
+            struct MHD_Response *r =
+                MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+            if (r == NULL)
+                return MHD_NO;
+            MHD_add_response_header(r, "Allow", "GET, HEAD, OPTIONS");
+            srv->rejected++;
+            enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
+            MHD_destroy_response(r);
+            return rc;
+        }
+        /* Headers are in; answer on the next call, once MHD has the whole request. */
         return MHD_YES;
     }
-    if (strcmp(method, "OPTIONS") == 0)
-        return preflight(srv, c);
-    int get = strcmp(method, "GET") == 0, head = strcmp(method, "HEAD") == 0;
-    if (!get && !head) {
+    if (*upload_data_size != 0) {
+        /* A body on GET, HEAD or OPTIONS means nothing here: read and ignored. */
         *upload_data_size = 0;
-        struct MHD_Response *r =
-            MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-        if (r == NULL)
-            return MHD_NO;
-        MHD_add_response_header(r, "Allow", "GET, HEAD, OPTIONS");
-        srv->rejected++;
-        enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
-        MHD_destroy_response(r);
-        return rc;
+        return MHD_YES;
     }
+    if (options)
+        return preflight(srv, c);
     if (strcmp(url, "/healthz") == 0)
         return send_text(srv, c, MHD_HTTP_OK, "application/json", "{\"status\":\"ok\"}", 15);
     if (strcmp(url, "/readyz") == 0)
