@@ -1,0 +1,31 @@
+# Integration tests (issue 3): each script drives the real pollcast binary (@POLLCAST@, plain and
+# ASan) against the scripted upstream (upstream_server.js) with real SSE clients: node's
+# eventsource package, a raw node:http client and curl -N, applying patches with fast-json-patch
+# from tests/oracle/node_modules. harness.js starts and stops everything by PID and bounds each
+# test; a missing node or npm package is a failure, never a skip.
+#
+# convergence        50 eventsource subscribers, 50 varied changes, one upstream request per tick
+# resume             Last-Event-ID / ?lastEventId= inside and outside the history, malformed ids
+# upstream_failures  500, 429 + Retry-After, invalid JSON, body cap, timeout, 304: events, backoff
+# wire_contract      headers, retry:, ids, statuses, CORS, health, snapshot mode, shared pollers
+# config_errors      FILE:LINE: message and exit 2 for each kind of error
+# slow_subscriber    one client stops reading during 200 large changes: others on time, RSS bounded
+# many_subscribers   2,000 concurrent subscribers converge
+# shutdown           SIGTERM / SIGINT with 500 clients: clean ends, exit 0 within 5 s
+#
+# The ASan variant (binary name ending in -asan) scales the work down and stretches timing bounds
+# (POLLCAST_IT_SCALE, POLLCAST_IT_SLOW override both). Tests that load the machine or measure
+# time share a resource lock so that ctest -j never runs two of them at once.
+find_program(POLLCAST_NODE node)
+if(NOT POLLCAST_NODE)
+  set(POLLCAST_NODE node)
+endif()
+foreach(t convergence resume wire_contract config_errors)
+  pollcast_test(NAME integration.${t} LABELS integration TIMEOUT 600
+                COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/integration/${t}.js @POLLCAST@)
+endforeach()
+foreach(t upstream_failures slow_subscriber many_subscribers shutdown)
+  pollcast_test(NAME integration.${t} LABELS integration TIMEOUT 600
+                RESOURCE_LOCK pollcast_integration_timing
+                COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/integration/${t}.js @POLLCAST@)
+endforeach()
