@@ -79,7 +79,7 @@ static void on_daemon_timer(struct loop *loop, struct loop_timer *timer, void *a
     run_daemon(arg);
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
