@@ -23,9 +23,9 @@
 #include "log.h"
 #include "loop.h"
 #include "sse.h"
+#include "ssrf.h"
 #include "viewer.h"
 
-#define MAX_URL_PARAM 2048
 #define MAX_LAST_EVENT_ID 64
 
 struct http_server {
@@ -256,9 +256,68 @@ static enum MHD_Result start_stream(struct http_server *srv, struct MHD_Connecti
     return rc;
 }
 
+/* With [auth] configured: reads the token from the Authorization header, the access_token
+ * query parameter or the cookie and checks it. Returns 1 with *grant filled (the caller disposes
+ * it), 0 when auth is off, or -1 after queueing the 401/503 answer in *rc. */
+static int authenticate(struct http_server *srv, struct MHD_Connection *c,
+                        struct auth_grant *grant, enum MHD_Result *rc)
+{
+    if (srv->p.auth == NULL)
+        return 0;
+    char token[AUTH_MAX_TOKEN + 1];
+    int found = auth_token_from_request(
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"),
+        MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "access_token"),
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Cookie"), srv->p.auth_cookie, token,
+        sizeof(token));
+    char why[256] = "a bearer token is required";
+    int status = MHD_HTTP_UNAUTHORIZED;
+    if (found == 1) {
+        int ok = auth_check(srv->p.auth, token, auth_now_ms(), grant, why, sizeof(why));
+        if (ok == AUTH_OK)
+            return 1;
+        if (ok == AUTH_NOMEM)
+            status = MHD_HTTP_SERVICE_UNAVAILABLE;
+    } else if (found < 0) {
+        snprintf(why, sizeof(why), "the token is malformed");
+    }
+    srv->rejected++;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "status", status);
+    cJSON_AddStringToObject(o, "title",
+                            status == MHD_HTTP_UNAUTHORIZED ? "Unauthorized" : "Unavailable");
+    cJSON_AddStringToObject(o, "detail", why);
+    char *body = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    struct MHD_Response *r =
+        body ? MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY) : NULL;
+    free(body);
+    *rc = MHD_NO;
+    if (r == NULL)
+        return -1;
+    MHD_add_response_header(r, "Content-Type", "application/problem+json");
+    MHD_add_response_header(r, "WWW-Authenticate",
+                            found < 0 || found == 1 ? "Bearer error=\"invalid_token\""
+                                                    : "Bearer");
+    add_cors(srv, c, r);
+    *rc = MHD_queue_response(c, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return -1;
+}
+
 static enum MHD_Result route_stream(struct http_server *srv, struct MHD_Connection *c,
                                     const char *name)
 {
+    /* The token is checked before the name, so that nobody unauthenticated can probe which
+     * streams exist. */
+    struct auth_grant grant;
+    memset(&grant, 0, sizeof(grant));
+    enum MHD_Result rc;
+    int authed = authenticate(srv, c, &grant, &rc);
+    if (authed < 0)
+        return rc;
+    int granted = authed == 0 || auth_grant_allows_stream(&grant, name);
+    auth_grant_dispose(&grant);
     const struct http_stream *st = NULL;
     for (size_t i = 0; i < srv->p.nstreams; i++)
         if (strcmp(srv->p.streams[i].name, name) == 0)
@@ -266,6 +325,9 @@ static enum MHD_Result route_stream(struct http_server *srv, struct MHD_Connecti
     if (st == NULL)
         return send_problem(srv, c, MHD_HTTP_NOT_FOUND, "Unknown stream",
                             "no upstream of that name is configured");
+    if (!granted)
+        return send_problem(srv, c, MHD_HTTP_FORBIDDEN, "Not allowed",
+                            "the token does not grant this stream");
     struct topic_spec spec = st->spec;
     enum hub_mode mode = st->mode;
     if (query_interval(c, st->min_interval_ms, st->max_interval_ms, &spec.poll.interval_ms) != 0)
@@ -302,54 +364,64 @@ static enum MHD_Result route_stream_list(struct http_server *srv, struct MHD_Con
     return rc;
 }
 
-/* Returns 1 when url is an absolute http(s) URL without bytes that could split a request. */
-static int plausible_url(const char *url)
-{
-    if (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0)
-        return 0;
-    for (const unsigned char *p = (const unsigned char *)url; *p; p++)
-        if (*p <= 0x20 || *p == 0x7f)
-            return 0;
-    return 1;
-}
-
 static enum MHD_Result route_proxy(struct http_server *srv, struct MHD_Connection *c)
 {
-    const char *url = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "url");
-    if (url == NULL || *url == '\0')
+    struct auth_grant grant;
+    memset(&grant, 0, sizeof(grant));
+    enum MHD_Result rc;
+    int authed = authenticate(srv, c, &grant, &rc);
+    if (authed < 0)
+        return rc;
+    const char *url = NULL;
+    size_t url_len = 0;
+    if (MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "url", 3, &url, &url_len) !=
+            MHD_YES ||
+        url == NULL || *url == '\0') {
+        auth_grant_dispose(&grant);
         return send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Missing url",
                             "use /proxy?url=<percent-encoded absolute http(s) URL>");
-    if (strnlen(url, MAX_URL_PARAM + 1) > MAX_URL_PARAM)
-        return send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "URL too long", NULL);
-    if (!plausible_url(url))
-        return send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad url",
-                            "an absolute http or https URL without spaces or control bytes");
-    int allowed = 0;
-    for (const char *const *a = srv->p.allow_prefixes; a && *a && !allowed; a++)
-        allowed = strncmp(url, *a, strlen(*a)) == 0;
-    if (!allowed)
-        return send_problem(srv, c, MHD_HTTP_FORBIDDEN, "URL not allowed",
-                            "the URL matches no allow rule of this server");
-    struct topic_spec spec = {.poll = srv->p.adhoc,
-                              .name = url,
-                              .id_keys = srv->p.adhoc_id_keys,
-                              .error_repeat_ms = srv->p.adhoc_error_repeat_ms};
-    spec.poll.url = url;
-    spec.poll.adhoc = 1;
-    enum hub_mode mode = HUB_MODE_PATCH;
-    if (query_interval(c, srv->p.adhoc_min_interval_ms, srv->p.adhoc_max_interval_ms,
-                       &spec.poll.interval_ms) != 0)
-        return send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad interval",
-                            "interval takes a number of seconds, such as 5 or 0.5");
-    if (query_mode(c, &mode) != 0)
-        return send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad mode",
-                            "mode is patch or snapshot");
-    struct buf key;
-    buf_init(&key, 0);
-    if (buf_printf(&key, "p:%s|%llu", url, (unsigned long long)spec.poll.interval_ms) != 0)
-        return MHD_NO;
-    enum MHD_Result rc = start_stream(srv, c, key.data, &spec, mode);
-    buf_dispose(&key);
+    }
+    char why[256];
+    struct buf canon;
+    buf_init(&canon, 0);
+    if (strlen(url) != url_len) {
+        rc = send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad url", "the URL holds a NUL byte");
+    } else if (ssrf_normalize_url(url, &canon, why, sizeof(why)) != 0) {
+        rc = send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad url", why);
+    } else if (!ssrf_url_allowed(canon.data, srv->p.allow_prefixes)) {
+        rc = send_problem(srv, c, MHD_HTTP_FORBIDDEN, "URL not allowed",
+                          "the URL matches no allow rule of this server");
+    } else if (ssrf_check_literal(canon.data, srv->p.allow_cidrs, why, sizeof(why)) != 0) {
+        rc = send_problem(srv, c, MHD_HTTP_FORBIDDEN, "URL not allowed", why);
+    } else if (authed == 1 && !auth_grant_allows_url(&grant, canon.data)) {
+        rc = send_problem(srv, c, MHD_HTTP_FORBIDDEN, "Not allowed",
+                          "the token does not grant this URL");
+    } else {
+        struct topic_spec spec = {.poll = srv->p.adhoc,
+                                  .name = canon.data,
+                                  .id_keys = srv->p.adhoc_id_keys,
+                                  .error_repeat_ms = srv->p.adhoc_error_repeat_ms};
+        spec.poll.url = canon.data;
+        spec.poll.adhoc = 1;
+        enum hub_mode mode = HUB_MODE_PATCH;
+        struct buf key;
+        buf_init(&key, 0);
+        if (query_interval(c, srv->p.adhoc_min_interval_ms, srv->p.adhoc_max_interval_ms,
+                           &spec.poll.interval_ms) != 0)
+            rc = send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad interval",
+                              "interval takes a number of seconds, such as 5 or 0.5");
+        else if (query_mode(c, &mode) != 0)
+            rc = send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad mode",
+                              "mode is patch or snapshot");
+        else if (buf_printf(&key, "p:%s|%llu", canon.data,
+                            (unsigned long long)spec.poll.interval_ms) != 0)
+            rc = MHD_NO;
+        else
+            rc = start_stream(srv, c, key.data, &spec, mode);
+        buf_dispose(&key);
+    }
+    buf_dispose(&canon);
+    auth_grant_dispose(&grant);
     return rc;
 }
 

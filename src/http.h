@@ -8,7 +8,9 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "auth.h"
 #include "buf.h"
+#include "config.h"
 #include "hub.h"
 
 struct loop;
@@ -29,7 +31,11 @@ struct http_params {
     const struct http_stream *streams;
     size_t nstreams;
     const char *const *cors_origins; /* NULL-terminated; "*" allows any origin */
-    const char *const *allow_prefixes; /* ad-hoc URLs GET /proxy?url= may reach; NULL: none */
+    const char *const *allow_prefixes; /* canonical prefixes (ssrf_prefixes_new) that ad-hoc
+                                          URLs of GET /proxy?url= must match; NULL: none */
+    const struct config_cidr_list *allow_cidrs; /* non-public ranges ad-hoc URLs may reach */
+    const struct auth *auth;                    /* NULL: no authentication */
+    const char *auth_cookie;                    /* cookie that may carry the token */
     struct poller_spec adhoc;          /* interval, limits for ad-hoc upstreams (url unused) */
     uint64_t adhoc_min_interval_ms, adhoc_max_interval_ms;
     uint64_t adhoc_error_repeat_ms;

@@ -15,6 +15,7 @@
 #include "http.h"
 #include "hub.h"
 #include "log.h"
+#include "ssrf.h"
 #include "loop.h"
 #include "upstream.h"
 
@@ -110,8 +111,9 @@ struct wiring {
     const char ***id_keys; /* per stream: {id_key, NULL}, or {NULL} when identity is off */
     char **demo_urls;
     const char **cors;
-    const char **allow;
+    char **allow; /* canonical url_prefix rules */
     const char **adhoc_ids;
+    struct auth *auth;
 };
 
 static void wiring_dispose(struct wiring *w, size_t nstreams)
@@ -126,7 +128,8 @@ static void wiring_dispose(struct wiring *w, size_t nstreams)
     free(w->id_keys);
     free(w->demo_urls);
     free(w->cors);
-    free(w->allow);
+    ssrf_prefixes_free(w->allow);
+    auth_free(w->auth);
     free(w->adhoc_ids);
 }
 
@@ -163,8 +166,9 @@ static char *demo_url(const struct config_addr *listen, unsigned port)
     return buf_steal(&b, NULL);
 }
 
+/* Returns 0, or -1 with a message in err (a rule or key the security modules refuse, OOM). */
 static int build_wiring(const struct config *cfg, struct wiring *w, struct http_params *hp,
-                        struct hub_params *hubp)
+                        struct hub_params *hubp, char *err, size_t errlen)
 {
     const struct config_server *s = &cfg->server;
     size_t n = cfg->n_upstreams;
@@ -173,10 +177,23 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
     w->id_keys = calloc(n ? n : 1, sizeof(*w->id_keys));
     w->demo_urls = calloc(n ? n : 1, sizeof(*w->demo_urls));
     w->cors = list_view(&s->cors_origin);
-    w->allow = list_view(&cfg->allow.url_prefix);
     w->adhoc_ids = id_keys_view(cfg->allow.id_key);
-    if (!w->streams || !w->id_keys || !w->demo_urls || !w->cors || !w->allow || !w->adhoc_ids)
+    snprintf(err, errlen, "out of memory");
+    if (!w->streams || !w->id_keys || !w->demo_urls || !w->cors || !w->adhoc_ids)
         return -1;
+    char why[256];
+    w->allow = ssrf_prefixes_new(&cfg->allow.url_prefix, why, sizeof(why));
+    if (w->allow == NULL) {
+        snprintf(err, errlen, "[allow] url_prefix: %s", why);
+        return -1;
+    }
+    if (cfg->auth.algorithm != CONFIG_AUTH_OFF) {
+        w->auth = auth_new(&cfg->auth, why, sizeof(why));
+        if (w->auth == NULL) {
+            snprintf(err, errlen, "[auth]: %s", why);
+            return -1;
+        }
+    }
     memset(hp, 0, sizeof(*hp));
     for (size_t i = 0; i < n; i++) {
         const struct config_upstream *u = &cfg->upstreams[i];
@@ -208,7 +225,10 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
     hp->streams = w->streams;
     hp->nstreams = n;
     hp->cors_origins = w->cors;
-    hp->allow_prefixes = a->max_pollers ? w->allow : NULL;
+    hp->allow_prefixes = a->max_pollers ? (const char *const *)w->allow : NULL;
+    hp->allow_cidrs = &a->cidr;
+    hp->auth = w->auth;
+    hp->auth_cookie = cfg->auth.cookie;
     hp->adhoc.interval_ms = a->interval_ms;
     hp->adhoc.timeout_ms = a->timeout_ms;
     hp->adhoc.connect_timeout_ms = a->connect_timeout_ms;
@@ -290,13 +310,18 @@ int cli_serve(int argc, char **argv)
     struct signal_ctx sc = {.d = &d, .grace_ms = cfg.server.shutdown_grace_ms};
     char err[512];
     rc = 1;
-    if (build_wiring(&cfg, &w, &hp, &hubp) != 0) {
-        fprintf(stderr, "pollcast: out of memory\n");
+    if (build_wiring(&cfg, &w, &hp, &hubp, err, sizeof(err)) != 0) {
+        fprintf(stderr, "pollcast: %s\n", err);
+        rc = 2;
         goto out;
     }
     d.sigfd = setup_signals();
     d.loop = loop_new();
     d.pool = d.loop ? upstream_pool_new(d.loop) : NULL;
+    /* Ad-hoc upstreams come from clients: every address curl connects to, redirects included,
+     * must be public unless an [allow] cidr opens it. */
+    if (d.pool)
+        upstream_pool_set_policy(d.pool, ssrf_upstream_policy, (void *)&cfg.allow.cidr);
     d.hub = d.pool ? hub_new(d.loop, d.pool, &hubp) : NULL;
     d.shutdown_timer = d.loop ? loop_timer_new(d.loop, on_shutdown_tick, &d) : NULL;
     if (d.sigfd < 0 || d.hub == NULL || d.shutdown_timer == NULL ||
