@@ -247,7 +247,7 @@ static enum MHD_Result start_stream(struct http_server *srv, struct MHD_Connecti
     struct topic *t = hub_topic_get(srv->hub, key, spec);
     if (t == NULL)
         return send_retry_later(srv, c);
-    struct MHD_Response *r = sse_response_new(c, t, mode, last_event_id(c), kick_daemon, srv);
+    struct MHD_Response *r = sse_response_new(srv->loop, c, t, mode, last_event_id(c), kick_daemon, srv);
     if (r == NULL)
         return MHD_NO;
     add_cors(srv, c, r);

@@ -793,6 +793,12 @@ struct subscriber *hub_subscribe(struct topic *t, enum hub_mode mode, const char
     return s;
 }
 
+void hub_subscriber_close(struct subscriber *s)
+{
+    s->closing = 1;
+    sub_wake(s);
+}
+
 void hub_unsubscribe(struct subscriber *s)
 {
     if (s == NULL)

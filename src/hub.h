@@ -97,6 +97,10 @@ struct subscriber *hub_subscribe(struct topic *topic, enum hub_mode mode,
  * there is), or -1 when the stream must end (shutdown, topic removed). */
 long subscriber_read(struct subscriber *s, char *dst, size_t max);
 
+/* Ends one subscriber's stream: it reads -1 after its current event and is woken. Used when its
+ * client is known to be gone. */
+void hub_subscriber_close(struct subscriber *s);
+
 /* Removes and frees the subscriber. Accepts NULL. */
 void hub_unsubscribe(struct subscriber *s);
 

@@ -4,6 +4,9 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
+
+#include "loop.h"
 
 struct sse_conn {
     struct MHD_Connection *conn;
@@ -11,13 +14,25 @@ struct sse_conn {
     int suspended;
     sse_kick_fn kick;
     void *kick_arg;
+    struct loop *loop;
+    int fd;       /* the client socket, -1 when unknown */
+    int watching; /* the loop watches fd for a hang-up */
 };
+
+static void unwatch(struct sse_conn *c)
+{
+    if (c->watching) {
+        loop_unwatch(c->loop, c->fd);
+        c->watching = 0;
+    }
+}
 
 static void sse_wake(void *ctx)
 {
     struct sse_conn *c = ctx;
     if (c->suspended) {
         c->suspended = 0;
+        unwatch(c);
         MHD_resume_connection(c->conn);
         /* In external mode MHD acts on a resume only when it runs next: ask for a run. */
         c->kick(c->kick_arg);
@@ -25,6 +40,15 @@ static void sse_wake(void *ctx)
 }
 
 static const struct subscriber_ops sse_ops = {.wake = sse_wake};
+
+/* The client closed or reset its connection while the stream was parked: end the stream now
+ * rather than at the next keepalive write, so that its slot and descriptor are freed. */
+static void on_hangup(struct loop *loop, int fd, uint32_t events, void *arg)
+{
+    struct sse_conn *c = arg;
+    unwatch(c);
+    hub_subscriber_close(c->sub);
+}
 
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
@@ -36,6 +60,8 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
         /* Nothing to send: park the connection instead of being asked again at once. */
         c->suspended = 1;
         MHD_suspend_connection(c->conn);
+        if (c->fd >= 0 && loop_watch(c->loop, c->fd, EPOLLRDHUP, on_hangup, c) == 0)
+            c->watching = 1;
         return 0;
     }
     return (ssize_t)n;
@@ -44,6 +70,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 static void sse_free(void *cls)
 {
     struct sse_conn *c = cls;
+    unwatch(c);
     hub_unsubscribe(c->sub);
     free(c);
 }
@@ -57,14 +84,18 @@ enum MHD_Result sse_add_headers(struct MHD_Response *r)
     return MHD_YES;
 }
 
-struct MHD_Response *sse_response_new(struct MHD_Connection *conn, struct topic *topic,
-                                      enum hub_mode mode, const char *last_event_id,
-                                      sse_kick_fn kick, void *kick_arg)
+struct MHD_Response *sse_response_new(struct loop *loop, struct MHD_Connection *conn,
+                                      struct topic *topic, enum hub_mode mode,
+                                      const char *last_event_id, sse_kick_fn kick, void *kick_arg)
 {
     struct sse_conn *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return NULL;
     c->conn = conn;
+    c->loop = loop;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    c->fd = ci ? ci->connect_fd : -1;
     c->kick = kick;
     c->kick_arg = kick_arg;
     c->sub = hub_subscribe(topic, mode, last_event_id, &sse_ops, c);
