@@ -15,7 +15,7 @@ FROM debian:bookworm-slim AS build
 WORKDIR /src
 # The install script alone first, so that the dependency layer is cached across source changes.
 COPY scripts/install-deps.sh scripts/install-deps.sh
-RUN bash scripts/install-deps.sh && rm -rf /var/lib/apt/lists/*
+RUN bash scripts/install-deps.sh --build && rm -rf /var/lib/apt/lists/*
 # The whole tree but what .dockerignore leaves out (build trees, node_modules, .git).
 COPY . .
 RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DPOLLCAST_WERROR=ON \

@@ -1,34 +1,40 @@
 #!/usr/bin/env bash
-# Installs everything pollcast needs to build and test on Debian bookworm. The one install path:
-# .ci/run, the README's commands and the Dockerfile's build stage all call this script.
-#   scripts/install-deps.sh            build and test dependencies
+# Installs everything pollcast needs on Debian bookworm. The one install path: .ci/run, the
+# README's commands and the Dockerfile's stages all call this script.
+#   scripts/install-deps.sh            build and test dependencies (what CI needs)
+#   scripts/install-deps.sh --build    only what building the daemon needs (Dockerfile)
 #   scripts/install-deps.sh --runtime  only the shared libraries the daemon runs with
 set -euo pipefail
 
 runtime_pkgs="libmicrohttpd12 libcurl4 libcjson1 libssl3 libinih1 ca-certificates"
 build_pkgs="build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev
   libssl-dev libinih-dev curl ca-certificates"
-# Tests: node and npm for the independent oracles (fast-json-patch, eventsource), clang for the
-# fuzz targets.
-test_pkgs="nodejs npm clang"
+# Tests: node and npm for the independent oracles (fast-json-patch, eventsource, jsondiffpatch,
+# playwright-core), clang and its sanitizer runtime for the fuzz targets, Debian's chromium for the
+# viewer test, tmux for the terminal test of pollcast watch, openssl for the JWT fixtures.
+test_pkgs="nodejs npm clang libclang-rt-14-dev chromium tmux openssl"
 
+mode=${1:-}
 sudo=""
 if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
 
-want=$build_pkgs
-if [ "${1:-}" = "--runtime" ]; then
-  want=$runtime_pkgs
-else
-  want="$build_pkgs"
-  # Keep a newer node that is already installed; install Debian's otherwise.
-  for p in $test_pkgs; do
-    case $p in
-      nodejs) command -v node >/dev/null 2>&1 || want="$want nodejs" ;;
-      npm) command -v npm >/dev/null 2>&1 || want="$want npm" ;;
-      *) want="$want $p" ;;
-    esac
-  done
-fi
+case $mode in
+  --runtime) want=$runtime_pkgs ;;
+  --build) want=$build_pkgs ;;
+  "")
+    want=$build_pkgs
+    # Keep a node that is already installed (the browser test needs node 20); install Debian's
+    # otherwise.
+    for p in $test_pkgs; do
+      case $p in
+        nodejs) command -v node >/dev/null 2>&1 || want="$want nodejs" ;;
+        npm) command -v npm >/dev/null 2>&1 || want="$want npm" ;;
+        *) want="$want $p" ;;
+      esac
+    done
+    ;;
+  *) echo "usage: install-deps.sh [--build | --runtime]" >&2; exit 2 ;;
+esac
 
 missing=""
 for p in $want; do
@@ -40,6 +46,10 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-if [ "${1:-}" != "--runtime" ] && [ -f tests/oracle/package-lock.json ]; then
-  (cd tests/oracle && npm ci --no-audit --no-fund --loglevel=error)
+if [ -z "$mode" ]; then
+  for dir in tests/oracle tests/browser; do
+    if [ -f "$dir/package-lock.json" ]; then
+      (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+  done
 fi
