@@ -22,6 +22,7 @@
 #include "json/json.h"
 #include "log.h"
 #include "loop.h"
+#include "ratelimit.h"
 #include "sse.h"
 #include "ssrf.h"
 #include "viewer.h"
@@ -37,6 +38,8 @@ struct http_server {
     struct loop_timer *timer;
     int quiesced;
     int run_pending; /* a deferred MHD_run is queued */
+    struct ratelimit *rate; /* NULL: no per-address connection rate limit */
+    uint64_t refused_rate;
     unsigned port;
     uint64_t rejected;
 };
@@ -105,6 +108,18 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
+/* A client over its connection rate is refused at accept: the TCP connection is closed before
+ * any request is read. */
+static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    struct http_server *srv = cls;
+    if (srv->rate && !ratelimit_allow(srv->rate, addr, addrlen, loop_now_ms(srv->loop))) {
+        srv->refused_rate++;
+        return MHD_NO;
+    }
+    return MHD_YES;
 }
 
 /* ---- responses --------------------------------------------------------------------------- */
@@ -628,8 +643,17 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (params->addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    if (params->connect_rate_per_ip) {
+        srv->rate = ratelimit_new(params->connect_rate_per_ip, params->connect_burst_per_ip,
+                                  65536);
+        if (srv->rate == NULL) {
+            snprintf(err, errlen, "out of memory");
+            free(srv);
+            return NULL;
+        }
+    }
     srv->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, handle, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&srv->p.addr,
+        flags, 0, accept_policy, srv, handle, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&srv->p.addr,
         MHD_OPTION_CONNECTION_LIMIT, params->max_connections ? params->max_connections : 60000u,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, params->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, params->request_timeout_s ? params->request_timeout_s : 30u,
@@ -643,6 +667,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
                     sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV);
         snprintf(err, errlen, "cannot listen on %s port %s (address in use, or not permitted)",
                  host, serv);
+        ratelimit_free(srv->rate);
         free(srv);
         return NULL;
     }
@@ -654,6 +679,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
         snprintf(err, errlen, "cannot attach the HTTP server to the event loop");
         loop_timer_free(srv->timer);
         MHD_stop_daemon(srv->daemon);
+        ratelimit_free(srv->rate);
         free(srv);
         return NULL;
     }
@@ -695,5 +721,6 @@ void http_server_free(struct http_server *srv)
         loop_defer_cancel(srv->loop, on_deferred_run, srv);
     loop_timer_free(srv->timer);
     MHD_stop_daemon(srv->daemon);
+    ratelimit_free(srv->rate);
     free(srv);
 }

@@ -42,6 +42,8 @@ struct http_params {
     const char *const *adhoc_id_keys;
     unsigned max_connections;
     unsigned max_connections_per_ip; /* 0: no limit */
+    uint64_t connect_rate_per_ip;    /* new connections per second per address; 0: no limit */
+    uint64_t connect_burst_per_ip;
     size_t max_subscribers;
     size_t max_topics;
     unsigned request_timeout_s; /* for reading a request; streams have none */

@@ -240,6 +240,8 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
     hp->adhoc_id_keys = w->adhoc_ids;
     hp->max_connections = (unsigned)s->max_connections;
     hp->max_connections_per_ip = (unsigned)s->max_subscribers_per_ip;
+    hp->connect_rate_per_ip = s->connect_rate_per_ip;
+    hp->connect_burst_per_ip = s->connect_burst_per_ip;
     hp->max_subscribers = s->max_subscribers;
     hp->request_timeout_s = (unsigned)((s->request_timeout_ms + 999) / 1000);
     hp->connection_memory = s->max_header_bytes + 16384;
