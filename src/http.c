@@ -1,6 +1,7 @@
 /* libmicrohttpd on the event loop, and the routing of the wire contract: streams, ad-hoc
- * proxying, CORS, health, readiness, metrics and the demo document. Every answer before a
- * stream starts is a problem+json body with the status PRODUCT.md lists. */
+ * proxying (and its Streamdata.io form), CORS, health, readiness, metrics, the access log and the
+ * demo document. Every answer before a stream starts is a problem+json body with the status
+ * PRODUCT.md lists. */
 #include "http.h"
 
 #include <cjson/cJSON.h>
@@ -22,12 +23,46 @@
 #include "json/json.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "ratelimit.h"
 #include "sse.h"
 #include "ssrf.h"
 #include "viewer.h"
 
 #define MAX_LAST_EVENT_ID 64
+#define COMPAT_MAX_HEADERS 16
+#define COMPAT_MAX_HEADER 4096
+
+/* Why a request was refused, the label of pollcast_requests_rejected_total. */
+enum reject_reason {
+    REJECT_BAD_REQUEST,
+    REJECT_UNAUTHORIZED,
+    REJECT_FORBIDDEN,
+    REJECT_NOT_FOUND,
+    REJECT_METHOD,
+    REJECT_OVERLOAD,
+    REJECT_UNAVAILABLE,
+    REJECT_RATE_LIMITED,
+    REJECT_COUNT
+};
+static const char *const reject_names[REJECT_COUNT] = {
+    "bad_request", "unauthorized", "forbidden",   "not_found",
+    "method",      "overload",     "unavailable", "rate_limited"};
+
+/* One request, from its request line (MHD's URI callback) to its completion. Its tally is shared
+ * with the hub when the request becomes a stream; the last of the two to let go frees it. */
+struct request {
+    struct subscriber_tally tally; /* first member: release() finds the request from it */
+    struct http_server *srv;
+    char *uri;          /* the request target as received (path and query, still encoded) */
+    uint64_t start_ms;  /* loop clock */
+    int seen;           /* handle() has had the headers */
+    int opened;         /* a stream was started */
+    unsigned status;    /* of the answer, 0 until known */
+    char *stream;       /* what the access log names (stream name, URL without its query);
+                           NULL: not a stream request, not logged */
+    char client[64];    /* numeric client address */
+};
 
 struct http_server {
     struct loop *loop;
@@ -39,10 +74,18 @@ struct http_server {
     int quiesced;
     int run_pending; /* a deferred MHD_run is queued */
     struct ratelimit *rate; /* NULL: no per-address connection rate limit */
-    uint64_t refused_rate;
     unsigned port;
-    uint64_t rejected;
+    uint64_t rejected[REJECT_COUNT];
+    struct request *cur; /* the request handle() is answering, for the helpers below */
+    struct metrics *metrics;
 };
+
+static void count_reject(struct http_server *srv, enum reject_reason why, unsigned status)
+{
+    srv->rejected[why]++;
+    if (srv->cur)
+        srv->cur->status = status;
+}
 
 /* ---- the daemon on the loop -------------------------------------------------------------- */
 
@@ -116,7 +159,7 @@ static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, soc
 {
     struct http_server *srv = cls;
     if (srv->rate && !ratelimit_allow(srv->rate, addr, addrlen, loop_now_ms(srv->loop))) {
-        srv->refused_rate++;
+        srv->rejected[REJECT_RATE_LIMITED]++;
         return MHD_NO;
     }
     return MHD_YES;
@@ -168,7 +211,13 @@ static enum MHD_Result send_text(struct http_server *srv, struct MHD_Connection 
 static enum MHD_Result send_problem(struct http_server *srv, struct MHD_Connection *c,
                                     unsigned status, const char *title, const char *detail)
 {
-    srv->rejected++;
+    enum reject_reason why = status == MHD_HTTP_BAD_REQUEST    ? REJECT_BAD_REQUEST
+                             : status == MHD_HTTP_UNAUTHORIZED ? REJECT_UNAUTHORIZED
+                             : status == MHD_HTTP_FORBIDDEN    ? REJECT_FORBIDDEN
+                             : status == MHD_HTTP_NOT_FOUND    ? REJECT_NOT_FOUND
+                             : status == MHD_HTTP_METHOD_NOT_ALLOWED ? REJECT_METHOD
+                                                                     : REJECT_UNAVAILABLE;
+    count_reject(srv, why, status);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "status", status);
     cJSON_AddStringToObject(o, "title", title);
@@ -186,7 +235,7 @@ static enum MHD_Result send_problem(struct http_server *srv, struct MHD_Connecti
 
 static enum MHD_Result send_retry_later(struct http_server *srv, struct MHD_Connection *c)
 {
-    srv->rejected++;
+    count_reject(srv, srv->quiesced ? REJECT_UNAVAILABLE : REJECT_OVERLOAD, MHD_HTTP_OK);
     struct MHD_Response *r = sse_response_retry_later(srv->p.overload_retry_ms);
     if (r == NULL)
         return MHD_NO;
@@ -262,27 +311,80 @@ static enum MHD_Result start_stream(struct http_server *srv, struct MHD_Connecti
     struct topic *t = hub_topic_get(srv->hub, key, spec);
     if (t == NULL)
         return send_retry_later(srv, c);
-    struct MHD_Response *r = sse_response_new(srv->loop, c, t, mode, last_event_id(c), kick_daemon, srv);
+    /* The subscriber sse_response_new creates counts what it is sent into the request's tally,
+     * for the access log. */
+    hub_set_next_tally(srv->hub, srv->cur ? &srv->cur->tally : NULL);
+    struct MHD_Response *r =
+        sse_response_new(srv->loop, c, t, mode, last_event_id(c), kick_daemon, srv);
+    hub_set_next_tally(srv->hub, NULL);
     if (r == NULL)
         return MHD_NO;
     add_cors(srv, c, r);
     enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, r);
     MHD_destroy_response(r);
+    if (rc == MHD_YES && srv->cur) {
+        struct request *q = srv->cur;
+        q->status = MHD_HTTP_OK;
+        q->opened = 1;
+        if (srv->p.access_log && q->stream)
+            log_event(LOG_INFO, "stream opened",
+                      (struct log_field[]){LOG_STR("client", q->client),
+                                           LOG_STR("stream", q->stream)},
+                      2);
+    }
     return rc;
+}
+
+/* Names the current request in the access log: a stream name, or a URL of which only the part
+ * before the query is kept (queries may carry tokens). */
+static void name_request(struct http_server *srv, struct MHD_Connection *c, const char *what)
+{
+    struct request *q = srv->cur;
+    if (q == NULL || q->stream)
+        return;
+    /* Userinfo ("https://user:pass@host/") is a secret too. */
+    const char *auth = strstr(what, "://");
+    if (auth) {
+        auth += 3;
+        size_t alen = strcspn(auth, "/?#");
+        const char *at = memchr(auth, '@', alen);
+        if (at) {
+            struct buf b;
+            buf_init(&b, 0);
+            buf_append(&b, what, (size_t)(auth - what));
+            buf_append(&b, at + 1, strcspn(at + 1, "?#"));
+            q->stream = buf_steal(&b, NULL);
+        }
+    }
+    if (q->stream == NULL)
+        q->stream = strndup(what, strcspn(what, "?#"));
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci && ci->client_addr) {
+        socklen_t len = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                               : sizeof(struct sockaddr_in);
+        if (getnameinfo(ci->client_addr, len, q->client, sizeof(q->client), NULL, 0,
+                        NI_NUMERICHOST) != 0)
+            snprintf(q->client, sizeof(q->client), "?");
+    }
 }
 
 /* With [auth] configured: reads the token from the Authorization header, the access_token
  * query parameter or the cookie and checks it. Returns 1 with *grant filled (the caller disposes
  * it), 0 when auth is off, or -1 after queueing the 401/503 answer in *rc. */
 static int authenticate(struct http_server *srv, struct MHD_Connection *c,
-                        struct auth_grant *grant, enum MHD_Result *rc)
+                        struct auth_grant *grant, enum MHD_Result *rc, int compat,
+                        const char *sd_token)
 {
     if (srv->p.auth == NULL)
         return 0;
+    /* On the Streamdata.io form the query belongs to the upstream URL: its token is X-Sd-Token
+     * (query parameter or header) instead of access_token. */
+    const char *query_token =
+        compat ? sd_token : MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "access_token");
     char token[AUTH_MAX_TOKEN + 1];
     int found = auth_token_from_request(
-        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"),
-        MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "access_token"),
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"), query_token,
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Cookie"), srv->p.auth_cookie, token,
         sizeof(token));
     char why[256] = "a bearer token is required";
@@ -296,7 +398,8 @@ static int authenticate(struct http_server *srv, struct MHD_Connection *c,
     } else if (found < 0) {
         snprintf(why, sizeof(why), "the token is malformed");
     }
-    srv->rejected++;
+    count_reject(srv, status == MHD_HTTP_UNAUTHORIZED ? REJECT_UNAUTHORIZED : REJECT_UNAVAILABLE,
+                 (unsigned)status);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "status", status);
     cJSON_AddStringToObject(o, "title",
@@ -328,7 +431,8 @@ static enum MHD_Result route_stream(struct http_server *srv, struct MHD_Connecti
     struct auth_grant grant;
     memset(&grant, 0, sizeof(grant));
     enum MHD_Result rc;
-    int authed = authenticate(srv, c, &grant, &rc);
+    name_request(srv, c, name);
+    int authed = authenticate(srv, c, &grant, &rc, 0, NULL);
     if (authed < 0)
         return rc;
     int granted = authed == 0 || auth_grant_allows_stream(&grant, name);
@@ -384,10 +488,13 @@ static enum MHD_Result route_proxy(struct http_server *srv, struct MHD_Connectio
     struct auth_grant grant;
     memset(&grant, 0, sizeof(grant));
     enum MHD_Result rc;
-    int authed = authenticate(srv, c, &grant, &rc);
+    const char *url = NULL;
+    MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "url", 3, &url, NULL);
+    name_request(srv, c, url && *url ? url : "/proxy");
+    url = NULL;
+    int authed = authenticate(srv, c, &grant, &rc, 0, NULL);
     if (authed < 0)
         return rc;
-    const char *url = NULL;
     size_t url_len = 0;
     if (MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "url", 3, &url, &url_len) !=
             MHD_YES ||
@@ -412,8 +519,10 @@ static enum MHD_Result route_proxy(struct http_server *srv, struct MHD_Connectio
         rc = send_problem(srv, c, MHD_HTTP_FORBIDDEN, "Not allowed",
                           "the token does not grant this URL");
     } else {
+        /* The name (for logs) leaves the query out: it may carry the upstream's tokens. */
+        char *name = strndup(canon.data, strcspn(canon.data, "?#"));
         struct topic_spec spec = {.poll = srv->p.adhoc,
-                                  .name = canon.data,
+                                  .name = name ? name : "adhoc",
                                   .id_keys = srv->p.adhoc_id_keys,
                                   .error_repeat_ms = srv->p.adhoc_error_repeat_ms};
         spec.poll.url = canon.data;
@@ -434,54 +543,295 @@ static enum MHD_Result route_proxy(struct http_server *srv, struct MHD_Connectio
         else
             rc = start_stream(srv, c, key.data, &spec, mode);
         buf_dispose(&key);
+        free(name);
     }
     buf_dispose(&canon);
     auth_grant_dispose(&grant);
     return rc;
 }
 
+/* ---- the Streamdata.io form ------------------------------------------------------------- */
+
+/* What GET /{absolute-url} asks for, once the X-Sd-* parameters are taken out of the URL. */
+struct compat_req {
+    struct buf url;    /* the upstream URL, the X-Sd-* query parameters removed */
+    char *token;       /* X-Sd-Token, or NULL */
+    char *headers[COMPAT_MAX_HEADERS];
+    size_t nheaders;
+    const char *error; /* why the request is malformed, NULL when it is not */
+};
+
+static void compat_dispose(struct compat_req *cr)
+{
+    buf_dispose(&cr->url);
+    free(cr->token);
+    for (size_t i = 0; i < cr->nheaders; i++)
+        free(cr->headers[i]);
+}
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Decodes n bytes of a query component (%XX, '+' as a space). Returns a string, or NULL when it
+ * is malformed or decodes to a NUL, CR or LF. */
+static char *query_decode(const char *s, size_t n)
+{
+    char *out = malloc(n + 1);
+    if (out == NULL)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch == '+') {
+            ch = ' ';
+        } else if (ch == '%') {
+            if (i + 2 >= n || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0) {
+                free(out);
+                return NULL;
+            }
+            ch = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            i += 2;
+        }
+        if (ch == '\0' || ch == '\r' || ch == '\n') {
+            free(out);
+            return NULL;
+        }
+        out[k++] = ch;
+    }
+    out[k] = '\0';
+    return out;
+}
+
+static void compat_add_header(struct compat_req *cr, char *line)
+{
+    if (line == NULL || strlen(line) > COMPAT_MAX_HEADER || strchr(line, '\r') ||
+        strchr(line, '\n')) {
+        free(line);
+        cr->error = "an X-Sd-Header is malformed or too long";
+    } else if (cr->nheaders == COMPAT_MAX_HEADERS) {
+        free(line);
+        cr->error = "too many X-Sd-Header";
+    } else {
+        cr->headers[cr->nheaders++] = line;
+    }
+}
+
+static enum MHD_Result compat_header_it(void *cls, enum MHD_ValueKind kind, const char *key,
+                                        const char *value)
+{
+    struct compat_req *cr = cls;
+    if (strcasecmp(key, "X-Sd-Header") == 0 && value)
+        compat_add_header(cr, strdup(value));
+    return MHD_YES;
+}
+
+/* Splits target ("https://host/path?a=1&X-Sd-Token=..") into cr. */
+static void compat_parse(struct MHD_Connection *c, const char *target, struct compat_req *cr)
+{
+    memset(cr, 0, sizeof(*cr));
+    buf_init(&cr->url, 0);
+    size_t base = strcspn(target, "?#");
+    buf_append(&cr->url, target, base);
+    const char *q = target[base] == '?' ? target + base + 1 : NULL;
+    size_t qlen = q ? strcspn(q, "#") : 0;
+    int first = 1;
+    while (q && qlen > 0) {
+        size_t plen = strcspn(q, "&");
+        if (plen > qlen)
+            plen = qlen;
+        size_t nlen = strcspn(q, "=");
+        if (nlen > plen)
+            nlen = plen;
+        char *name = query_decode(q, nlen);
+        int token = name && strcasecmp(name, "X-Sd-Token") == 0;
+        int header = name && strcasecmp(name, "X-Sd-Header") == 0;
+        free(name);
+        const char *val = nlen < plen ? q + nlen + 1 : q + plen;
+        size_t vlen = nlen < plen ? plen - nlen - 1 : 0;
+        if (token) {
+            free(cr->token);
+            cr->token = query_decode(val, vlen);
+            if (cr->token == NULL)
+                cr->error = "X-Sd-Token is malformed";
+        } else if (header) {
+            compat_add_header(cr, query_decode(val, vlen));
+        } else if (plen > 0) {
+            buf_putc(&cr->url, first ? '?' : '&');
+            buf_append(&cr->url, q, plen);
+            first = 0;
+        }
+        q += plen;
+        qlen -= plen;
+        if (qlen > 0) {
+            q++;
+            qlen--;
+        }
+    }
+    if (cr->token == NULL) {
+        const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Sd-Token");
+        if (h)
+            cr->token = strdup(h);
+    }
+    MHD_get_connection_values(c, MHD_HEADER_KIND, compat_header_it, cr);
+    if (cr->url.data == NULL)
+        cr->error = "out of memory";
+}
+
+/* Checks a "Name: value" line of X-Sd-Header against the names [allow] forward_header lists.
+ * Returns NULL when it may be sent, or why not. */
+static const char *compat_header_check(const struct http_server *srv, const char *line)
+{
+    size_t n = strcspn(line, ":");
+    if (line[n] != ':' || n == 0)
+        return "an X-Sd-Header is not \"Name: value\"";
+    for (size_t i = 0; i < n; i++)
+        if (!(line[i] > ' ' && line[i] < 0x7f && strchr("()<>@,;:\\\"/[]?={}", line[i]) == NULL))
+            return "an X-Sd-Header has an invalid name";
+    for (const char *const *f = srv->p.adhoc_forward_headers; f && *f; f++)
+        if (strlen(*f) == n && strncasecmp(*f, line, n) == 0)
+            return NULL;
+    return "this server forwards no such header (see [allow] forward_header)";
+}
+
+static enum MHD_Result route_compat(struct http_server *srv, struct MHD_Connection *c,
+                                    const char *target)
+{
+    struct compat_req cr;
+    compat_parse(c, target, &cr);
+    name_request(srv, c, cr.url.data ? cr.url.data : "compat");
+    struct auth_grant grant;
+    memset(&grant, 0, sizeof(grant));
+    enum MHD_Result rc;
+    int authed = authenticate(srv, c, &grant, &rc, 1, cr.token);
+    if (authed < 0) {
+        compat_dispose(&cr);
+        return rc;
+    }
+    char why[256];
+    const char *bad = cr.error;
+    for (size_t i = 0; bad == NULL && i < cr.nheaders; i++)
+        bad = compat_header_check(srv, cr.headers[i]);
+    struct buf canon;
+    buf_init(&canon, 0);
+    if (cr.error) {
+        rc = send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad request", cr.error);
+    } else if (bad) {
+        rc = send_problem(srv, c, MHD_HTTP_FORBIDDEN, "Header not allowed", bad);
+    } else if (ssrf_normalize_url(cr.url.data, &canon, why, sizeof(why)) != 0) {
+        rc = send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad url", why);
+    } else if (!ssrf_url_allowed(canon.data, srv->p.allow_prefixes)) {
+        rc = send_problem(srv, c, MHD_HTTP_FORBIDDEN, "URL not allowed",
+                          "the URL matches no allow rule of this server");
+    } else if (ssrf_check_literal(canon.data, srv->p.allow_cidrs, why, sizeof(why)) != 0) {
+        rc = send_problem(srv, c, MHD_HTTP_FORBIDDEN, "URL not allowed", why);
+    } else if (authed == 1 && !auth_grant_allows_url(&grant, canon.data)) {
+        rc = send_problem(srv, c, MHD_HTTP_FORBIDDEN, "Not allowed",
+                          "the token does not grant this URL");
+    } else {
+        char *name = strndup(canon.data, strcspn(canon.data, "?#"));
+        struct topic_spec spec = {.poll = srv->p.adhoc,
+                                  .name = name ? name : "compat",
+                                  .id_keys = srv->p.adhoc_id_keys,
+                                  .error_repeat_ms = srv->p.adhoc_error_repeat_ms,
+                                  .compat = 1};
+        spec.poll.url = canon.data;
+        spec.poll.adhoc = 1;
+        spec.poll.headers = (const char *const *)cr.headers;
+        spec.poll.nheaders = cr.nheaders;
+        /* Subscribers share a poller when URL, headers and interval are the same; the key holds
+         * the header lines (never logged), one per line since none can hold a line feed. */
+        struct buf key;
+        buf_init(&key, 0);
+        int kr = buf_printf(&key, "c:%s\n%llu", canon.data,
+                            (unsigned long long)spec.poll.interval_ms);
+        for (size_t i = 0; i < cr.nheaders; i++)
+            kr |= buf_printf(&key, "\n%s", cr.headers[i]);
+        rc = kr ? MHD_NO : start_stream(srv, c, key.data, &spec, HUB_MODE_PATCH);
+        buf_dispose(&key);
+        free(name);
+    }
+    buf_dispose(&canon);
+    auth_grant_dispose(&grant);
+    compat_dispose(&cr);
+    return rc;
+}
+
+/* Returns 1 when the request target is the Streamdata.io form "/http://..." or "/https://...". */
+static int compat_target(const char *uri)
+{
+    return strncasecmp(uri, "/http://", 8) == 0 || strncasecmp(uri, "/https://", 9) == 0;
+}
+
 /* ---- health, metrics, demo --------------------------------------------------------------- */
+
+/* Registers the hub's and the front's series. Returns 0 or -1 (OOM). */
+static int register_metrics(struct http_server *srv)
+{
+    static const uint64_t one = 1;
+    const struct hub_stats *s = hub_stats(srv->hub);
+    struct metrics *m = srv->metrics;
+    int rc = 0;
+    rc |= metrics_add(m, "pollcast_build_info", METRICS_GAUGE,
+                      "Always 1; the version label says which pollcast this is.", "version",
+                      POLLCAST_VERSION, &one);
+    rc |= metrics_add(m, "pollcast_subscribers", METRICS_GAUGE, "Connected subscribers.", NULL,
+                      NULL, &s->subscribers);
+    rc |= metrics_add(m, "pollcast_pollers", METRICS_GAUGE,
+                      "Upstream pollers (topics), named and ad-hoc.", NULL, NULL, &s->topics);
+    static const char *const outcomes[] = {"changed", "unchanged", "not_modified", "failed",
+                                           "rejected"};
+    const uint64_t *polls[] = {&s->polls_changed, &s->polls_unchanged, &s->polls_not_modified,
+                               &s->polls_failed, &s->polls_rejected};
+    for (size_t i = 0; i < 5; i++)
+        rc |= metrics_add(m, "pollcast_polls_total", METRICS_COUNTER,
+                          "Upstream polls by outcome: changed, unchanged (same body), "
+                          "not_modified (304), failed (transport or status), rejected (not JSON).",
+                          "outcome", outcomes[i], polls[i]);
+    rc |= metrics_add_histogram(m, "pollcast_upstream_latency_seconds",
+                                "Upstream request time, from start to end.", &s->upstream_latency);
+    rc |= metrics_add(m, "pollcast_upstream_bytes_total", METRICS_COUNTER,
+                      "Bytes received from upstreams (on the wire).", NULL, NULL, &s->bytes_in);
+    rc |= metrics_add(m, "pollcast_sent_bytes_total", METRICS_COUNTER,
+                      "Bytes written to subscribers.", NULL, NULL, &s->bytes_out);
+    rc |= metrics_add_histogram(m, "pollcast_patch_bytes",
+                                "Size of each JSON Patch published, in bytes.", &s->patch_bytes);
+    rc |= metrics_add(m, "pollcast_events_published_total", METRICS_COUNTER,
+                      "Document events (data, patch) published to topics.", NULL, NULL,
+                      &s->events_published);
+    rc |= metrics_add(m, "pollcast_events_delivered_total", METRICS_COUNTER,
+                      "Events written out whole to subscribers (keepalives excluded).", NULL, NULL,
+                      &s->events_delivered);
+    rc |= metrics_add(m, "pollcast_subscribers_reset_total", METRICS_COUNTER,
+                      "Slow subscribers whose backlog was replaced by a snapshot.", NULL, NULL,
+                      &s->subscribers_reset);
+    for (size_t i = 0; i < REJECT_COUNT; i++)
+        rc |= metrics_add(m, "pollcast_requests_rejected_total", METRICS_COUNTER,
+                          "Requests refused, by reason.", "reason", reject_names[i],
+                          &srv->rejected[i]);
+    return rc ? -1 : 0;
+}
+
+struct metrics *http_server_metrics(struct http_server *srv)
+{
+    return srv->metrics;
+}
 
 static enum MHD_Result route_metrics(struct http_server *srv, struct MHD_Connection *c)
 {
-    const struct hub_stats *s = hub_stats(srv->hub);
     struct buf b;
     buf_init(&b, 0);
-    buf_printf(&b,
-               "# HELP pollcast_subscribers Connected subscribers.\n"
-               "# TYPE pollcast_subscribers gauge\npollcast_subscribers %llu\n"
-               "# HELP pollcast_pollers Active upstream pollers.\n"
-               "# TYPE pollcast_pollers gauge\npollcast_pollers %llu\n"
-               "# HELP pollcast_polls_total Upstream polls by outcome.\n"
-               "# TYPE pollcast_polls_total counter\n"
-               "pollcast_polls_total{outcome=\"changed\"} %llu\n"
-               "pollcast_polls_total{outcome=\"unchanged\"} %llu\n"
-               "pollcast_polls_total{outcome=\"not_modified\"} %llu\n"
-               "pollcast_polls_total{outcome=\"failed\"} %llu\n"
-               "pollcast_polls_total{outcome=\"rejected\"} %llu\n"
-               "# HELP pollcast_events_published_total Events published to topics.\n"
-               "# TYPE pollcast_events_published_total counter\n"
-               "pollcast_events_published_total %llu\n"
-               "# HELP pollcast_subscribers_reset_total Slow subscribers reset to a snapshot.\n"
-               "# TYPE pollcast_subscribers_reset_total counter\n"
-               "pollcast_subscribers_reset_total %llu\n"
-               "# HELP pollcast_upstream_bytes_total Bytes received from upstreams.\n"
-               "# TYPE pollcast_upstream_bytes_total counter\n"
-               "pollcast_upstream_bytes_total %llu\n"
-               "# HELP pollcast_sent_bytes_total Event bytes written to subscribers.\n"
-               "# TYPE pollcast_sent_bytes_total counter\n"
-               "pollcast_sent_bytes_total %llu\n"
-               "# HELP pollcast_requests_rejected_total Requests answered with an error.\n"
-               "# TYPE pollcast_requests_rejected_total counter\n"
-               "pollcast_requests_rejected_total %llu\n",
-               (unsigned long long)s->subscribers, (unsigned long long)s->topics,
-               (unsigned long long)s->polls_changed, (unsigned long long)s->polls_unchanged,
-               (unsigned long long)s->polls_not_modified, (unsigned long long)s->polls_failed,
-               (unsigned long long)s->polls_rejected, (unsigned long long)s->events_published,
-               (unsigned long long)s->subscribers_reset, (unsigned long long)s->bytes_in,
-               (unsigned long long)s->bytes_out, (unsigned long long)srv->rejected);
-    if (b.data == NULL)
+    if (metrics_write(srv->metrics, &b) != 0) {
+        buf_dispose(&b);
         return MHD_NO;
+    }
     enum MHD_Result rc =
         send_text(srv, c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
     buf_dispose(&b);
@@ -557,7 +907,10 @@ static enum MHD_Result preflight(struct http_server *srv, struct MHD_Connection 
         MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
         MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, OPTIONS");
         MHD_add_response_header(r, "Access-Control-Allow-Headers",
-                                "Last-Event-ID, Authorization, Cache-Control");
+                                srv->p.compat
+                                    ? "Last-Event-ID, Authorization, Cache-Control, X-Sd-Token, "
+                                      "X-Sd-Header"
+                                    : "Last-Event-ID, Authorization, Cache-Control");
         MHD_add_response_header(r, "Access-Control-Max-Age", "600");
         MHD_add_response_header(r, "Vary", "Origin");
     }
@@ -566,37 +919,9 @@ static enum MHD_Result preflight(struct http_server *srv, struct MHD_Connection 
     return rc;
 }
 
-static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
-                              const char *method, const char *version, const char *upload_data,
-                              size_t *upload_data_size, void **req_cls)
+static enum MHD_Result route(struct http_server *srv, struct MHD_Connection *c, const char *url,
+                             int head, int options)
 {
-    static int seen;
-    struct http_server *srv = cls;
-    int get = strcmp(method, "GET") == 0, head = strcmp(method, "HEAD") == 0;
-    int options = strcmp(method, "OPTIONS") == 0;
-    if (*req_cls == NULL) {
-        *req_cls = &seen;
-        /* Other methods are refused now, before any body they carry is read: MHD takes a
-         * response only here or once the whole request is in, not while a body arrives. */
-        if (!get && !head && !options) {
-            struct MHD_Response *r =
-                MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-            if (r == NULL)
-                return MHD_NO;
-            MHD_add_response_header(r, "Allow", "GET, HEAD, OPTIONS");
-            srv->rejected++;
-            enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
-            MHD_destroy_response(r);
-            return rc;
-        }
-        /* Headers are in; answer on the next call, once MHD has the whole request. */
-        return MHD_YES;
-    }
-    if (*upload_data_size != 0) {
-        /* A body on GET, HEAD or OPTIONS means nothing here: read and ignored. */
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
     if (options)
         return preflight(srv, c);
     if (strcmp(url, "/healthz") == 0)
@@ -606,7 +931,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                                             "Shutting down", NULL)
                              : send_text(srv, c, MHD_HTTP_OK, "application/json",
                                          "{\"status\":\"ready\"}", 18);
-    if (strcmp(url, "/metrics") == 0)
+    if (strcmp(url, "/metrics") == 0 && srv->p.metrics)
         return route_metrics(srv, c);
     if (srv->p.demo && strcmp(url, "/_demo/upstream.json") == 0)
         return route_demo(srv, c);
@@ -623,7 +948,123 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return route_stream(srv, c, url + 9);
     if (strcmp(url, "/proxy") == 0)
         return route_proxy(srv, c);
+    /* The Streamdata.io form is read from the target as received: MHD has split off and
+     * decoded its query, which belongs to the upstream URL. */
+    if (srv->p.compat && srv->cur && compat_target(srv->cur->uri))
+        return route_compat(srv, c, srv->cur->uri + 1);
     return send_problem(srv, c, MHD_HTTP_NOT_FOUND, "Not found", NULL);
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **req_cls)
+{
+    struct http_server *srv = cls;
+    struct request *q = *req_cls;
+    if (q == NULL)
+        return MHD_NO; /* the request record could not be allocated */
+    int get = strcmp(method, "GET") == 0, head = strcmp(method, "HEAD") == 0;
+    int options = strcmp(method, "OPTIONS") == 0;
+    if (!q->seen) {
+        q->seen = 1;
+        /* Other methods are refused now, before any body they carry is read: MHD takes a
+         * response only here or once the whole request is in, not while a body arrives. */
+        if (!get && !head && !options) {
+            struct MHD_Response *r =
+                MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+            if (r == NULL)
+                return MHD_NO;
+            MHD_add_response_header(r, "Allow", "GET, HEAD, OPTIONS");
+            srv->rejected[REJECT_METHOD]++;
+            q->status = MHD_HTTP_METHOD_NOT_ALLOWED;
+            enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
+            MHD_destroy_response(r);
+            return rc;
+        }
+        /* Headers are in; answer on the next call, once MHD has the whole request. */
+        return MHD_YES;
+    }
+    if (*upload_data_size != 0) {
+        /* A body on GET, HEAD or OPTIONS means nothing here: read and ignored. */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    srv->cur = q;
+    enum MHD_Result rc = route(srv, c, url, head, options);
+    srv->cur = NULL;
+    return rc;
+}
+
+/* ---- requests and the access log --------------------------------------------------------- */
+
+static void request_release(struct subscriber_tally *t)
+{
+    struct request *q = (struct request *)t;
+    free(q->uri);
+    free(q->stream);
+    free(q);
+}
+
+/* MHD's URI callback: the first thing known of a request. Its return value becomes *req_cls. */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    struct http_server *srv = cls;
+    struct request *q = calloc(1, sizeof(*q));
+    if (q == NULL)
+        return NULL;
+    q->srv = srv;
+    q->tally.refs = 1;
+    q->tally.release = request_release;
+    q->start_ms = loop_now_ms(srv->loop);
+    q->uri = strdup(uri ? uri : "");
+    if (q->uri == NULL) {
+        free(q);
+        return NULL;
+    }
+    return q;
+}
+
+static const char *termination_reason(enum MHD_RequestTerminationCode toe)
+{
+    switch (toe) {
+    case MHD_REQUEST_TERMINATED_COMPLETED_OK:
+        return "completed";
+    case MHD_REQUEST_TERMINATED_TIMEOUT_REACHED:
+        return "timeout";
+    case MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN:
+        return "shutdown";
+    case MHD_REQUEST_TERMINATED_WITH_ERROR:
+    case MHD_REQUEST_TERMINATED_READ_ERROR:
+    case MHD_REQUEST_TERMINATED_CLIENT_ABORT:
+    default:
+        return "client_gone";
+    }
+}
+
+/* The end of a request: one access log line for a stream request, then the request record is
+ * released (the hub may still hold it until the subscriber is gone). */
+static void on_request_done(void *cls, struct MHD_Connection *c, void **req_cls,
+                            enum MHD_RequestTerminationCode toe)
+{
+    struct http_server *srv = cls;
+    struct request *q = *req_cls;
+    *req_cls = NULL;
+    if (q == NULL)
+        return;
+    if (srv->p.access_log && q->stream) {
+        const char *reason = q->tally.end_reason ? q->tally.end_reason
+                             : q->opened         ? termination_reason(toe)
+                                                 : "refused";
+        log_event(LOG_INFO, "stream closed",
+                  (struct log_field[]){LOG_STR("client", q->client), LOG_STR("stream", q->stream),
+                                       LOG_NUM("status", q->status),
+                                       LOG_NUM("duration_ms", loop_now_ms(srv->loop) - q->start_ms),
+                                       LOG_NUM("events", q->tally.events),
+                                       LOG_NUM("bytes", q->tally.bytes), LOG_STR("reason", reason)},
+                  7);
+    }
+    if (--q->tally.refs == 0)
+        request_release(&q->tally);
 }
 
 /* ---- lifecycle --------------------------------------------------------------------------- */
@@ -640,6 +1081,13 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
     srv->hub = hub;
     srv->p = *params;
     srv->epoll_fd = -1;
+    srv->metrics = metrics_new();
+    if (srv->metrics == NULL || register_metrics(srv) != 0) {
+        snprintf(err, errlen, "out of memory");
+        metrics_free(srv->metrics);
+        free(srv);
+        return NULL;
+    }
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (params->addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
@@ -648,6 +1096,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
                                   65536);
         if (srv->rate == NULL) {
             snprintf(err, errlen, "out of memory");
+            metrics_free(srv->metrics);
             free(srv);
             return NULL;
         }
@@ -660,7 +1109,8 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         params->connection_memory ? params->connection_memory : (size_t)32768,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, params->listen_backlog ? params->listen_backlog : 4096u, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_URI_LOG_CALLBACK, on_request_line, srv,
+        MHD_OPTION_NOTIFY_COMPLETED, on_request_done, srv, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
         getnameinfo((struct sockaddr *)&params->addr, params->addrlen, host, sizeof(host), serv,
@@ -668,6 +1118,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
         snprintf(err, errlen, "cannot listen on %s port %s (address in use, or not permitted)",
                  host, serv);
         ratelimit_free(srv->rate);
+        metrics_free(srv->metrics);
         free(srv);
         return NULL;
     }
@@ -680,6 +1131,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
         loop_timer_free(srv->timer);
         MHD_stop_daemon(srv->daemon);
         ratelimit_free(srv->rate);
+        metrics_free(srv->metrics);
         free(srv);
         return NULL;
     }
@@ -687,6 +1139,21 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
     srv->port = port ? port->port : 0;
     run_daemon(srv);
     return srv;
+}
+
+void http_server_update(struct http_server *srv, const struct http_params *params)
+{
+    struct http_params p = *params;
+    p.addr = srv->p.addr;
+    p.addrlen = srv->p.addrlen;
+    p.max_connections = srv->p.max_connections;
+    p.max_connections_per_ip = srv->p.max_connections_per_ip;
+    p.connect_rate_per_ip = srv->p.connect_rate_per_ip;
+    p.connect_burst_per_ip = srv->p.connect_burst_per_ip;
+    p.request_timeout_s = srv->p.request_timeout_s;
+    p.connection_memory = srv->p.connection_memory;
+    p.listen_backlog = srv->p.listen_backlog;
+    srv->p = p;
 }
 
 unsigned http_server_port(const struct http_server *srv)
@@ -722,5 +1189,6 @@ void http_server_free(struct http_server *srv)
     loop_timer_free(srv->timer);
     MHD_stop_daemon(srv->daemon);
     ratelimit_free(srv->rate);
+    metrics_free(srv->metrics);
     free(srv);
 }

@@ -40,6 +40,8 @@ struct http_params {
     uint64_t adhoc_min_interval_ms, adhoc_max_interval_ms;
     uint64_t adhoc_error_repeat_ms;
     const char *const *adhoc_id_keys;
+    const char *const *adhoc_forward_headers; /* NULL-terminated header names a Streamdata.io
+                                                 client may send upstream (X-Sd-Header) */
     unsigned max_connections;
     unsigned max_connections_per_ip; /* 0: no limit */
     uint64_t connect_rate_per_ip;    /* new connections per second per address; 0: no limit */
@@ -50,14 +52,30 @@ struct http_params {
     size_t connection_memory;   /* MHD's per-connection pool (request line and headers fit) */
     unsigned listen_backlog;
     uint64_t overload_retry_ms;
-    int demo;   /* serve the built-in demo document at /_demo/upstream.json */
-    int viewer; /* serve the live viewer page at / */
+    int demo;       /* serve the built-in demo document at /_demo/upstream.json */
+    int viewer;     /* serve the live viewer page at / */
+    int metrics;    /* serve GET /metrics (404 otherwise) */
+    int access_log; /* log every stream request at open and close */
+    int compat;     /* serve the Streamdata.io form GET /{absolute-url} */
 };
+
+struct metrics;
 
 /* Starts listening. Returns NULL with a message in err on failure (address in use, ...). The
  * server keeps pointers into params' arrays; they must outlive it. */
 struct http_server *http_server_new(struct loop *loop, struct hub *hub,
                                     const struct http_params *params, char *err, size_t errlen);
+
+/* Takes the new values of a reloaded config: everything in params except what the listening
+ * socket and MHD were started with (addr, max_connections, max_connections_per_ip,
+ * connect_rate_per_ip, connect_burst_per_ip, request_timeout_s, connection_memory,
+ * listen_backlog), which need a restart. The server points into params' arrays from then on and
+ * no longer into the previous ones. Cannot fail. */
+void http_server_update(struct http_server *srv, const struct http_params *params);
+
+/* The registry /metrics writes: the hub's and the HTTP front's own series are in it; the caller
+ * may add more (their values must outlive the server). */
+struct metrics *http_server_metrics(struct http_server *srv);
 
 /* The port actually bound (useful with port 0). */
 unsigned http_server_port(const struct http_server *srv);

@@ -12,9 +12,16 @@
 #include "buf.h"
 #include "json/diff.h"
 #include "json/json.h"
+#include "log.h"
 #include "loop.h"
 
 #define TOPIC_BUCKETS 1024
+
+/* Upstream latency in seconds and patch sizes in bytes: the histograms' bucket bounds. */
+static const double latency_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                        0.5,   1,    2.5,   5,    10};
+static const double patch_bounds[] = {64,     256,     1024,    4096,   16384,
+                                      65536, 262144, 1048576, 4194304};
 
 struct subscriber {
     struct topic *topic;
@@ -32,6 +39,7 @@ struct subscriber {
     struct frame **q;
     size_t qhead, qlen, qcap, qbytes;
     uint64_t last_write_ms;
+    struct subscriber_tally *tally; /* NULL: nobody counts this stream */
     /* The per-connection retry: line, written before anything else. */
     char prefix[32];
     uint8_t prefix_len, prefix_off;
@@ -58,6 +66,9 @@ struct topic {
     uint64_t failing_since_ms, last_error_ms;
     struct frame *error_frame; /* the last upstream-error event, for new subscribers */
     uint64_t error_repeat_ms;
+    int compat;           /* Streamdata.io event names and shapes */
+    int retired;          /* no longer found by key; freed with its last subscriber */
+    int rejected_pending; /* the poller's next POLL_FAILED reports a body the hub rejected */
     size_t max_values; /* parse bound: a quarter of the body cap, at least 65536 */
     /* Owned copies of the spec. */
     char **id_keys;
@@ -74,6 +85,7 @@ struct hub {
     uint64_t last_epoch;
     uint64_t rng;
     int closing;
+    struct subscriber_tally *next_tally;
     struct hub_stats stats;
 };
 
@@ -333,6 +345,11 @@ long subscriber_read(struct subscriber *s, char *dst, size_t max)
         s->off += k;
         n += k;
         if (s->off == s->cur->len) {
+            if (s->cur != t->hub->keepalive) {
+                t->hub->stats.events_delivered++;
+                if (s->tally)
+                    s->tally->events++;
+            }
             frame_unref(s->cur);
             s->cur = NULL;
         }
@@ -345,6 +362,8 @@ long subscriber_read(struct subscriber *s, char *dst, size_t max)
     }
     s->last_write_ms = loop_now_ms(t->hub->loop);
     t->hub->stats.bytes_out += n;
+    if (s->tally)
+        s->tally->bytes += n;
     return (long)n;
 }
 
@@ -431,23 +450,34 @@ static void fan_out_snapshot_mode(struct topic *t)
     }
 }
 
+/* The upstream-error event; on a Streamdata.io topic, an "error" event shaped as Streamdata.io
+ * sent them ({"cause","status","message"}), which its client libraries read. */
 static void publish_error(struct topic *t, const struct poll_result *r, uint64_t now)
 {
     cJSON *o = cJSON_CreateObject();
     int timeout = r->error && strstr(r->error, "timeout") != NULL;
-    cJSON_AddNumberToObject(o, "status", timeout ? 504 : 502);
-    cJSON_AddStringToObject(o, "title", "Upstream request failed");
-    cJSON_AddStringToObject(o, "detail", r->error ? r->error : "upstream request failed");
-    if (r->status > 0)
-        cJSON_AddNumberToObject(o, "upstream_status", (double)r->status);
-    cJSON_AddNumberToObject(o, "retry_in_ms", (double)r->retry_in_ms);
+    const char *detail = r->error ? r->error : "upstream request failed";
+    if (t->compat) {
+        cJSON_AddStringToObject(o, "cause", "upstream");
+        cJSON_AddNumberToObject(o, "status", timeout ? 504 : 502);
+        cJSON_AddStringToObject(o, "message", detail);
+        if (r->status > 0)
+            cJSON_AddNumberToObject(o, "upstream_status", (double)r->status);
+    } else {
+        cJSON_AddNumberToObject(o, "status", timeout ? 504 : 502);
+        cJSON_AddStringToObject(o, "title", "Upstream request failed");
+        cJSON_AddStringToObject(o, "detail", detail);
+        if (r->status > 0)
+            cJSON_AddNumberToObject(o, "upstream_status", (double)r->status);
+        cJSON_AddNumberToObject(o, "retry_in_ms", (double)r->retry_in_ms);
+    }
     char *json = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (json == NULL)
         return;
     struct buf b;
     buf_init(&b, 0);
-    int rc = put_event_head(&b, t, 0, "upstream-error");
+    int rc = put_event_head(&b, t, 0, t->compat ? "error" : "upstream-error");
     rc |= buf_puts(&b, json);
     rc |= buf_append(&b, "\n\n", 2);
     free(json);
@@ -463,6 +493,17 @@ static void publish_error(struct topic *t, const struct poll_result *r, uint64_t
 
 static void publish_recovered(struct topic *t, uint64_t now)
 {
+    log_event(LOG_INFO, "upstream recovered",
+              (struct log_field[]){LOG_STR("stream", t->name),
+                                   LOG_NUM("failed_for_ms", now - t->failing_since_ms)},
+              2);
+    if (t->compat) {
+        /* Streamdata.io had no such event: its clients only stop seeing errors. */
+        frame_unref(t->error_frame);
+        t->error_frame = NULL;
+        t->failing = 0;
+        return;
+    }
     struct buf b;
     buf_init(&b, 0);
     int rc = put_event_head(&b, t, 0, "upstream-recovered");
@@ -510,6 +551,7 @@ static int topic_take_body(struct topic *t, struct poll_result *r)
         snprintf(r->reject, sizeof(r->reject), "upstream content type %.80s is not JSON",
                  r->content_type);
         hub->stats.polls_rejected++;
+        t->rejected_pending = 1;
         return -1;
     }
     struct json_error err;
@@ -521,6 +563,7 @@ static int topic_take_body(struct topic *t, struct poll_result *r)
         snprintf(r->reject, sizeof(r->reject), "upstream sent invalid JSON at byte %zu: %.90s",
                  err.offset, err.msg);
         hub->stats.polls_rejected++;
+        t->rejected_pending = 1;
         return -1;
     }
     r->body = NULL; /* the document owns it now */
@@ -537,6 +580,7 @@ static int topic_take_body(struct topic *t, struct poll_result *r)
     uint64_t seq = t->seq + 1;
     size_t nops = 0;
     int rc = put_event_head(b, t, seq, "patch");
+    size_t head_len = b->len;
     const struct json_diff_opts opts = {.id_keys = (const char *const *)t->id_keys};
     rc |= json_diff(t->doc->root, doc->root, &opts, b, &nops);
     if (rc != 0) {
@@ -553,6 +597,7 @@ static int topic_take_body(struct topic *t, struct poll_result *r)
         t->data_frame = NULL;
         return 0;
     }
+    metrics_histogram_observe(&hub->stats.patch_bytes, (double)(b->len - head_len));
     buf_append(b, "\n\n", 2);
     struct frame *f = malloc(sizeof(*f));
     char *data = malloc(b->len);
@@ -594,6 +639,11 @@ static int on_poll(void *arg, struct poll_result *r)
     uint64_t now = loop_now_ms(hub->loop);
     hub->stats.bytes_in += r->bytes_in;
     int rc = 0;
+    /* A rejected body comes back as a failure: its poll was counted and timed already. */
+    int after_reject = r->outcome == POLL_FAILED && t->rejected_pending;
+    t->rejected_pending = 0;
+    if (!after_reject)
+        metrics_histogram_observe(&hub->stats.upstream_latency, r->latency_ms / 1000.0);
     switch (r->outcome) {
     case POLL_BODY:
         rc = topic_take_body(t, r);
@@ -606,10 +656,16 @@ static int on_poll(void *arg, struct poll_result *r)
             publish_recovered(t, now);
         break;
     case POLL_FAILED:
-        hub->stats.polls_failed++;
+        if (!after_reject)
+            hub->stats.polls_failed++;
         if (!t->failing) {
             t->failing = 1;
             t->failing_since_ms = now;
+            log_event(LOG_WARN, "upstream failing",
+                      (struct log_field[]){LOG_STR("stream", t->name),
+                                           LOG_NUM("upstream_status", r->status),
+                                           LOG_STR("error", r->error)},
+                      3);
             publish_error(t, r, now);
         } else if (now - t->last_error_ms >= t->error_repeat_ms) {
             publish_error(t, r, now);
@@ -688,7 +744,7 @@ struct topic *hub_topic_get(struct hub *hub, const char *key, const struct topic
 {
     size_t b = bucket_of(key);
     for (struct topic *t = hub->buckets[b]; t; t = t->bucket_next)
-        if (strcmp(t->key, key) == 0)
+        if (!t->retired && strcmp(t->key, key) == 0)
             return t;
     if (hub->closing || (hub->params.max_topics && hub->stats.topics >= hub->params.max_topics))
         return NULL;
@@ -701,6 +757,7 @@ struct topic *hub_topic_get(struct hub *hub, const char *key, const struct topic
     t->epoch = now > hub->last_epoch ? now : hub->last_epoch + 1;
     hub->last_epoch = t->epoch;
     t->error_repeat_ms = spec->error_repeat_ms ? spec->error_repeat_ms : 30000;
+    t->compat = spec->compat;
     size_t cap = spec->poll.max_body ? spec->poll.max_body : (size_t)8 << 20;
     t->max_values = cap / 4 > 65536 ? cap / 4 : 65536;
     t->key = strdup(key);
@@ -774,6 +831,10 @@ struct subscriber *hub_subscribe(struct topic *t, enum hub_mode mode, const char
     s->ctx = ctx;
     s->mode = mode;
     s->last_write_ms = loop_now_ms(hub->loop);
+    s->tally = hub->next_tally;
+    hub->next_tally = NULL;
+    if (s->tally)
+        s->tally->refs++;
     /* retry: jittered between 50% and 150% of the base, so that a restart does not bring every
      * client back in the same millisecond. */
     hub->rng ^= hub->rng << 13;
@@ -793,10 +854,23 @@ struct subscriber *hub_subscribe(struct topic *t, enum hub_mode mode, const char
     return s;
 }
 
-void hub_subscriber_close(struct subscriber *s)
+void hub_set_next_tally(struct hub *hub, struct subscriber_tally *tally)
 {
+    hub->next_tally = tally;
+}
+
+/* Ends s's stream after its current event, saying why to its tally. */
+static void sub_end(struct subscriber *s, const char *reason)
+{
+    if (s->tally && s->tally->end_reason == NULL)
+        s->tally->end_reason = reason;
     s->closing = 1;
     sub_wake(s);
+}
+
+void hub_subscriber_close(struct subscriber *s)
+{
+    sub_end(s, "client_gone");
 }
 
 void hub_unsubscribe(struct subscriber *s)
@@ -813,11 +887,14 @@ void hub_unsubscribe(struct subscriber *s)
     queue_clear(s);
     frame_unref(s->cur);
     free(s->q);
+    if (s->tally && --s->tally->refs == 0)
+        s->tally->release(s->tally);
     free(s);
     t->nsubs--;
     t->hub->stats.subscribers--;
+    /* The topic is not freed here, inside its subscriber's teardown, but from its timer. */
     if (t->nsubs == 0 && !t->hub->closing)
-        loop_timer_start(t->idle_timer, t->hub->params.idle_grace_ms);
+        loop_timer_start(t->idle_timer, t->retired ? 0 : t->hub->params.idle_grace_ms);
 }
 
 /* Once a second: a keepalive comment for subscribers that had nothing to read for a while. */
@@ -861,6 +938,10 @@ struct hub *hub_new(struct loop *loop, struct upstream_pool *pool, const struct 
         return NULL;
     }
     loop_timer_start(hub->tick, 1000);
+    metrics_histogram_init(&hub->stats.upstream_latency, latency_bounds,
+                           sizeof(latency_bounds) / sizeof(latency_bounds[0]));
+    metrics_histogram_init(&hub->stats.patch_bytes, patch_bounds,
+                           sizeof(patch_bounds) / sizeof(patch_bounds[0]));
     return hub;
 }
 
@@ -871,11 +952,30 @@ void hub_close_all(struct hub *hub)
         for (struct topic *t = hub->buckets[b]; t; t = t->bucket_next) {
             poller_free(t->poller);
             t->poller = NULL;
-            for (struct subscriber *s = t->subs; s; s = s->next) {
-                s->closing = 1;
-                sub_wake(s);
-            }
+            for (struct subscriber *s = t->subs; s; s = s->next)
+                sub_end(s, "shutdown");
         }
+}
+
+size_t hub_retire_topics(struct hub *hub, int (*pred)(void *arg, const char *key), void *arg,
+                         const char *reason)
+{
+    size_t n = 0;
+    for (size_t b = 0; b < TOPIC_BUCKETS; b++)
+        for (struct topic *t = hub->buckets[b]; t; t = t->bucket_next) {
+            if (t->retired || !pred(arg, t->key))
+                continue;
+            t->retired = 1;
+            n++;
+            hub->stats.topics_retired++;
+            poller_free(t->poller);
+            t->poller = NULL;
+            for (struct subscriber *s = t->subs; s; s = s->next)
+                sub_end(s, reason);
+            if (t->nsubs == 0 && !hub->closing)
+                loop_timer_start(t->idle_timer, 0);
+        }
+    return n;
 }
 
 void hub_free(struct hub *hub)

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "metrics.h"
 #include "upstream.h"
 
 struct loop;
@@ -53,8 +54,11 @@ struct hub_params {
 struct topic_spec {
     struct poller_spec poll;
     const char *const *id_keys; /* array identity members for the diff; NULL: {"id"} */
-    const char *name;           /* stream name for logs and metrics ("prices", or the URL) */
+    const char *name;           /* stream name for logs ("prices", or the URL without its
+                                   query: it must hold no secret) */
     uint64_t error_repeat_ms;   /* upstream-error at most once per this while failing */
+    int compat;                 /* Streamdata.io events: upstream trouble as "error" events
+                                   {"cause","status","message"}, no upstream-recovered */
 };
 
 /* The transport side of a subscriber. */
@@ -64,12 +68,27 @@ struct subscriber_ops {
     void (*wake)(void *ctx);
 };
 
-/* Counters the hub keeps; read by the metrics endpoint. */
+/* Counters the hub keeps; read by the metrics endpoint. The five polls_ counters partition the
+ * polls: a body refused as not JSON counts as rejected, not also as failed. */
 struct hub_stats {
     uint64_t topics, subscribers;
     uint64_t polls_changed, polls_unchanged, polls_not_modified, polls_failed, polls_rejected;
     uint64_t events_published, frames_queued, subscribers_reset;
+    uint64_t events_delivered; /* frames written out whole to subscribers, keepalives excluded */
     uint64_t bytes_in, bytes_out;
+    uint64_t topics_retired;
+    struct metrics_histogram upstream_latency; /* seconds, per poll that got an answer or failed */
+    struct metrics_histogram patch_bytes;      /* size of each patch published (JSON array) */
+};
+
+/* What one subscriber was sent, for the access log. Shared between its creator and the hub:
+ * refs counts both; release is called when the last one is dropped and frees the tally. */
+struct subscriber_tally {
+    unsigned refs;
+    uint64_t events, bytes;  /* frames (keepalives excluded) and bytes read by the transport */
+    const char *end_reason;  /* static: why the hub ended the stream ("shutdown", "reload",
+                                "client_gone"), NULL while it has not */
+    void (*release)(struct subscriber_tally *t);
 };
 
 /* Returns a hub polling through pool, or NULL on OOM. params is copied. */
@@ -92,6 +111,11 @@ struct subscriber *hub_subscribe(struct topic *topic, enum hub_mode mode,
                                  const char *last_event_id, const struct subscriber_ops *ops,
                                  void *ctx);
 
+/* The next hub_subscribe on hub, and only that one, counts into tally and holds a reference
+ * to it until hub_unsubscribe (tally may be NULL to cancel). For transports that create the
+ * subscriber out of their caller's sight. Cannot fail. */
+void hub_set_next_tally(struct hub *hub, struct subscriber_tally *tally);
+
 /* Copies up to max pending bytes of the subscriber's stream into dst. Returns the count, 0 when
  * nothing is pending (the subscriber is then marked idle and its ops->wake will be called when
  * there is), or -1 when the stream must end (shutdown, topic removed). */
@@ -106,6 +130,14 @@ void hub_unsubscribe(struct subscriber *s);
 
 /* Ends every stream: each subscriber reads -1 next and is woken. Used on shutdown. */
 void hub_close_all(struct hub *hub);
+
+/* Retires every topic whose key pred accepts: its poller stops, its subscribers' streams end
+ * after their current event (tallies get end_reason), and hub_topic_get no longer finds it, so
+ * that the next subscriber of the same key gets a new topic (new epoch: old ids mean a fresh
+ * snapshot). A retired topic is freed once its last subscriber is gone. Returns how many topics
+ * were retired. Cannot fail. */
+size_t hub_retire_topics(struct hub *hub, int (*pred)(void *arg, const char *key), void *arg,
+                         const char *reason);
 
 /* Returns 1 when topic has a snapshot to serve. */
 int topic_ready(const struct topic *topic);

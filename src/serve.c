@@ -1,10 +1,14 @@
 /* pollcast serve: loads the config, wires loop, pollers, hub and HTTP front together, and runs
- * until SIGTERM or SIGINT, then ends every stream cleanly and exits within the shutdown grace. */
+ * until SIGTERM or SIGINT, then ends every stream cleanly and exits within the shutdown grace.
+ * SIGHUP reloads the config: unchanged upstreams keep their topics (subscribers, history, ids),
+ * removed and changed ones end their streams, new ones are served; what the listening socket was
+ * started with needs a restart. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -15,9 +19,23 @@
 #include "http.h"
 #include "hub.h"
 #include "log.h"
-#include "ssrf.h"
 #include "loop.h"
+#include "metrics.h"
+#include "ssrf.h"
 #include "upstream.h"
+
+/* What the HTTP front and the hub are given, built from the config and kept alive for as long
+ * as the config is in use (the server points into these arrays). */
+struct wiring {
+    struct http_stream *streams;
+    const char ***id_keys; /* per stream: {id_key, NULL}, or {NULL} when identity is off */
+    char **demo_urls;
+    const char **cors;
+    char **allow; /* canonical url_prefix rules */
+    const char **adhoc_ids;
+    const char **forward; /* [allow] forward_header names */
+    struct auth *auth;
+};
 
 struct daemon {
     struct loop *loop;
@@ -28,6 +46,14 @@ struct daemon {
     int sigfd;
     int stopping;
     uint64_t stop_deadline_ms;
+    const char *config_file; /* NULL: the built-in demo config */
+    unsigned port;
+    /* The config in use and what was built from it; replaced together on reload. Topics copy
+     * what they need of a spec, so only the HTTP front points into these. */
+    struct config cfg;
+    struct wiring w;
+    struct http_params hp;
+    uint64_t reloads_ok, reloads_failed;
 };
 
 /* Raises the soft limit of open files to the hard limit: every subscriber is a descriptor. */
@@ -74,20 +100,18 @@ static void begin_shutdown(struct daemon *d, const char *why, uint64_t grace_ms)
     loop_timer_start(d->shutdown_timer, 0);
 }
 
-struct signal_ctx {
-    struct daemon *d;
-    uint64_t grace_ms;
-};
+static void reload(struct daemon *d);
 
 static void on_signal(struct loop *loop, int fd, uint32_t events, void *arg)
 {
-    struct signal_ctx *sc = arg;
+    struct daemon *d = arg;
     struct signalfd_siginfo si;
     while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
-            begin_shutdown(sc->d, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT", sc->grace_ms);
-        else if (si.ssi_signo == SIGHUP)
-            log_msg(LOG_INFO, "SIGHUP: configuration reload is not available yet; ignored");
+            begin_shutdown(d, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT",
+                           d->cfg.server.shutdown_grace_ms);
+        else if (si.ssi_signo == SIGHUP && !d->stopping)
+            reload(d);
     }
 }
 
@@ -104,18 +128,6 @@ static int setup_signals(void)
     return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
-/* What the HTTP front and the hub are given, built from the config and kept alive for as long
- * as the server runs (the server points into these arrays). */
-struct wiring {
-    struct http_stream *streams;
-    const char ***id_keys; /* per stream: {id_key, NULL}, or {NULL} when identity is off */
-    char **demo_urls;
-    const char **cors;
-    char **allow; /* canonical url_prefix rules */
-    const char **adhoc_ids;
-    struct auth *auth;
-};
-
 static void wiring_dispose(struct wiring *w, size_t nstreams)
 {
     for (size_t i = 0; i < nstreams; i++) {
@@ -128,6 +140,7 @@ static void wiring_dispose(struct wiring *w, size_t nstreams)
     free(w->id_keys);
     free(w->demo_urls);
     free(w->cors);
+    free(w->forward);
     ssrf_prefixes_free(w->allow);
     auth_free(w->auth);
     free(w->adhoc_ids);
@@ -178,8 +191,9 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
     w->demo_urls = calloc(n ? n : 1, sizeof(*w->demo_urls));
     w->cors = list_view(&s->cors_origin);
     w->adhoc_ids = id_keys_view(cfg->allow.id_key);
+    w->forward = list_view(&cfg->allow.forward_header);
     snprintf(err, errlen, "out of memory");
-    if (!w->streams || !w->id_keys || !w->demo_urls || !w->cors || !w->adhoc_ids)
+    if (!w->streams || !w->id_keys || !w->demo_urls || !w->cors || !w->adhoc_ids || !w->forward)
         return -1;
     char why[256];
     w->allow = ssrf_prefixes_new(&cfg->allow.url_prefix, why, sizeof(why));
@@ -238,6 +252,7 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
     hp->adhoc_max_interval_ms = a->max_interval_ms;
     hp->adhoc_error_repeat_ms = a->error_repeat_ms;
     hp->adhoc_id_keys = w->adhoc_ids;
+    hp->adhoc_forward_headers = w->forward;
     hp->max_connections = (unsigned)s->max_connections;
     hp->max_connections_per_ip = (unsigned)s->max_subscribers_per_ip;
     hp->connect_rate_per_ip = s->connect_rate_per_ip;
@@ -248,6 +263,9 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
     hp->listen_backlog = (unsigned)s->listen_backlog;
     hp->overload_retry_ms = s->overload_retry_ms;
     hp->viewer = s->viewer;
+    hp->metrics = s->metrics;
+    hp->access_log = s->access_log;
+    hp->compat = s->streamdata_compat;
 
     memset(hubp, 0, sizeof(*hubp));
     hubp->history_events = s->history_events;
@@ -263,56 +281,214 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
     return 0;
 }
 
-/* Reads -c FILE (or the built-in demo config), then the environment overrides. Returns 0, or 2
- * after printing why. */
-static int load_config(int argc, char **argv, struct config *cfg)
+/* Points the demo upstreams of w at this server's own demo document, once the port is known.
+ * Returns 0, or -1 on OOM. */
+static int wire_demo(const struct config *cfg, struct wiring *w, unsigned port)
 {
-    const char *file = NULL;
+    for (size_t i = 0; i < cfg->n_upstreams; i++)
+        if (strcmp(cfg->upstreams[i].url, CONFIG_DEMO_URL) == 0) {
+            w->demo_urls[i] = demo_url(&cfg->server.listen, port);
+            if (w->demo_urls[i] == NULL)
+                return -1;
+            w->streams[i].spec.poll.url = w->demo_urls[i];
+        }
+    return 0;
+}
+
+/* Reads the config file (or the built-in demo config), then the environment overrides, then
+ * checks the files it names. Returns 0, or -1 with a message in err (cfg is then empty). */
+static int read_config(const char *file, struct config *cfg, char *err, size_t errlen)
+{
+    int rc = file ? config_load_file(file, cfg, err, errlen) : config_default_demo(cfg);
+    if (rc != 0 && !file)
+        snprintf(err, errlen, "out of memory");
+    if (rc == 0)
+        rc = config_apply_env(cfg, environ, err, errlen);
+    if (rc == 0)
+        rc = config_check_files(cfg, err, errlen);
+    if (rc != 0)
+        config_dispose(cfg);
+    return rc;
+}
+
+/* ---- reload ------------------------------------------------------------------------------ */
+
+struct retire_ctx {
+    const struct config *old, *cur;
+    const struct http_params *hp;
+    size_t named, adhoc;
+};
+
+static int forwards(const struct http_params *hp, const char *line)
+{
+    size_t n = strcspn(line, ":");
+    for (const char *const *f = hp->adhoc_forward_headers; f && *f; f++)
+        if (strlen(*f) == n && strncasecmp(*f, line, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* Decides which topics a new config ends. Named ("s:NAME|interval"): the upstream is gone or
+ * any of its keys changed. Ad-hoc ("p:URL|interval"): no allow rule admits the URL any more.
+ * Streamdata.io ("c:URL\ninterval\nheader..."): the form is off, the URL is no longer admitted or
+ * a header is no longer forwarded. */
+static int retire_pred(void *arg, const char *key)
+{
+    struct retire_ctx *rc = arg;
+    char buf[4096];
+    if (key[0] == 's') {
+        const char *bar = strrchr(key, '|');
+        size_t n = bar ? (size_t)(bar - key - 2) : strlen(key + 2);
+        if (n >= sizeof(buf))
+            return 1;
+        memcpy(buf, key + 2, n);
+        buf[n] = '\0';
+        const struct config_upstream *a = config_find_upstream(rc->old, buf);
+        const struct config_upstream *b = config_find_upstream(rc->cur, buf);
+        int retire = a == NULL || b == NULL || !config_upstream_equal(a, b);
+        rc->named += (size_t)retire;
+        return retire;
+    }
+    const char *end = key[0] == 'p' ? strrchr(key, '|') : strchr(key, '\n');
+    size_t n = end ? (size_t)(end - key - 2) : strlen(key + 2);
+    if (n >= sizeof(buf))
+        return 1;
+    memcpy(buf, key + 2, n);
+    buf[n] = '\0';
+    int retire = rc->hp->allow_prefixes == NULL || !ssrf_url_allowed(buf, rc->hp->allow_prefixes);
+    if (key[0] == 'c') {
+        retire |= !rc->hp->compat;
+        const char *line = end ? strchr(end + 1, '\n') : NULL;
+        while (line && !retire) {
+            line++;
+            retire |= !forwards(rc->hp, line);
+            line = strchr(line, '\n');
+        }
+    }
+    rc->adhoc += (size_t)retire;
+    return retire;
+}
+
+/* Logs the server keys that differ and cannot change without a restart (they stay as they
+ * were). */
+static void log_restart_keys(const struct config_server *a, const struct config_server *b)
+{
+    struct {
+        const char *key;
+        int differs;
+    } keys[] = {
+        {"listen", strcmp(a->listen.host, b->listen.host) != 0 || a->listen.port != b->listen.port},
+        {"max_connections", a->max_connections != b->max_connections},
+        {"listen_backlog", a->listen_backlog != b->listen_backlog},
+        {"max_subscribers_per_ip", a->max_subscribers_per_ip != b->max_subscribers_per_ip},
+        {"connect_rate_per_ip", a->connect_rate_per_ip != b->connect_rate_per_ip},
+        {"connect_burst_per_ip", a->connect_burst_per_ip != b->connect_burst_per_ip},
+        {"max_header_bytes", a->max_header_bytes != b->max_header_bytes},
+        {"request_timeout", a->request_timeout_ms != b->request_timeout_ms},
+        {"tcp_keepalive", a->tcp_keepalive_ms != b->tcp_keepalive_ms},
+        {"keepalive", a->keepalive_ms != b->keepalive_ms},
+        {"retry", a->retry_ms != b->retry_ms},
+        {"retry_jitter", a->retry_jitter_ms != b->retry_jitter_ms},
+        {"history_events", a->history_events != b->history_events},
+        {"history_bytes", a->history_bytes != b->history_bytes},
+        {"history_age", a->history_age_ms != b->history_age_ms},
+        {"queue_events", a->queue_events != b->queue_events},
+        {"queue_bytes", a->queue_bytes != b->queue_bytes},
+        {"adhoc_grace", a->adhoc_grace_ms != b->adhoc_grace_ms},
+        {"max_pollers", a->max_pollers != b->max_pollers},
+    };
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (keys[i].differs)
+            log_event(LOG_WARN, "reload: this key needs a restart; the running value stays",
+                      (struct log_field[]){LOG_STR("key", keys[i].key)}, 1);
+}
+
+/* SIGHUP: reads the config again, as at start. A config that fails to load or to wire is
+ * refused and the running one kept. Otherwise the streams of removed and changed upstreams end
+ * (their clients reconnect and get the new definition), the others go on untouched. */
+static void reload(struct daemon *d)
+{
+    struct config ncfg;
+    struct wiring nw;
+    struct http_params nhp;
+    struct hub_params nhubp;
+    char err[512];
+    memset(&ncfg, 0, sizeof(ncfg));
+    memset(&nw, 0, sizeof(nw));
+    if (read_config(d->config_file, &ncfg, err, sizeof(err)) != 0) {
+        d->reloads_failed++;
+        log_event(LOG_ERROR, "reload refused; the running config stays",
+                  (struct log_field[]){LOG_STR("error", err)}, 1);
+        return;
+    }
+    if (build_wiring(&ncfg, &nw, &nhp, &nhubp, err, sizeof(err)) != 0 ||
+        wire_demo(&ncfg, &nw, d->port) != 0) {
+        d->reloads_failed++;
+        log_event(LOG_ERROR, "reload refused; the running config stays",
+                  (struct log_field[]){LOG_STR("error", err)}, 1);
+        wiring_dispose(&nw, ncfg.n_upstreams);
+        config_dispose(&ncfg);
+        return;
+    }
+    log_restart_keys(&d->cfg.server, &ncfg.server);
+    log_setup((enum log_level)ncfg.server.log_level, ncfg.server.log_format == CONFIG_LOG_JSON);
+    struct retire_ctx rc = {.old = &d->cfg, .cur = &ncfg, .hp = &nhp};
+    hub_retire_topics(d->hub, retire_pred, &rc, "reload");
+    /* From here on nothing points into the old config: the HTTP front takes the new arrays,
+     * the address policy the new ranges, and topics hold their own copies. */
+    http_server_update(d->http, &nhp);
+    upstream_pool_set_policy(d->pool, ssrf_upstream_policy, (void *)&ncfg.allow.cidr);
+    size_t added = 0;
+    for (size_t i = 0; i < ncfg.n_upstreams; i++)
+        added += config_find_upstream(&d->cfg, ncfg.upstreams[i].name) == NULL;
+    wiring_dispose(&d->w, d->cfg.n_upstreams);
+    config_dispose(&d->cfg);
+    d->cfg = ncfg;
+    d->w = nw;
+    d->hp = nhp;
+    d->reloads_ok++;
+    log_event(LOG_INFO, "config reloaded",
+              (struct log_field[]){LOG_NUM("upstreams", d->cfg.n_upstreams),
+                                   LOG_NUM("added", added),
+                                   LOG_NUM("named_streams_ended", rc.named),
+                                   LOG_NUM("adhoc_streams_ended", rc.adhoc)},
+              4);
+}
+
+/* Reads the command line: -c FILE. Returns 0, or 2 after printing the usage. */
+static int parse_args(int argc, char **argv, const char **file)
+{
+    *file = NULL;
     for (int i = 0; i < argc; i++) {
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
-            file = argv[++i];
+            *file = argv[++i];
         } else {
             fprintf(stderr, "usage: pollcast [serve] [-c FILE]\n");
             return 2;
         }
-    }
-    char err[512];
-    int rc = file ? config_load_file(file, cfg, err, sizeof(err)) : config_default_demo(cfg);
-    if (rc == 0)
-        rc = config_apply_env(cfg, environ, err, sizeof(err));
-    else if (!file)
-        snprintf(err, sizeof(err), "out of memory");
-    if (rc == 0)
-        rc = config_check_files(cfg, err, sizeof(err));
-    if (rc != 0) {
-        fprintf(stderr, "%s\n", err);
-        return 2;
     }
     return 0;
 }
 
 int cli_serve(int argc, char **argv)
 {
-    struct config cfg;
-    memset(&cfg, 0, sizeof(cfg));
-    int rc = load_config(argc, argv, &cfg);
-    if (rc != 0) {
-        config_dispose(&cfg);
-        return rc;
-    }
-    log_setup((enum log_level)cfg.server.log_level, cfg.server.log_format == CONFIG_LOG_JSON);
-    raise_nofile();
-
     struct daemon d;
     memset(&d, 0, sizeof(d));
     d.sigfd = -1;
-    struct wiring w;
-    struct http_params hp;
-    struct hub_params hubp;
-    struct signal_ctx sc = {.d = &d, .grace_ms = cfg.server.shutdown_grace_ms};
     char err[512];
-    rc = 1;
-    if (build_wiring(&cfg, &w, &hp, &hubp, err, sizeof(err)) != 0) {
+    if (parse_args(argc, argv, &d.config_file) != 0)
+        return 2;
+    if (read_config(d.config_file, &d.cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
+    const struct config *cfg = &d.cfg;
+    log_setup((enum log_level)cfg->server.log_level, cfg->server.log_format == CONFIG_LOG_JSON);
+    raise_nofile();
+
+    struct hub_params hubp;
+    int rc = 1;
+    if (build_wiring(cfg, &d.w, &d.hp, &hubp, err, sizeof(err)) != 0) {
         fprintf(stderr, "pollcast: %s\n", err);
         rc = 2;
         goto out;
@@ -323,32 +499,37 @@ int cli_serve(int argc, char **argv)
     /* Ad-hoc upstreams come from clients: every address curl connects to, redirects included,
      * must be public unless an [allow] cidr opens it. */
     if (d.pool)
-        upstream_pool_set_policy(d.pool, ssrf_upstream_policy, (void *)&cfg.allow.cidr);
+        upstream_pool_set_policy(d.pool, ssrf_upstream_policy, (void *)&cfg->allow.cidr);
     d.hub = d.pool ? hub_new(d.loop, d.pool, &hubp) : NULL;
     d.shutdown_timer = d.loop ? loop_timer_new(d.loop, on_shutdown_tick, &d) : NULL;
     if (d.sigfd < 0 || d.hub == NULL || d.shutdown_timer == NULL ||
-        loop_watch(d.loop, d.sigfd, EPOLLIN, on_signal, &sc) != 0) {
+        loop_watch(d.loop, d.sigfd, EPOLLIN, on_signal, &d) != 0) {
         fprintf(stderr, "pollcast: cannot set up the event loop: %s\n", strerror(errno));
         goto out;
     }
-    d.http = http_server_new(d.loop, d.hub, &hp, err, sizeof(err));
+    d.http = http_server_new(d.loop, d.hub, &d.hp, err, sizeof(err));
     if (d.http == NULL) {
         fprintf(stderr, "pollcast: %s\n", err);
         goto out;
     }
-    unsigned port = http_server_port(d.http);
+    struct metrics *m = http_server_metrics(d.http);
+    if (metrics_add(m, "pollcast_config_reloads_total", METRICS_COUNTER,
+                    "Configuration reloads (SIGHUP) by result.", "result", "ok",
+                    &d.reloads_ok) != 0 ||
+        metrics_add(m, "pollcast_config_reloads_total", METRICS_COUNTER,
+                    "Configuration reloads (SIGHUP) by result.", "result", "refused",
+                    &d.reloads_failed) != 0) {
+        fprintf(stderr, "pollcast: out of memory\n");
+        goto out;
+    }
+    d.port = http_server_port(d.http);
     /* The demo upstream is this server's own /_demo/upstream.json: known once bound. */
-    for (size_t i = 0; i < cfg.n_upstreams; i++)
-        if (strcmp(cfg.upstreams[i].url, CONFIG_DEMO_URL) == 0) {
-            w.demo_urls[i] = demo_url(&cfg.server.listen, port);
-            if (w.demo_urls[i] == NULL)
-                goto out;
-            w.streams[i].spec.poll.url = w.demo_urls[i];
-        }
+    if (wire_demo(cfg, &d.w, d.port) != 0)
+        goto out;
     log_msg(LOG_INFO, "pollcast %s listening on %s port %u (%zu upstreams)", POLLCAST_VERSION,
-            cfg.server.listen.host, port, cfg.n_upstreams);
+            cfg->server.listen.host, d.port, cfg->n_upstreams);
     /* Tests and scripts wait for this line on stdout. */
-    printf("listening on port %u\n", port);
+    printf("listening on port %u\n", d.port);
     fflush(stdout);
     rc = loop_run(d.loop) == 0 ? 0 : 1;
     log_msg(LOG_INFO, "stopped");
@@ -363,7 +544,7 @@ out:
         close(d.sigfd);
     }
     loop_free(d.loop);
-    wiring_dispose(&w, cfg.n_upstreams);
-    config_dispose(&cfg);
+    wiring_dispose(&d.w, d.cfg.n_upstreams);
+    config_dispose(&d.cfg);
     return rc;
 }
