@@ -430,8 +430,8 @@ static void reload(struct daemon *d)
         config_dispose(&ncfg);
         return;
     }
-    log_restart_keys(&d->cfg.server, &ncfg.server);
     log_setup((enum log_level)ncfg.server.log_level, ncfg.server.log_format == CONFIG_LOG_JSON);
+    log_restart_keys(&d->cfg.server, &ncfg.server);
     struct retire_ctx rc = {.old = &d->cfg, .cur = &ncfg, .hp = &nhp};
     hub_retire_topics(d->hub, retire_pred, &rc, "reload");
     /* From here on nothing points into the old config: the HTTP front takes the new arrays,
