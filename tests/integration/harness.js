@@ -7,6 +7,10 @@
 // A test script is `run(name, async (t) => {...}, {timeoutMs})`; the pollcast binary is the first
 // command-line argument or $POLLCAST_BIN. A binary whose name ends in -asan (or
 // POLLCAST_IT_ASAN=1) scales work down (SCALE) and stretches timing bounds (SLOW).
+// POLLCAST_WRAPPER (optional) is a command line that prefixes every pollcast command, e.g.
+// "valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99": the daemon
+// then runs under it (same PID, signals and exit status pass through), work is scaled down and
+// timing bounds are stretched further (POLLCAST_IT_SCALE, POLLCAST_IT_SLOW still override).
 'use strict';
 
 const assert = require('node:assert/strict');
@@ -39,9 +43,16 @@ const BIN = (() => {
   return path.resolve(bin);
 })();
 const ASAN = /-asan$/.test(BIN) || process.env.POLLCAST_IT_ASAN === '1';
+const WRAPPER = (process.env.POLLCAST_WRAPPER || '').split(/\s+/).filter(Boolean);
 // Work multiplier (counts of subscribers, changes) and timing multiplier (bounds, timeouts).
-const SCALE = Number(process.env.POLLCAST_IT_SCALE || (ASAN ? 0.25 : 1));
-const SLOW = Number(process.env.POLLCAST_IT_SLOW || (ASAN ? 3 : 1));
+const SCALE = Number(process.env.POLLCAST_IT_SCALE || (ASAN || WRAPPER.length ? 0.25 : 1));
+const SLOW = Number(process.env.POLLCAST_IT_SLOW || (WRAPPER.length ? 8 : ASAN ? 3 : 1));
+
+// spawn() of the pollcast binary with args, under POLLCAST_WRAPPER when it is set.
+function spawnBin(args, opts) {
+  if (!WRAPPER.length) return spawn(BIN, args, opts);
+  return spawn(WRAPPER[0], [...WRAPPER.slice(1), BIN, ...args], opts);
+}
 
 function scaled(n, min = 1) {
   return Math.max(min, Math.round(n * SCALE));
@@ -119,7 +130,8 @@ function within(p, ms, what) {
 // Runs a test: body(t) gets {step}; the whole test is bounded by timeoutMs (stretched by SLOW).
 // Teardown always runs; the process exits 0 on success, 1 on failure.
 async function run(name, body, { timeoutMs = 120000 } = {}) {
-  log(`${name}: pollcast ${BIN}${ASAN ? ' (ASan: scale ' + SCALE + ', slow x' + SLOW + ')' : ''}`);
+  log(`${name}: pollcast ${BIN}${ASAN ? ' (ASan: scale ' + SCALE + ', slow x' + SLOW + ')' : ''}` +
+    (WRAPPER.length ? ` under ${WRAPPER.join(' ')} (scale ${SCALE}, slow x${SLOW})` : ''));
   let failure = null;
   const steps = [];
   const t = {
@@ -398,7 +410,7 @@ async function startPollcast(config, { name = 'pollcast', env = {}, args = null 
   const text = typeof config === 'string' ? config : configText(config);
   const file = writeConfig(text);
   const argv = args || ['-c', file];
-  const child = track(spawn(BIN, argv, {
+  const child = track(spawnBin(argv, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   }));
@@ -446,7 +458,7 @@ async function startPollcast(config, { name = 'pollcast', env = {}, args = null 
 // Runs pollcast to completion with args; resolves {code, signal, stdout, stderr}.
 function runPollcast(args, { env = {}, ms = T(15000) } = {}) {
   return within(new Promise((resolve) => {
-    const child = track(spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'],
+    const child = track(spawnBin(args, { stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...env } }));
     let stdout = '';
     let stderr = '';
@@ -892,7 +904,7 @@ function percentile(values, p) {
 }
 
 module.exports = {
-  assert, ASAN, BIN, SCALE, SLOW, SRC, T, scaled, log, sleep, within, run, defer, track,
+  assert, ASAN, WRAPPER, BIN, SCALE, SLOW, SRC, T, scaled, log, sleep, within, run, defer, track,
   request, requestJson, startUpstream, startPollcast, runPollcast, configText, writeConfig,
   tmpDir, SseParser, Follower, RawStream, CurlStream, EsStream, openRaw, parseId, idLess,
   ID_RE, rng, clone, percentile, jsonpatch, isDeepStrictEqual, SANITIZER_RE,

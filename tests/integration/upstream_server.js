@@ -31,6 +31,8 @@
 //                hang       reads the request and never answers
 //                close      destroys the connection without answering
 //                redirect   `status` (default 302) to `location`
+//                endless    200 application/json without a Content-Length: "[0,0,0,..." in
+//                           64 KiB chunks for as long as the client reads (never ends)
 //        common options: delay_ms (wait before answering), times (apply the mode to the next N
 //        requests only, then back to normal)
 //   GET  /_control/stats[?path=/x]    {"total":N,"paths":{"/x":{"count":N,"inflight":N,
@@ -126,7 +128,7 @@ async function control(req, res, url) {
       return sendJson(res, 400, { error: '{"path":..., "mode":...} required' });
     }
     const known = ['normal', 'status', 'invalid', 'huge', 'gzip_bomb', 'drip', 'hang', 'close',
-      'redirect'];
+      'redirect', 'endless'];
     if (!known.includes(m.mode)) return sendJson(res, 400, { error: 'unknown mode ' + m.mode });
     modes.set(m.path, m);
     return sendJson(res, 200, m);
@@ -239,6 +241,25 @@ function serveDrip(res, m) {
   res.on('close', () => clearInterval(t));
 }
 
+function serveEndless(res) {
+  const chunk = Buffer.from('0,'.repeat(32 * 1024));
+  let open = true;
+  res.writeHead(200, { 'Content-Type': 'application/json' });
+  res.write('[');
+  const pump = () => {
+    while (open) {
+      if (!res.write(chunk)) {
+        res.once('drain', pump);
+        return;
+      }
+    }
+  };
+  res.on('close', () => {
+    open = false;
+  });
+  pump();
+}
+
 function serve(req, res, path) {
   let m = modes.get(path) || { mode: 'normal' };
   if (m.times !== undefined) {
@@ -279,6 +300,8 @@ function serve(req, res, path) {
       return undefined; // the request stays open until the client gives up
     case 'close':
       return req.socket.destroy();
+    case 'endless':
+      return serveEndless(res);
     case 'redirect':
       res.writeHead(m.status || 302, { Location: m.location || '/', 'Content-Length': 0 });
       return res.end();

@@ -1,0 +1,44 @@
+# Security suite (issue 4): the rules of PRODUCT.md "Security" and "Auth" proved on the wire,
+# against the real binary (@POLLCAST@, plain and ASan), with the integration harness
+# (tests/integration/harness.js), the scripted upstream and tokens minted by the openssl CLI.
+#
+# ssrf               /proxy: private addresses in every spelling 403 with the class, malformed
+#                    URLs 400, outside the prefixes 403, a name resolving to loopback refused at
+#                    connect (DNS rebinding) unless [allow] cidr, no ad-hoc redirects, named
+#                    upstreams trusted
+# auth               JWT HS256 / RS256 / ES256: header, query, cookie; expired, nbf, forged,
+#                    alg none, algorithm confusion, DER signatures, aud, iss: 401; scope: 403
+# headers            configured secrets never in events, errors, /metrics or logs; client
+#                    headers not forwarded unless listed
+# limits             max_subscribers, max_subscribers_per_ip, connect_rate_per_ip (the
+#                    limiter), URL and header sizes, malformed requests, bogus Last-Event-ID
+# hostile_upstreams  gzip bomb, endless body, slow drip, deep nesting, invalid UTF-8, huge
+#                    strings, 10,000-digit numbers, text/html, unverified TLS
+# hostile_clients    slowloris, 1,000 half-open connections, connection floods, while a
+#                    well-behaved subscriber's patch latency is measured
+#
+# Known daemon bugs are marked in the scripts with xfail(id, ...) (lib.js): the check runs, its
+# failure is printed as "XFAIL id" and tolerated, and the test FAILS with "XPASS id" once the
+# bug is fixed, so that the marker gets removed. POLLCAST_SECURITY_STRICT=1 makes every xfail a
+# failure. Known bugs at the time of writing (reported to the lead):
+#   tls_ca-ignored, tls_noverify-ignored   [upstream] ca_file / tls_verify never reach the poller
+#   forward-header-ignored                 forward_header is parsed but never applied
+#   max-url-length-ignored                 [server] max_url_length is never enforced
+#   max-header-bytes-loose                 MHD's pool is max_header_bytes + 16 KiB
+#   per-ip-counts-connections              max_subscribers_per_ip limits every connection
+#   slowloris-not-closed                   request_timeout is an idle timeout, not a deadline
+find_program(POLLCAST_NODE node)
+if(NOT POLLCAST_NODE)
+  set(POLLCAST_NODE node)
+endif()
+foreach(t ssrf auth headers limits hostile_upstreams)
+  pollcast_test(NAME security.${t} LABELS security TIMEOUT 300
+                COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/security/${t}.js @POLLCAST@)
+endforeach()
+# This one loads the machine and measures latency: never two at once, nor with the timing-sensitive
+# integration tests.
+foreach(t hostile_clients)
+  pollcast_test(NAME security.${t} LABELS security TIMEOUT 400
+                RESOURCE_LOCK pollcast_integration_timing
+                COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/security/${t}.js @POLLCAST@)
+endforeach()
