@@ -29,9 +29,9 @@
 #include "ssrf.h"
 #include "viewer.h"
 
-#define MAX_LAST_EVENT_ID 64
+#define MAX_LAST_EVENT_ID  64
 #define COMPAT_MAX_HEADERS 16
-#define COMPAT_MAX_HEADER 4096
+#define COMPAT_MAX_HEADER  4096
 
 /* Why a request was refused, the label of pollcast_requests_rejected_total. */
 enum reject_reason {
@@ -45,23 +45,23 @@ enum reject_reason {
     REJECT_RATE_LIMITED,
     REJECT_COUNT
 };
-static const char *const reject_names[REJECT_COUNT] = {
-    "bad_request", "unauthorized", "forbidden",   "not_found",
-    "method",      "overload",     "unavailable", "rate_limited"};
+static const char *const reject_names[REJECT_COUNT] = {"bad_request", "unauthorized", "forbidden",
+                                                       "not_found",   "method",       "overload",
+                                                       "unavailable", "rate_limited"};
 
 /* One request, from its request line (MHD's URI callback) to its completion. Its tally is shared
  * with the hub when the request becomes a stream; the last of the two to let go frees it. */
 struct request {
     struct subscriber_tally tally; /* first member: release() finds the request from it */
     struct http_server *srv;
-    char *uri;          /* the request target as received (path and query, still encoded) */
-    uint64_t start_ms;  /* loop clock */
-    int seen;           /* handle() has had the headers */
-    int opened;         /* a stream was started */
-    unsigned status;    /* of the answer, 0 until known */
-    char *stream;       /* what the access log names (stream name, URL without its query);
-                           NULL: not a stream request, not logged */
-    char client[64];    /* numeric client address */
+    char *uri;         /* the request target as received (path and query, still encoded) */
+    uint64_t start_ms; /* loop clock */
+    int seen;          /* handle() has had the headers */
+    int opened;        /* a stream was started */
+    unsigned status;   /* of the answer, 0 until known */
+    char *stream;      /* what the access log names (stream name, URL without its query);
+                          NULL: not a stream request, not logged */
+    char client[64];   /* numeric client address */
 };
 
 struct http_server {
@@ -72,7 +72,7 @@ struct http_server {
     int epoll_fd;
     struct loop_timer *timer;
     int quiesced;
-    int run_pending; /* a deferred MHD_run is queued */
+    int run_pending;        /* a deferred MHD_run is queued */
     struct ratelimit *rate; /* NULL: no per-address connection rate limit */
     unsigned port;
     uint64_t rejected[REJECT_COUNT];
@@ -192,8 +192,8 @@ static void add_cors(const struct http_server *srv, struct MHD_Connection *c,
     }
 }
 
-static enum MHD_Result send_text(struct http_server *srv, struct MHD_Connection *c,
-                                 unsigned status, const char *type, const char *body, size_t len)
+static enum MHD_Result send_text(struct http_server *srv, struct MHD_Connection *c, unsigned status,
+                                 const char *type, const char *body, size_t len)
 {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
@@ -211,10 +211,10 @@ static enum MHD_Result send_text(struct http_server *srv, struct MHD_Connection 
 static enum MHD_Result send_problem(struct http_server *srv, struct MHD_Connection *c,
                                     unsigned status, const char *title, const char *detail)
 {
-    enum reject_reason why = status == MHD_HTTP_BAD_REQUEST    ? REJECT_BAD_REQUEST
-                             : status == MHD_HTTP_UNAUTHORIZED ? REJECT_UNAUTHORIZED
-                             : status == MHD_HTTP_FORBIDDEN    ? REJECT_FORBIDDEN
-                             : status == MHD_HTTP_NOT_FOUND    ? REJECT_NOT_FOUND
+    enum reject_reason why = status == MHD_HTTP_BAD_REQUEST          ? REJECT_BAD_REQUEST
+                             : status == MHD_HTTP_UNAUTHORIZED       ? REJECT_UNAUTHORIZED
+                             : status == MHD_HTTP_FORBIDDEN          ? REJECT_FORBIDDEN
+                             : status == MHD_HTTP_NOT_FOUND          ? REJECT_NOT_FOUND
                              : status == MHD_HTTP_METHOD_NOT_ALLOWED ? REJECT_METHOD
                                                                      : REJECT_UNAVAILABLE;
     count_reject(srv, why, status);
@@ -227,8 +227,7 @@ static enum MHD_Result send_problem(struct http_server *srv, struct MHD_Connecti
     cJSON_Delete(o);
     if (body == NULL)
         return MHD_NO;
-    enum MHD_Result rc =
-        send_text(srv, c, status, "application/problem+json", body, strlen(body));
+    enum MHD_Result rc = send_text(srv, c, status, "application/problem+json", body, strlen(body));
     free(body);
     return rc;
 }
@@ -327,10 +326,10 @@ static enum MHD_Result start_stream(struct http_server *srv, struct MHD_Connecti
         q->status = MHD_HTTP_OK;
         q->opened = 1;
         if (srv->p.access_log && q->stream)
-            log_event(LOG_INFO, "stream opened",
-                      (struct log_field[]){LOG_STR("client", q->client),
-                                           LOG_STR("stream", q->stream)},
-                      2);
+            log_event(
+                LOG_INFO, "stream opened",
+                (struct log_field[]){LOG_STR("client", q->client), LOG_STR("stream", q->stream)},
+                2);
     }
     return rc;
 }
@@ -372,9 +371,8 @@ static void name_request(struct http_server *srv, struct MHD_Connection *c, cons
 /* With [auth] configured: reads the token from the Authorization header, the access_token
  * query parameter or the cookie and checks it. Returns 1 with *grant filled (the caller disposes
  * it), 0 when auth is off, or -1 after queueing the 401/503 answer in *rc. */
-static int authenticate(struct http_server *srv, struct MHD_Connection *c,
-                        struct auth_grant *grant, enum MHD_Result *rc, int compat,
-                        const char *sd_token)
+static int authenticate(struct http_server *srv, struct MHD_Connection *c, struct auth_grant *grant,
+                        enum MHD_Result *rc, int compat, const char *sd_token)
 {
     if (srv->p.auth == NULL)
         return 0;
@@ -415,8 +413,7 @@ static int authenticate(struct http_server *srv, struct MHD_Connection *c,
         return -1;
     MHD_add_response_header(r, "Content-Type", "application/problem+json");
     MHD_add_response_header(r, "WWW-Authenticate",
-                            found < 0 || found == 1 ? "Bearer error=\"invalid_token\""
-                                                    : "Bearer");
+                            found < 0 || found == 1 ? "Bearer error=\"invalid_token\"" : "Bearer");
     add_cors(srv, c, r);
     *rc = MHD_queue_response(c, (unsigned)status, r);
     MHD_destroy_response(r);
@@ -453,8 +450,7 @@ static enum MHD_Result route_stream(struct http_server *srv, struct MHD_Connecti
         return send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad interval",
                             "interval takes a number of seconds, such as 5 or 0.5");
     if (query_mode(c, &mode) != 0)
-        return send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad mode",
-                            "mode is patch or snapshot");
+        return send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad mode", "mode is patch or snapshot");
     char key[256];
     snprintf(key, sizeof(key), "s:%s|%llu", st->name, (unsigned long long)spec.poll.interval_ms);
     return start_stream(srv, c, key, &spec, mode);
@@ -535,8 +531,8 @@ static enum MHD_Result route_proxy(struct http_server *srv, struct MHD_Connectio
             rc = send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad interval",
                               "interval takes a number of seconds, such as 5 or 0.5");
         else if (query_mode(c, &mode) != 0)
-            rc = send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad mode",
-                              "mode is patch or snapshot");
+            rc =
+                send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad mode", "mode is patch or snapshot");
         else if (buf_printf(&key, "p:%s|%llu", canon.data,
                             (unsigned long long)spec.poll.interval_ms) != 0)
             rc = MHD_NO;
@@ -554,8 +550,8 @@ static enum MHD_Result route_proxy(struct http_server *srv, struct MHD_Connectio
 
 /* What GET /{absolute-url} asks for, once the X-Sd-* parameters are taken out of the URL. */
 struct compat_req {
-    struct buf url;    /* the upstream URL, the X-Sd-* query parameters removed */
-    char *token;       /* X-Sd-Token, or NULL */
+    struct buf url; /* the upstream URL, the X-Sd-* query parameters removed */
+    char *token;    /* X-Sd-Token, or NULL */
     char *headers[COMPAT_MAX_HEADERS];
     size_t nheaders;
     const char *error; /* why the request is malformed, NULL when it is not */
@@ -750,8 +746,8 @@ static enum MHD_Result route_compat(struct http_server *srv, struct MHD_Connecti
          * the header lines (never logged), one per line since none can hold a line feed. */
         struct buf key;
         buf_init(&key, 0);
-        int kr = buf_printf(&key, "c:%s\n%llu", canon.data,
-                            (unsigned long long)spec.poll.interval_ms);
+        int kr =
+            buf_printf(&key, "c:%s\n%llu", canon.data, (unsigned long long)spec.poll.interval_ms);
         for (size_t i = 0; i < cr.nheaders; i++)
             kr |= buf_printf(&key, "\n%s", cr.headers[i]);
         rc = kr ? MHD_NO : start_stream(srv, c, key.data, &spec, HUB_MODE_PATCH);
@@ -850,15 +846,21 @@ static uint64_t demo_rand(uint64_t a, uint64_t b)
 int http_demo_document(struct buf *out, uint64_t t)
 {
     static const char *symbols[] = {"ACME", "GLOBX", "INITECH", "UMBRL", "WAYNE"};
-    static const char *items[] = {"anvil", "rocket skates", "giant magnet", "tornado seeds",
-                                  "jet-propelled pogo stick", "earthquake pills", "bird seed"};
+    static const char *items[] = {"anvil",
+                                  "rocket skates",
+                                  "giant magnet",
+                                  "tornado seeds",
+                                  "jet-propelled pogo stick",
+                                  "earthquake pills",
+                                  "bird seed"};
     time_t now = (time_t)t;
     struct tm tm;
     gmtime_r(&now, &tm);
     char when[32];
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    int rc = buf_printf(out, "{\"source\":\"pollcast demo\",\"tick\":%llu,\"updated_at\":\"%s\","
-                             "\"prices\":{",
+    int rc = buf_printf(out,
+                        "{\"source\":\"pollcast demo\",\"tick\":%llu,\"updated_at\":\"%s\","
+                        "\"prices\":{",
                         (unsigned long long)t, when);
     /* Each price moves every second by a step derived from (symbol, second). */
     for (size_t i = 0; i < 5; i++) {
@@ -927,10 +929,10 @@ static enum MHD_Result route(struct http_server *srv, struct MHD_Connection *c, 
     if (strcmp(url, "/healthz") == 0)
         return send_text(srv, c, MHD_HTTP_OK, "application/json", "{\"status\":\"ok\"}", 15);
     if (strcmp(url, "/readyz") == 0)
-        return srv->quiesced ? send_problem(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE,
-                                            "Shutting down", NULL)
-                             : send_text(srv, c, MHD_HTTP_OK, "application/json",
-                                         "{\"status\":\"ready\"}", 18);
+        return srv->quiesced
+                   ? send_problem(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "Shutting down", NULL)
+                   : send_text(srv, c, MHD_HTTP_OK, "application/json", "{\"status\":\"ready\"}",
+                               18);
     if (strcmp(url, "/metrics") == 0 && srv->p.metrics)
         return route_metrics(srv, c);
     if (srv->p.demo && strcmp(url, "/_demo/upstream.json") == 0)
@@ -1092,8 +1094,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
     if (params->addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     if (params->connect_rate_per_ip) {
-        srv->rate = ratelimit_new(params->connect_rate_per_ip, params->connect_burst_per_ip,
-                                  65536);
+        srv->rate = ratelimit_new(params->connect_rate_per_ip, params->connect_burst_per_ip, 65536);
         if (srv->rate == NULL) {
             snprintf(err, errlen, "out of memory");
             metrics_free(srv->metrics);
@@ -1102,15 +1103,17 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
         }
     }
     srv->daemon = MHD_start_daemon(
-        flags, 0, accept_policy, srv, handle, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&srv->p.addr,
-        MHD_OPTION_CONNECTION_LIMIT, params->max_connections ? params->max_connections : 60000u,
+        flags, 0, accept_policy, srv, handle, srv, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&srv->p.addr, MHD_OPTION_CONNECTION_LIMIT,
+        params->max_connections ? params->max_connections : 60000u,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, params->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, params->request_timeout_s ? params->request_timeout_s : 30u,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         params->connection_memory ? params->connection_memory : (size_t)32768,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, params->listen_backlog ? params->listen_backlog : 4096u, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_URI_LOG_CALLBACK, on_request_line, srv,
-        MHD_OPTION_NOTIFY_COMPLETED, on_request_done, srv, MHD_OPTION_END);
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, params->listen_backlog ? params->listen_backlog : 4096u,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
+        MHD_OPTION_URI_LOG_CALLBACK, on_request_line, srv, MHD_OPTION_NOTIFY_COMPLETED,
+        on_request_done, srv, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
         getnameinfo((struct sockaddr *)&params->addr, params->addrlen, host, sizeof(host), serv,

@@ -22,7 +22,7 @@ struct http_stream {
     struct topic_spec spec;   /* spec.poll.interval_ms is the default interval */
     uint64_t min_interval_ms; /* ?interval= is clamped to [min, max] */
     uint64_t max_interval_ms;
-    enum hub_mode mode;       /* default mode */
+    enum hub_mode mode; /* default mode */
 };
 
 struct http_params {
@@ -30,13 +30,13 @@ struct http_params {
     socklen_t addrlen;
     const struct http_stream *streams;
     size_t nstreams;
-    const char *const *cors_origins; /* NULL-terminated; "*" allows any origin */
+    const char *const *cors_origins;   /* NULL-terminated; "*" allows any origin */
     const char *const *allow_prefixes; /* canonical prefixes (ssrf_prefixes_new) that ad-hoc
                                           URLs of GET /proxy?url= must match; NULL: none */
     const struct config_cidr_list *allow_cidrs; /* non-public ranges ad-hoc URLs may reach */
     const struct auth *auth;                    /* NULL: no authentication */
     const char *auth_cookie;                    /* cookie that may carry the token */
-    struct poller_spec adhoc;          /* interval, limits for ad-hoc upstreams (url unused) */
+    struct poller_spec adhoc; /* interval, limits for ad-hoc upstreams (url unused) */
     uint64_t adhoc_min_interval_ms, adhoc_max_interval_ms;
     uint64_t adhoc_error_repeat_ms;
     const char *const *adhoc_id_keys;

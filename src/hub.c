@@ -18,10 +18,8 @@
 #define TOPIC_BUCKETS 1024
 
 /* Upstream latency in seconds and patch sizes in bytes: the histograms' bucket bounds. */
-static const double latency_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                        0.5,   1,    2.5,   5,    10};
-static const double patch_bounds[] = {64,     256,     1024,    4096,   16384,
-                                      65536, 262144, 1048576, 4194304};
+static const double latency_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+static const double patch_bounds[] = {64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304};
 
 struct subscriber {
     struct topic *topic;
@@ -69,7 +67,7 @@ struct topic {
     int compat;           /* Streamdata.io event names and shapes */
     int retired;          /* no longer found by key; freed with its last subscriber */
     int rejected_pending; /* the poller's next POLL_FAILED reports a body the hub rejected */
-    size_t max_values; /* parse bound: a quarter of the body cap, at least 65536 */
+    size_t max_values;    /* parse bound: a quarter of the body cap, at least 65536 */
     /* Owned copies of the spec. */
     char **id_keys;
     struct buf diff_out;
@@ -507,7 +505,8 @@ static void publish_recovered(struct topic *t, uint64_t now)
     struct buf b;
     buf_init(&b, 0);
     int rc = put_event_head(&b, t, 0, "upstream-recovered");
-    rc |= buf_printf(&b, "{\"status\":200,\"title\":\"Upstream recovered\",\"failed_for_ms\":%llu}\n\n",
+    rc |= buf_printf(&b,
+                     "{\"status\":200,\"title\":\"Upstream recovered\",\"failed_for_ms\":%llu}\n\n",
                      (unsigned long long)(now - t->failing_since_ms));
     struct frame *f = rc ? NULL : frame_from_buf(&b, 0);
     buf_dispose(&b);
@@ -762,8 +761,8 @@ struct topic *hub_topic_get(struct hub *hub, const char *key, const struct topic
     t->max_values = cap / 4 > 65536 ? cap / 4 : 65536;
     t->key = strdup(key);
     t->name = strdup(spec->name ? spec->name : key);
-    t->history = calloc(hub->params.history_events ? hub->params.history_events : 1,
-                        sizeof(*t->history));
+    t->history =
+        calloc(hub->params.history_events ? hub->params.history_events : 1, sizeof(*t->history));
     t->idle_timer = loop_timer_new(hub->loop, on_idle_timeout, t);
     if (spec->id_keys)
         t->id_keys = copy_strv(spec->id_keys);

@@ -38,16 +38,16 @@ enum hub_mode {
 };
 
 struct hub_params {
-    size_t history_events;     /* patch events kept for resume, per topic */
-    size_t history_bytes;      /* and their bytes at most */
-    size_t queue_events;       /* events a subscriber may have pending before it is reset */
-    size_t queue_bytes;        /* and their bytes */
-    uint64_t idle_grace_ms;    /* a topic without subscribers stops polling after this */
-    uint64_t keepalive_ms;     /* comment line when a subscriber had nothing for this long */
-    uint64_t retry_ms;         /* retry: field, plus a random 0..retry_jitter_ms */
+    size_t history_events;  /* patch events kept for resume, per topic */
+    size_t history_bytes;   /* and their bytes at most */
+    size_t queue_events;    /* events a subscriber may have pending before it is reset */
+    size_t queue_bytes;     /* and their bytes */
+    uint64_t idle_grace_ms; /* a topic without subscribers stops polling after this */
+    uint64_t keepalive_ms;  /* comment line when a subscriber had nothing for this long */
+    uint64_t retry_ms;      /* retry: field, plus a random 0..retry_jitter_ms */
     uint64_t retry_jitter_ms;
-    uint64_t history_age_ms;   /* patch events older than this leave the history; 0: no limit */
-    size_t max_topics;         /* topics (pollers) at most; 0: no limit */
+    uint64_t history_age_ms; /* patch events older than this leave the history; 0: no limit */
+    size_t max_topics;       /* topics (pollers) at most; 0: no limit */
 };
 
 /* What a topic polls and how its patches are computed. Copied by hub_topic_get. */
@@ -85,15 +85,14 @@ struct hub_stats {
  * refs counts both; release is called when the last one is dropped and frees the tally. */
 struct subscriber_tally {
     unsigned refs;
-    uint64_t events, bytes;  /* frames (keepalives excluded) and bytes read by the transport */
-    const char *end_reason;  /* static: why the hub ended the stream ("shutdown", "reload",
-                                "client_gone"), NULL while it has not */
+    uint64_t events, bytes; /* frames (keepalives excluded) and bytes read by the transport */
+    const char *end_reason; /* static: why the hub ended the stream ("shutdown", "reload",
+                               "client_gone"), NULL while it has not */
     void (*release)(struct subscriber_tally *t);
 };
 
 /* Returns a hub polling through pool, or NULL on OOM. params is copied. */
-struct hub *hub_new(struct loop *loop, struct upstream_pool *pool,
-                    const struct hub_params *params);
+struct hub *hub_new(struct loop *loop, struct upstream_pool *pool, const struct hub_params *params);
 
 /* Frees every topic and subscriber (their transports are woken to close first by
  * hub_close_all) and the hub. Accepts NULL. */
@@ -107,9 +106,8 @@ struct topic *hub_topic_get(struct hub *hub, const char *key, const struct topic
 /* Adds a subscriber to topic. last_event_id (may be NULL) is the id the client saw last: when it
  * is in the topic's history only later patches are queued, otherwise the current snapshot.
  * The hub owns the subscriber until hub_unsubscribe. Returns NULL on OOM. */
-struct subscriber *hub_subscribe(struct topic *topic, enum hub_mode mode,
-                                 const char *last_event_id, const struct subscriber_ops *ops,
-                                 void *ctx);
+struct subscriber *hub_subscribe(struct topic *topic, enum hub_mode mode, const char *last_event_id,
+                                 const struct subscriber_ops *ops, void *ctx);
 
 /* The next hub_subscribe on hub, and only that one, counts into tally and holds a reference
  * to it until hub_unsubscribe (tally may be NULL to cancel). For transports that create the
