@@ -26,6 +26,9 @@
 #   max-url-length-ignored                 [server] max_url_length is never enforced
 #   max-header-bytes-loose                 MHD's pool is max_header_bytes + 16 KiB
 #   per-ip-counts-connections              max_subscribers_per_ip limits every connection
+#   ctl-bytes-in-request-accepted          a bare CR or a NUL in a header value or the target
+#                                          is accepted (libmicrohttpd 0.9.75 lets them through)
+#   nul-truncated-last-event-id            ?lastEventId=ID%00junk reads as ID (a resume)
 #   slowloris-not-closed                   request_timeout is an idle timeout, not a deadline
 find_program(POLLCAST_NODE node)
 if(NOT POLLCAST_NODE)
