@@ -6,7 +6,7 @@ find_program(POLLCAST_NODE node)
 if(NOT POLLCAST_NODE)
   set(POLLCAST_NODE node)
 endif()
-foreach(t metrics access_log reload compat)
+foreach(t metrics access_log reload compat readme)
   pollcast_test(NAME ops.${t} LABELS ops TIMEOUT 300
                 COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/ops/${t}.js @POLLCAST@)
 endforeach()
