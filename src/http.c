@@ -211,7 +211,8 @@ static enum MHD_Result send_text(struct http_server *srv, struct MHD_Connection 
 static enum MHD_Result send_problem(struct http_server *srv, struct MHD_Connection *c,
                                     unsigned status, const char *title, const char *detail)
 {
-    enum reject_reason why = status == MHD_HTTP_BAD_REQUEST          ? REJECT_BAD_REQUEST
+    enum reject_reason why = status == MHD_HTTP_BAD_REQUEST || status == MHD_HTTP_URI_TOO_LONG
+                                 ? REJECT_BAD_REQUEST
                              : status == MHD_HTTP_UNAUTHORIZED       ? REJECT_UNAUTHORIZED
                              : status == MHD_HTTP_FORBIDDEN          ? REJECT_FORBIDDEN
                              : status == MHD_HTTP_NOT_FOUND          ? REJECT_NOT_FOUND
@@ -982,6 +983,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
             MHD_destroy_response(r);
             return rc;
+        }
+        if (srv->p.max_url_length && strlen(q->uri) > srv->p.max_url_length) {
+            q->status = MHD_HTTP_URI_TOO_LONG;
+            return send_problem(srv, c, MHD_HTTP_URI_TOO_LONG, "URI too long",
+                                "the request target is longer than this server accepts");
         }
         /* Headers are in; answer on the next call, once MHD has the whole request. */
         return MHD_YES;

@@ -47,6 +47,7 @@ struct http_params {
     uint64_t connect_rate_per_ip;    /* new connections per second per address; 0: no limit */
     uint64_t connect_burst_per_ip;
     size_t max_subscribers;
+    size_t max_url_length; /* request targets longer than this get 414; 0: MHD's own bound */
     size_t max_topics;
     unsigned request_timeout_s; /* for reading a request; streams have none */
     size_t connection_memory;   /* MHD's per-connection pool (request line and headers fit) */

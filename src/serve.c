@@ -256,6 +256,7 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
     hp->max_connections = (unsigned)s->max_connections;
     hp->max_connections_per_ip = (unsigned)s->max_subscribers_per_ip;
     hp->connect_rate_per_ip = s->connect_rate_per_ip;
+    hp->max_url_length = s->max_url_length;
     hp->connect_burst_per_ip = s->connect_burst_per_ip;
     hp->max_subscribers = s->max_subscribers;
     hp->request_timeout_s = (unsigned)((s->request_timeout_ms + 999) / 1000);
