@@ -91,20 +91,28 @@ L.run('security.limits', async (t) => {
     const sub = await L.openRaw(pc.base, '/streams/x', { name: 'rate-sub' });
     L.defer(() => sub.close());
     await sub.waitDoc(doc, T(5000));
+    const f0 = Date.now();
     const flood = await Promise.all(Array.from({ length: 16 }, () => L.raw(pc.port, req, { ms: T(3000) })));
+    const floodMs = Date.now() - f0;
     const ok = flood.filter((r) => r.status === 200).length;
     const closed = flood.filter((r) => r.status === null && r.closed).length;
-    log(`burst of 16: ${ok} answered, ${closed} closed at accept ` +
+    log(`burst of 16 in ${floodMs} ms: ${ok} answered, ${closed} closed at accept ` +
       `(${[...new Set(flood.map((r) => r.error))].join(',')})`);
-    // 5 tokens, one taken by the subscriber: 4 answered (5 when a token refilled meanwhile).
-    assert.ok(ok >= 4 && ok <= 5, `answered ${ok}, want 4 (the burst minus the subscriber's)`);
+    // 5 tokens, one taken by the subscriber: 4 answered, plus what refilled meanwhile (2/s; a
+    // slow daemon, under valgrind say, accepts the burst over a longer time).
+    const refill = Math.floor((2 * floodMs) / 1000) + 1;
+    assert.ok(ok >= 4 && ok <= 4 + refill, `answered ${ok}, want 4 (+${refill} refilled at most)`);
     assert.equal(ok + closed, 16, 'every other connection closed without an answer');
-    // 2 per second: after 1.1 s, two more connections pass, the third does not.
+    // 2 per second: after 1.1 s, two more connections pass, the third does not (unless the
+    // three attempts took long enough for another token).
     await L.sleep(1100);
+    const a0 = Date.now();
     const after = [];
     for (let i = 0; i < 3; i++) after.push((await L.raw(pc.port, req, { ms: T(3000) })).status);
-    log(`1.1 s later: ${after}`);
-    assert.deepEqual(after, [200, 200, null], 'the bucket refills at 2 per second');
+    const afterMs = Date.now() - a0;
+    log(`1.1 s later: ${after} in ${afterMs} ms`);
+    assert.deepEqual(after.slice(0, 2), [200, 200], 'the bucket refills at 2 per second');
+    if (afterMs < 300) assert.equal(after[2], null, 'the third is refused: 2 tokens only');
     // The subscriber was not disturbed: the stream goes on.
     const from = sub.events.length;
     await up.put('/x', { ...doc, n: 2 });
