@@ -40,8 +40,7 @@ char *cli_read_file(const char *path, size_t *len)
     return buf_steal(&b, len);
 }
 
-/* Parses a file; prints "pollcast: FILE: invalid JSON at byte N: reason" on failure. */
-static struct json_doc *load_json(const char *path)
+struct json_doc *cli_load_json(const char *path)
 {
     size_t len;
     char *text = cli_read_file(path, &len);
@@ -142,8 +141,8 @@ int cli_diff(int argc, char **argv)
     int rc = 2;
     struct buf patch;
     buf_init(&patch, 0);
-    struct json_doc *a = load_json(files[0]);
-    struct json_doc *b = a ? load_json(files[1]) : NULL;
+    struct json_doc *a = cli_load_json(files[0]);
+    struct json_doc *b = a ? cli_load_json(files[1]) : NULL;
     if (b == NULL)
         goto out;
     if (json_diff(a->root, b->root, NULL, &patch, NULL) != 0) {

@@ -21,6 +21,13 @@ int cli_serve(int argc, char **argv);
 /* pollcast watch STREAM-URL [options]: follows a stream in the terminal. */
 int cli_watch(int argc, char **argv);
 
+struct json_doc;
+
+/* Reads and parses a JSON file. Returns the document (free with json_doc_free), or NULL after
+ * printing "pollcast: FILE: invalid JSON at byte N: reason" (or why the file could not be read)
+ * on stderr. */
+struct json_doc *cli_load_json(const char *path);
+
 /* Reads a whole file (or standard input for "-") into a malloc'd buffer with one spare byte.
  * Returns NULL and prints "pollcast: PATH: reason" on stderr when it cannot. */
 char *cli_read_file(const char *path, size_t *len);

@@ -14,22 +14,6 @@
 #include "json/apply.h"
 #include "json/json.h"
 
-/* Parses a file; prints "pollcast: FILE: invalid JSON at byte N: reason" on failure. */
-static struct json_doc *load_json(const char *path)
-{
-    size_t len;
-    char *text = cli_read_file(path, &len);
-    if (text == NULL)
-        return NULL;
-    struct json_error err;
-    struct json_doc *doc = json_parse_owned(text, len, NULL, &err);
-    if (doc == NULL) {
-        fprintf(stderr, "pollcast: %s: invalid JSON at byte %zu: %s\n", path, err.offset, err.msg);
-        free(text);
-    }
-    return doc;
-}
-
 int cli_apply(int argc, char **argv)
 {
     if (argc != 2 || (argv[0][0] == '-' && argv[0][1] != '\0') ||
@@ -43,7 +27,7 @@ int cli_apply(int argc, char **argv)
     struct buf out;
     buf_init(&out, 0);
     struct json_doc *patch = NULL;
-    struct json_doc *doc = load_json(argv[0]);
+    struct json_doc *doc = cli_load_json(argv[0]);
     if (doc == NULL)
         goto out;
     char msg[128];
@@ -55,7 +39,7 @@ int cli_apply(int argc, char **argv)
     /* The fidelity tree is no longer needed once converted; free it before the patch loads. */
     json_doc_free(doc);
     doc = NULL;
-    patch = load_json(argv[1]);
+    patch = cli_load_json(argv[1]);
     if (patch == NULL)
         goto out;
     struct json_patch_error err;

@@ -480,6 +480,29 @@ static enum MHD_Result route_stream_list(struct http_server *srv, struct MHD_Con
     return rc;
 }
 
+/* The checks every client-chosen URL passes (/proxy and the Streamdata.io form): it is
+ * normalised into canon, must match an allow rule, must not name a refused address literally,
+ * and must be granted by the token when there is one (grant not NULL). Returns 1 when admitted;
+ * otherwise 0, with the problem answer queued and its result in *rc. */
+static int admit_adhoc(struct http_server *srv, struct MHD_Connection *c, const char *url,
+                       const struct auth_grant *grant, struct buf *canon, enum MHD_Result *rc)
+{
+    char why[256];
+    if (ssrf_normalize_url(url, canon, why, sizeof(why)) != 0)
+        *rc = send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad url", why);
+    else if (!ssrf_url_allowed(canon->data, srv->p.allow_prefixes))
+        *rc = send_problem(srv, c, MHD_HTTP_FORBIDDEN, "URL not allowed",
+                           "the URL matches no allow rule of this server");
+    else if (ssrf_check_literal(canon->data, srv->p.allow_cidrs, why, sizeof(why)) != 0)
+        *rc = send_problem(srv, c, MHD_HTTP_FORBIDDEN, "URL not allowed", why);
+    else if (grant && !auth_grant_allows_url(grant, canon->data))
+        *rc = send_problem(srv, c, MHD_HTTP_FORBIDDEN, "Not allowed",
+                           "the token does not grant this URL");
+    else
+        return 1;
+    return 0;
+}
+
 static enum MHD_Result route_proxy(struct http_server *srv, struct MHD_Connection *c)
 {
     struct auth_grant grant;
@@ -500,22 +523,11 @@ static enum MHD_Result route_proxy(struct http_server *srv, struct MHD_Connectio
         return send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Missing url",
                             "use /proxy?url=<percent-encoded absolute http(s) URL>");
     }
-    char why[256];
     struct buf canon;
     buf_init(&canon, 0);
     if (strlen(url) != url_len) {
         rc = send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad url", "the URL holds a NUL byte");
-    } else if (ssrf_normalize_url(url, &canon, why, sizeof(why)) != 0) {
-        rc = send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad url", why);
-    } else if (!ssrf_url_allowed(canon.data, srv->p.allow_prefixes)) {
-        rc = send_problem(srv, c, MHD_HTTP_FORBIDDEN, "URL not allowed",
-                          "the URL matches no allow rule of this server");
-    } else if (ssrf_check_literal(canon.data, srv->p.allow_cidrs, why, sizeof(why)) != 0) {
-        rc = send_problem(srv, c, MHD_HTTP_FORBIDDEN, "URL not allowed", why);
-    } else if (authed == 1 && !auth_grant_allows_url(&grant, canon.data)) {
-        rc = send_problem(srv, c, MHD_HTTP_FORBIDDEN, "Not allowed",
-                          "the token does not grant this URL");
-    } else {
+    } else if (admit_adhoc(srv, c, url, authed == 1 ? &grant : NULL, &canon, &rc)) {
         /* The name (for logs) leaves the query out: it may carry the upstream's tokens. */
         char *name = strndup(canon.data, strcspn(canon.data, "?#"));
         struct topic_spec spec = {.poll = srv->p.adhoc,
@@ -712,7 +724,6 @@ static enum MHD_Result route_compat(struct http_server *srv, struct MHD_Connecti
         compat_dispose(&cr);
         return rc;
     }
-    char why[256];
     const char *bad = cr.error;
     for (size_t i = 0; bad == NULL && i < cr.nheaders; i++)
         bad = compat_header_check(srv, cr.headers[i]);
@@ -722,17 +733,7 @@ static enum MHD_Result route_compat(struct http_server *srv, struct MHD_Connecti
         rc = send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad request", cr.error);
     } else if (bad) {
         rc = send_problem(srv, c, MHD_HTTP_FORBIDDEN, "Header not allowed", bad);
-    } else if (ssrf_normalize_url(cr.url.data, &canon, why, sizeof(why)) != 0) {
-        rc = send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad url", why);
-    } else if (!ssrf_url_allowed(canon.data, srv->p.allow_prefixes)) {
-        rc = send_problem(srv, c, MHD_HTTP_FORBIDDEN, "URL not allowed",
-                          "the URL matches no allow rule of this server");
-    } else if (ssrf_check_literal(canon.data, srv->p.allow_cidrs, why, sizeof(why)) != 0) {
-        rc = send_problem(srv, c, MHD_HTTP_FORBIDDEN, "URL not allowed", why);
-    } else if (authed == 1 && !auth_grant_allows_url(&grant, canon.data)) {
-        rc = send_problem(srv, c, MHD_HTTP_FORBIDDEN, "Not allowed",
-                          "the token does not grant this URL");
-    } else {
+    } else if (admit_adhoc(srv, c, cr.url.data, authed == 1 ? &grant : NULL, &canon, &rc)) {
         char *name = strndup(canon.data, strcspn(canon.data, "?#"));
         struct topic_spec spec = {.poll = srv->p.adhoc,
                                   .name = name ? name : "compat",
