@@ -286,10 +286,14 @@ static int query_mode(struct MHD_Connection *c, enum hub_mode *mode)
  * cannot set headers). An id too long to be ours counts as unknown. */
 static const char *last_event_id(struct MHD_Connection *c)
 {
-    const char *id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
-    if (id == NULL)
-        id = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "lastEventId");
-    if (id && strnlen(id, MAX_LAST_EVENT_ID + 1) > MAX_LAST_EVENT_ID)
+    const char *id = NULL;
+    size_t len = 0;
+    if (MHD_lookup_connection_value_n(c, MHD_HEADER_KIND, "Last-Event-ID", 13, &id, &len) !=
+            MHD_YES ||
+        id == NULL)
+        MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "lastEventId", 11, &id, &len);
+    /* An id that is too long, or that a NUL would cut short, is not one of ours. */
+    if (id == NULL || len > MAX_LAST_EVENT_ID || strlen(id) != len)
         return NULL;
     return id;
 }

@@ -230,6 +230,10 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
         st->spec.poll.connect_timeout_ms = u->connect_timeout_ms;
         st->spec.poll.max_body = u->max_body;
         st->spec.poll.backoff_max_ms = u->backoff_max_ms;
+        st->spec.poll.redirects = u->follow_redirects ? 1 : -1;
+        st->spec.poll.max_redirects = (long)u->max_redirects;
+        st->spec.poll.tls_no_verify = !u->tls_verify;
+        st->spec.poll.ca_file = u->ca_file;
         if (strcmp(u->url, CONFIG_DEMO_URL) == 0)
             hp->demo = 1;
     }
@@ -248,6 +252,10 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
     hp->adhoc.connect_timeout_ms = a->connect_timeout_ms;
     hp->adhoc.max_body = a->max_body;
     hp->adhoc.backoff_max_ms = a->backoff_max_ms;
+    hp->adhoc.redirects = a->follow_redirects ? 1 : -1;
+    hp->adhoc.max_redirects = (long)a->max_redirects;
+    hp->adhoc.tls_no_verify = !a->tls_verify;
+    hp->adhoc.ca_file = a->ca_file;
     hp->adhoc_min_interval_ms = a->min_interval_ms;
     hp->adhoc_max_interval_ms = a->max_interval_ms;
     hp->adhoc_error_repeat_ms = a->error_repeat_ms;

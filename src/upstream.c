@@ -47,6 +47,9 @@ struct poller {
 
     char *url;
     char *origin; /* "scheme://host:port" of url, to judge redirects */
+    char *ca_file;
+    long max_redirects; /* 0: redirects are not followed */
+    int tls_no_verify;
     char **headers;
     size_t nheaders;
     int has_accept; /* a configured header replaces our Accept */
@@ -768,6 +771,7 @@ static void poller_destroy(struct poller *p)
         free(p->headers[i]);
     free(p->headers);
     free(p->url);
+    free(p->ca_file);
     free(p->origin);
     if (p->prev)
         p->prev->next = p->next;
@@ -805,12 +809,14 @@ static int setup_easy(struct poller *p)
     SET(CURLOPT_HTTPGET, 1L);
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    SET(CURLOPT_FOLLOWLOCATION, p->adhoc ? 0L : 1L);
-    SET(CURLOPT_MAXREDIRS, (long)MAX_REDIRECTS);
+    SET(CURLOPT_FOLLOWLOCATION, p->max_redirects > 0 ? 1L : 0L);
+    SET(CURLOPT_MAXREDIRS, p->max_redirects);
     SET(CURLOPT_USERAGENT, "pollcast/" POLLCAST_VERSION);
     SET(CURLOPT_ACCEPT_ENCODING, ""); /* every decoder this libcurl has: gzip, deflate, br */
-    SET(CURLOPT_SSL_VERIFYPEER, 1L);
-    SET(CURLOPT_SSL_VERIFYHOST, 2L);
+    SET(CURLOPT_SSL_VERIFYPEER, p->tls_no_verify ? 0L : 1L);
+    SET(CURLOPT_SSL_VERIFYHOST, p->tls_no_verify ? 0L : 2L);
+    if (p->ca_file)
+        SET(CURLOPT_CAINFO, p->ca_file);
     SET(CURLOPT_TIMEOUT_MS, (long)p->timeout_ms);
     SET(CURLOPT_CONNECTTIMEOUT_MS, (long)p->connect_timeout_ms);
     SET(CURLOPT_LOW_SPEED_LIMIT, (long)LOW_SPEED_BYTES);
@@ -866,11 +872,17 @@ struct poller *poller_new(struct upstream_pool *pool, const struct poller_spec *
     p->max_body = spec->max_body ? spec->max_body : DEFAULT_MAX_BODY;
     p->backoff_max_ms = spec->backoff_max_ms ? spec->backoff_max_ms : DEFAULT_BACKOFF_MAX_MS;
     p->adhoc = spec->adhoc ? 1 : 0;
+    p->tls_no_verify = spec->tls_no_verify ? 1 : 0;
+    if (spec->redirects > 0)
+        p->max_redirects = spec->max_redirects;
+    else if (spec->redirects == 0 && !p->adhoc)
+        p->max_redirects = MAX_REDIRECTS;
     buf_init(&p->body, p->max_body);
 
     p->url = dup_str(spec->url);
     p->origin = dup_str(origin);
-    if (p->url == NULL || p->origin == NULL)
+    p->ca_file = spec->ca_file ? dup_str(spec->ca_file) : NULL;
+    if (p->url == NULL || p->origin == NULL || (spec->ca_file && p->ca_file == NULL))
         goto fail;
     if (spec->nheaders) {
         p->headers = calloc(spec->nheaders, sizeof(*p->headers));

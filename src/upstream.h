@@ -24,6 +24,11 @@ struct poller_spec {
     size_t max_body;             /* bytes after decompression; default 8 MiB */
     uint64_t backoff_max_ms;     /* cap of the exponential backoff; default 60000 */
     int adhoc;                   /* 1: a client-chosen URL (address policy applies; no redirects) */
+    int redirects;               /* 0: the default (named: follow up to 5; ad-hoc: none), 1: follow
+                                    up to max_redirects, -1: never */
+    long max_redirects;
+    int tls_no_verify;           /* 1: do not verify the upstream's TLS certificate */
+    const char *ca_file;         /* CA bundle to verify with; NULL: the system's */
 };
 
 enum poll_outcome {
