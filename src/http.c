@@ -456,9 +456,47 @@ static enum MHD_Result route_stream(struct http_server *srv, struct MHD_Connecti
                             "interval takes a number of seconds, such as 5 or 0.5");
     if (query_mode(c, &mode) != 0)
         return send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad mode", "mode is patch or snapshot");
-    char key[256];
-    snprintf(key, sizeof(key), "s:%s|%llu", st->name, (unsigned long long)spec.poll.interval_ms);
-    return start_stream(srv, c, key, &spec, mode);
+    /* Client headers the config lets through join the configured ones; their values are part
+     * of the poller's key, so that clients sending different values never share a poller. */
+    struct buf key;
+    buf_init(&key, 0);
+    const char *lines[CONFIG_MAX_LIST_ITEMS * 2];
+    struct buf fwd[CONFIG_MAX_LIST_ITEMS];
+    size_t nlines = 0, nfwd = 0;
+    rc = MHD_NO;
+    if (buf_printf(&key, "s:%s|%llu", st->name, (unsigned long long)spec.poll.interval_ms) != 0)
+        goto out;
+    for (size_t i = 0; i < spec.poll.nheaders && nlines < CONFIG_MAX_LIST_ITEMS; i++)
+        lines[nlines++] = spec.poll.headers[i];
+    for (const char *const *f = st->forward_headers; f && *f && nfwd < CONFIG_MAX_LIST_ITEMS;
+         f++) {
+        const char *v = NULL;
+        size_t vlen = 0;
+        if (MHD_lookup_connection_value_n(c, MHD_HEADER_KIND, *f, strlen(*f), &v, &vlen) !=
+                MHD_YES ||
+            v == NULL)
+            continue;
+        if (strlen(v) != vlen || strpbrk(v, "\r\n") != NULL || vlen > 4096) {
+            rc = send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad header",
+                              "a forwarded header holds a control byte or is too long");
+            goto out;
+        }
+        buf_init(&fwd[nfwd], 0);
+        if (buf_printf(&fwd[nfwd], "%s: %s", *f, v) != 0 ||
+            buf_printf(&key, "|%zu:%s", fwd[nfwd].len, fwd[nfwd].data) != 0) {
+            nfwd++;
+            goto out;
+        }
+        lines[nlines++] = fwd[nfwd++].data;
+    }
+    spec.poll.headers = lines;
+    spec.poll.nheaders = nlines;
+    rc = start_stream(srv, c, key.data, &spec, mode);
+out:
+    for (size_t i = 0; i < nfwd; i++)
+        buf_dispose(&fwd[i]);
+    buf_dispose(&key);
+    return rc;
 }
 
 /* GET /streams: the configured stream names, for the viewer and for discovery. */

@@ -23,6 +23,7 @@ struct http_stream {
     uint64_t min_interval_ms; /* ?interval= is clamped to [min, max] */
     uint64_t max_interval_ms;
     enum hub_mode mode; /* default mode */
+    const char *const *forward_headers; /* client header names passed upstream; NULL: none */
 };
 
 struct http_params {

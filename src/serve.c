@@ -34,6 +34,7 @@ struct wiring {
     char **allow; /* canonical url_prefix rules */
     const char **adhoc_ids;
     const char **forward; /* [allow] forward_header names */
+    const char ***fwd;    /* per stream: its forward_header names, NULL-terminated */
     struct auth *auth;
 };
 
@@ -135,7 +136,10 @@ static void wiring_dispose(struct wiring *w, size_t nstreams)
             free(w->id_keys[i]);
         if (w->demo_urls)
             free(w->demo_urls[i]);
+        if (w->fwd)
+            free(w->fwd[i]);
     }
+    free(w->fwd);
     free(w->streams);
     free(w->id_keys);
     free(w->demo_urls);
@@ -189,11 +193,13 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
     w->streams = calloc(n ? n : 1, sizeof(*w->streams));
     w->id_keys = calloc(n ? n : 1, sizeof(*w->id_keys));
     w->demo_urls = calloc(n ? n : 1, sizeof(*w->demo_urls));
+    w->fwd = calloc(n ? n : 1, sizeof(*w->fwd));
     w->cors = list_view(&s->cors_origin);
     w->adhoc_ids = id_keys_view(cfg->allow.id_key);
     w->forward = list_view(&cfg->allow.forward_header);
     snprintf(err, errlen, "out of memory");
-    if (!w->streams || !w->id_keys || !w->demo_urls || !w->cors || !w->adhoc_ids || !w->forward)
+    if (!w->streams || !w->id_keys || !w->demo_urls || !w->fwd || !w->cors || !w->adhoc_ids ||
+        !w->forward)
         return -1;
     char why[256];
     w->allow = ssrf_prefixes_new(&cfg->allow.url_prefix, why, sizeof(why));
@@ -213,6 +219,9 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
         const struct config_upstream *u = &cfg->upstreams[i];
         struct http_stream *st = &w->streams[i];
         w->id_keys[i] = id_keys_view(u->id_key);
+        w->fwd[i] = list_view(&u->forward_header);
+        if (w->fwd[i] == NULL)
+            return -1;
         if (w->id_keys[i] == NULL)
             return -1;
         st->name = u->name;
@@ -231,6 +240,7 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
         st->spec.poll.max_body = u->max_body;
         st->spec.poll.backoff_max_ms = u->backoff_max_ms;
         st->spec.poll.redirects = u->follow_redirects ? 1 : -1;
+        st->forward_headers = (const char *const *)w->fwd[i];
         st->spec.poll.max_redirects = (long)u->max_redirects;
         st->spec.poll.tls_no_verify = !u->tls_verify;
         st->spec.poll.ca_file = u->ca_file;
