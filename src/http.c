@@ -57,6 +57,7 @@ struct request {
     char *uri;         /* the request target as received (path and query, still encoded) */
     uint64_t start_ms; /* loop clock */
     int seen;          /* handle() has had the headers */
+    int counted;       /* holds one of its address's subscriber slots */
     int opened;        /* a stream was started */
     unsigned status;   /* of the answer, 0 until known */
     char *stream;      /* what the access log names (stream name, URL without its query);
@@ -65,6 +66,7 @@ struct request {
 };
 
 struct http_server {
+    struct addr_count **per_addr; /* subscribers per client address, ADDR_BUCKETS chains */
     struct loop *loop;
     struct hub *hub;
     struct http_params p;
@@ -298,6 +300,57 @@ static const char *last_event_id(struct MHD_Connection *c)
     return id;
 }
 
+/* ---- subscribers per client address ----------------------------------------------------- */
+
+#define ADDR_BUCKETS 4096
+
+/* How many streams one client address holds; entries exist only while it holds some. */
+struct addr_count {
+    struct addr_count *next;
+    unsigned n;
+    char addr[64];
+};
+
+static struct addr_count **addr_slot(struct http_server *srv, const char *addr)
+{
+    size_t b = (size_t)(json_hash_bytes(addr, strlen(addr), 0x6970) % ADDR_BUCKETS);
+    struct addr_count **pp = &srv->per_addr[b];
+    while (*pp && strcmp((*pp)->addr, addr) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static unsigned addr_streams(struct http_server *srv, const char *addr)
+{
+    struct addr_count **pp = addr_slot(srv, addr);
+    return *pp ? (*pp)->n : 0;
+}
+
+/* Counts one more stream for addr. Returns 0, or -1 on OOM. */
+static int addr_take(struct http_server *srv, const char *addr)
+{
+    struct addr_count **pp = addr_slot(srv, addr);
+    if (*pp == NULL) {
+        struct addr_count *e = calloc(1, sizeof(*e));
+        if (e == NULL)
+            return -1;
+        snprintf(e->addr, sizeof(e->addr), "%s", addr);
+        *pp = e;
+    }
+    (*pp)->n++;
+    return 0;
+}
+
+static void addr_release(struct http_server *srv, const char *addr)
+{
+    struct addr_count **pp = addr_slot(srv, addr);
+    struct addr_count *e = *pp;
+    if (e && --e->n == 0) {
+        *pp = e->next;
+        free(e);
+    }
+}
+
 static enum MHD_Result start_stream(struct http_server *srv, struct MHD_Connection *c,
                                     const char *key, struct topic_spec *spec, enum hub_mode mode)
 {
@@ -311,6 +364,12 @@ static enum MHD_Result start_stream(struct http_server *srv, struct MHD_Connecti
     if (srv->quiesced)
         return send_retry_later(srv, c);
     if (hub_stats(srv->hub)->subscribers >= srv->p.max_subscribers)
+        return send_retry_later(srv, c);
+    /* The per-address limit counts streams, not connections: an address at its limit can still
+     * reach /healthz or /metrics. */
+    struct request *cur = srv->cur;
+    int per_addr = srv->p.max_connections_per_ip && cur && cur->client[0];
+    if (per_addr && addr_streams(srv, cur->client) >= srv->p.max_connections_per_ip)
         return send_retry_later(srv, c);
     struct topic *t = hub_topic_get(srv->hub, key, spec);
     if (t == NULL)
@@ -330,6 +389,8 @@ static enum MHD_Result start_stream(struct http_server *srv, struct MHD_Connecti
         struct request *q = srv->cur;
         q->status = MHD_HTTP_OK;
         q->opened = 1;
+        if (per_addr && addr_take(srv, q->client) == 0)
+            q->counted = 1;
         if (srv->p.access_log && q->stream)
             log_event(
                 LOG_INFO, "stream opened",
@@ -1051,6 +1112,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 static void request_release(struct subscriber_tally *t)
 {
     struct request *q = (struct request *)t;
+    if (q->counted)
+        addr_release(q->srv, q->client);
     free(q->uri);
     free(q->stream);
     free(q);
@@ -1124,8 +1187,11 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
                                     const struct http_params *params, char *err, size_t errlen)
 {
     struct http_server *srv = calloc(1, sizeof(*srv));
-    if (srv == NULL) {
+    if (srv)
+        srv->per_addr = calloc(ADDR_BUCKETS, sizeof(*srv->per_addr));
+    if (srv == NULL || srv->per_addr == NULL) {
         snprintf(err, errlen, "out of memory");
+        free(srv);
         return NULL;
     }
     srv->loop = loop;
@@ -1136,6 +1202,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
     if (srv->metrics == NULL || register_metrics(srv) != 0) {
         snprintf(err, errlen, "out of memory");
         metrics_free(srv->metrics);
+        free(srv->per_addr);
         free(srv);
         return NULL;
     }
@@ -1147,6 +1214,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
         if (srv->rate == NULL) {
             snprintf(err, errlen, "out of memory");
             metrics_free(srv->metrics);
+            free(srv->per_addr);
             free(srv);
             return NULL;
         }
@@ -1155,7 +1223,10 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
         flags, 0, accept_policy, srv, handle, srv, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&srv->p.addr, MHD_OPTION_CONNECTION_LIMIT,
         params->max_connections ? params->max_connections : 60000u,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, params->max_connections_per_ip,
+        /* Streams per address are counted in start_stream; connections get some headroom above
+         * that for health checks, metrics and the odd reconnect. */
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        params->max_connections_per_ip ? params->max_connections_per_ip + 64u : 0u,
         MHD_OPTION_CONNECTION_TIMEOUT, params->request_timeout_s ? params->request_timeout_s : 30u,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         params->connection_memory ? params->connection_memory : (size_t)32768,
@@ -1171,6 +1242,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
                  host, serv);
         ratelimit_free(srv->rate);
         metrics_free(srv->metrics);
+        free(srv->per_addr);
         free(srv);
         return NULL;
     }
@@ -1184,6 +1256,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
         MHD_stop_daemon(srv->daemon);
         ratelimit_free(srv->rate);
         metrics_free(srv->metrics);
+        free(srv->per_addr);
         free(srv);
         return NULL;
     }
@@ -1242,5 +1315,12 @@ void http_server_free(struct http_server *srv)
     MHD_stop_daemon(srv->daemon);
     ratelimit_free(srv->rate);
     metrics_free(srv->metrics);
+    for (size_t b = 0; b < ADDR_BUCKETS; b++)
+        while (srv->per_addr[b]) {
+            struct addr_count *e = srv->per_addr[b];
+            srv->per_addr[b] = e->next;
+            free(e);
+        }
+    free(srv->per_addr);
     free(srv);
 }
