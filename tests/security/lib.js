@@ -35,6 +35,16 @@ async function xfail(id, what, fn) {
   xfails.push(`${id}: ${what}: ${msg}`);
   log(`XFAIL ${id}: ${what}: ${msg}`);
 }
+// A check that was once an xfail: runs fn; its failure fails the test, with the rule named.
+async function check(id, what, fn) {
+  try {
+    await fn();
+  } catch (e) {
+    e.message = `${id}: ${what}: ${e.message}`;
+    throw e;
+  }
+  log(`ok ${id}: ${what}`);
+}
 h.defer(() => {
   if (xfails.length) {
     log(`known bugs (expected failures, see tests/security/tests.cmake):\n  ` +
@@ -145,10 +155,11 @@ async function startTlsUpstream(body) {
   execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile,
     '-out', certFile, '-days', '2', '-subj', '/CN=127.0.0.1',
     '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
-  const stats = { count: 0 };
+  const stats = { count: 0, paths: {} }; // requests, in all and by path
   const server = https.createServer({ key: fs.readFileSync(keyFile), cert: fs.readFileSync(certFile) },
     (req, res) => {
       stats.count++;
+      stats.paths[req.url] = (stats.paths[req.url] || 0) + 1;
       res.writeHead(200, { 'Content-Type': 'application/json' });
       res.end(body);
     });
@@ -192,5 +203,5 @@ function problem(r) {
   }
 }
 
-module.exports = { ...h, h, xfail, raw, jwt, sign, now, b64url, AUTH_DATA, startTlsUpstream,
+module.exports = { ...h, h, xfail, check, raw, jwt, sign, now, b64url, AUTH_DATA, startTlsUpstream,
   assertHealthy, problem };
