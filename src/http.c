@@ -139,11 +139,36 @@ __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char 
 
 /* Keepalive probes on every accepted socket, so that clients that vanished without a FIN are
  * noticed even while their stream is quiet. */
+/* A connection's deadline for sending a complete request. MHD's own timeout is on inactivity, so
+ * a client that drips a header byte now and then (slowloris) would never meet it. */
+struct conn_guard {
+    struct loop_timer *timer;
+    int fd;
+};
+
+static void on_request_deadline(struct loop *loop, struct loop_timer *timer, void *arg)
+{
+    struct conn_guard *g = arg;
+    /* MHD watches the socket while it reads a request: it sees the end at once and closes the
+     * connection through its usual path. */
+    shutdown(g->fd, SHUT_RDWR);
+}
+
+/* Keepalive probes on every accepted socket, so that clients that vanished without a FIN are
+ * noticed; and the deadline for the first request. */
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
                           enum MHD_ConnectionNotificationCode code)
 {
-    if (code != MHD_CONNECTION_NOTIFY_STARTED)
+    struct http_server *srv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        struct conn_guard *g = *socket_ctx;
+        if (g) {
+            loop_timer_free(g->timer);
+            free(g);
+            *socket_ctx = NULL;
+        }
         return;
+    }
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci == NULL)
@@ -153,6 +178,28 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+    struct conn_guard *g = calloc(1, sizeof(*g));
+    if (g == NULL)
+        return;
+    g->fd = fd;
+    g->timer = loop_timer_new(srv->loop, on_request_deadline, g);
+    if (g->timer == NULL) {
+        free(g);
+        return;
+    }
+    unsigned secs = srv->p.request_timeout_s ? srv->p.request_timeout_s : 30u;
+    loop_timer_start(g->timer, (uint64_t)secs * 1000);
+    *socket_ctx = g;
+}
+
+/* The request's headers are complete: the connection met its deadline. */
+static void request_arrived(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct conn_guard *g = ci ? ci->socket_context : NULL;
+    if (g)
+        loop_timer_stop(g->timer);
 }
 
 /* A client over its connection rate is refused at accept: the TCP connection is closed before
@@ -1074,6 +1121,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     int options = strcmp(method, "OPTIONS") == 0;
     if (!q->seen) {
         q->seen = 1;
+        request_arrived(c);
         /* Other methods are refused now, before any body they carry is read: MHD takes a
          * response only here or once the whole request is in, not while a body arrives. */
         if (!get && !head && !options) {
