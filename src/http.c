@@ -192,6 +192,24 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
     *socket_ctx = g;
 }
 
+/* What a request's headers add up to: their bytes, and whether a value holds a CR, LF or NUL
+ * (a request could be split on them further along the way). */
+struct header_scan {
+    size_t bytes;
+    int control;
+};
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    struct header_scan *hs = cls;
+    hs->bytes += key_size + value_size + 4;
+    for (size_t i = 0; value && i < value_size; i++)
+        if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0')
+            hs->control = 1;
+    return MHD_YES;
+}
+
 /* The request's headers are complete: the connection met its deadline. */
 static void request_arrived(struct MHD_Connection *c)
 {
@@ -260,7 +278,8 @@ static enum MHD_Result send_text(struct http_server *srv, struct MHD_Connection 
 static enum MHD_Result send_problem(struct http_server *srv, struct MHD_Connection *c,
                                     unsigned status, const char *title, const char *detail)
 {
-    enum reject_reason why = status == MHD_HTTP_BAD_REQUEST || status == MHD_HTTP_URI_TOO_LONG
+    enum reject_reason why = status == MHD_HTTP_BAD_REQUEST || status == MHD_HTTP_URI_TOO_LONG ||
+                                     status == MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE
                                  ? REJECT_BAD_REQUEST
                              : status == MHD_HTTP_UNAUTHORIZED       ? REJECT_UNAUTHORIZED
                              : status == MHD_HTTP_FORBIDDEN          ? REJECT_FORBIDDEN
@@ -1135,6 +1154,18 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
             MHD_destroy_response(r);
             return rc;
+        }
+        struct header_scan hs = {0, 0};
+        MHD_get_connection_values_n(c, MHD_HEADER_KIND, scan_header, &hs);
+        if (srv->p.max_header_bytes && hs.bytes > srv->p.max_header_bytes) {
+            q->status = MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE;
+            return send_problem(srv, c, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+                                "Request headers too large", NULL);
+        }
+        if (hs.control) {
+            q->status = MHD_HTTP_BAD_REQUEST;
+            return send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad header",
+                                "a header value holds a CR, LF or NUL byte");
         }
         if (srv->p.max_url_length && strlen(q->uri) > srv->p.max_url_length) {
             q->status = MHD_HTTP_URI_TOO_LONG;

@@ -52,6 +52,7 @@ struct http_params {
     size_t max_topics;
     unsigned request_timeout_s; /* for reading a request; streams have none */
     size_t connection_memory;   /* MHD's per-connection pool (request line and headers fit) */
+    size_t max_header_bytes;    /* request headers (names and values) beyond this get 431 */
     unsigned listen_backlog;
     uint64_t overload_retry_ms;
     int demo;       /* serve the built-in demo document at /_demo/upstream.json */

@@ -279,6 +279,7 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
     hp->max_subscribers = s->max_subscribers;
     hp->request_timeout_s = (unsigned)((s->request_timeout_ms + 999) / 1000);
     hp->connection_memory = s->max_header_bytes + 16384;
+    hp->max_header_bytes = s->max_header_bytes;
     hp->listen_backlog = (unsigned)s->listen_backlog;
     hp->overload_retry_ms = s->overload_retry_ms;
     hp->viewer = s->viewer;
