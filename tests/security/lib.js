@@ -31,7 +31,7 @@ async function xfail(id, what, fn) {
     throw new Error(`XPASS ${id}: "${what}" passes now: the bug is fixed, remove the xfail marker`);
   }
   if (process.env.POLLCAST_SECURITY_STRICT === '1') throw err;
-  const msg = String(err && err.message ? err.message : err).split('\n').slice(0, 3).join(' | ');
+  const msg = String(err && err.message ? err.message : err).split('\n').slice(0, 8).join(' | ');
   xfails.push(`${id}: ${what}: ${msg}`);
   log(`XFAIL ${id}: ${what}: ${msg}`);
 }

@@ -63,11 +63,12 @@ L.run('security.limits', async (t) => {
     }
     const r = await L.raw(pc.port, 'GET /streams/x HTTP/1.1\r\nHost: x\r\n\r\n', { ms: T(2000) });
     log(`third subscriber from the address: status ${r.status}, closed ${r.closed}, ${r.error}`);
-    const servedStream = r.status === 200 && /\nevent: data/.test(r.text);
-    assert.ok(!servedStream, 'the third subscriber from one address gets no stream');
-    assert.ok(refused(r) || (r.status === 200 && /retry: \d+/.test(r.text)),
-      `refused or told to retry later: ${r.text.slice(0, 200)}`);
-    await L.xfail('per-ip-counts-connections', 'GET /healthz from an address at its subscriber ' +
+    // Like max_subscribers: 200, a retry: and the end of the stream, no snapshot.
+    assert.equal(r.status, 200, `over the per-address limit: ${r.text.slice(0, 200)}`);
+    assert.match(r.text, /\r\n\r\n[\s\S]*retry: \d+/, 'a retry: field');
+    assert.ok(!/event: data/.test(r.text), 'no snapshot');
+    assert.ok(r.closed, 'the stream ends');
+    await L.check('per-ip-counts-streams', 'GET /healthz from an address at its subscriber ' +
       'limit is answered (the limit is on subscribers, not connections)', async () => {
       const hz = await L.raw(pc.port, 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
         { ms: T(2000) });
@@ -142,7 +143,7 @@ L.run('security.limits', async (t) => {
     }
     const okHdr = await get('/healthz', `X-Pad: ${'b'.repeat(3000)}\r\n`);
     assert.equal(okHdr.status, 200, 'headers under the limit');
-    await L.xfail('max-header-bytes-loose', 'headers over max_header_bytes (4 KiB) get 431',
+    await L.check('max-header-bytes', 'headers over max_header_bytes (4 KiB) get 431',
       async () => {
         const r = await get('/healthz', `X-Pad: ${'b'.repeat(6000)}\r\n`);
         assert.ok(r.status === 431 || (r.status === null && r.closed), `status ${r.status}`);
@@ -189,7 +190,8 @@ L.run('security.limits', async (t) => {
     });
     assert.deepEqual(bad, [], 'malformed requests');
     // CR, LF and NUL are refused in every header value and in the URL (issue 4, "Header
-    // hygiene"): libmicrohttpd 0.9.75 lets a bare CR or a NUL through, so pollcast must check.
+    // hygiene"). libmicrohttpd 0.9.75 lets a bare CR through (pollcast refuses it now) and cuts
+    // a value at a NUL before pollcast can see it: that part is still a known bug.
     const ctl = [
       ['bare CR in a header value', 'GET /streams/x HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n'],
       ['NUL in a header value', 'GET /streams/x HTTP/1.1\r\nHost: x\r\nX-A: a\u0000b\r\n\r\n'],
@@ -199,7 +201,8 @@ L.run('security.limits', async (t) => {
     await L.xfail('ctl-bytes-in-request-accepted', 'a bare CR or a NUL in a header value or in ' +
       'the request target is refused with 400', async () => {
       const rs = await Promise.all(ctl.map(([, d]) => L.raw(pc.port, d, { ms: T(1500) })));
-      const served = ctl.filter((c, i) => !refused(rs[i])).map(([w], i) => `${w}: ${rs[i].status}`);
+      const served = ctl.map(([w], i) => [w, rs[i]]).filter(([, r]) => !refused(r))
+        .map(([w, r]) => `${w}: ${r.status}`);
       assert.deepEqual(served, [], 'served despite a control byte');
     });
     // Lenient but harmless (pollcast forwards no request): answered or refused, never a hang.
