@@ -46,6 +46,13 @@ const WORKERS = opt('workers', 1);
 const POLLCAST = opt('pollcast', path.join(here, '../../build-perf/pollcast'));
 const SSELOAD = opt('sseload', path.join(here, 'sseload'));
 const SRC_IPS = opt('src-ips', 8);
+// After the last change: how long to wait for every client to have the final version.
+const TAIL = opt('tail', 30);
+// How long pollcast gets to exit after SIGTERM before SIGKILL (longer under valgrind).
+const STOP_MS = opt('stop-ms', 6000);
+// Extra subscribers of a second upstream that never changes: suspended connections that a publish
+// on the first must not cost anything for (fanout only).
+const BYSTANDERS = opt('bystanders', 0);
 
 const nowUs = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -71,7 +78,7 @@ for (const s of ['SIGINT', 'SIGTERM']) process.on(s, () => process.exit(1));
 const hardStop = setTimeout(() => {
   log('hard time limit reached');
   process.exit(1);
-}, (SECS + 150) * 1000);
+}, (SECS + 200) * 1000);
 hardStop.unref();
 
 async function stopChild(child, ms = 6000) {
@@ -127,7 +134,7 @@ function makeUpstream(mode) {
     pp.last = t;
     pp.count++;
     let d = docs.get(name);
-    if (!d || (mode === 'request' && st.active)) d = version(name);
+    if (!d || (mode === 'request' && st.active && !name.startsWith('/doc/quiet'))) d = version(name);
     if (req.headers['if-none-match'] === d.etag) {
       res.writeHead(304, { ETag: d.etag });
       res.end();
@@ -201,8 +208,15 @@ function makePublisher(port, channel) {
     req.end(body);
   }
   return {
-    start() {
-      timer = setInterval(publishOne, 1000 / HZ);
+    // Publishes exactly count messages, HZ a second, the first at once.
+    start(count) {
+      let left = count;
+      const tick = () => {
+        if (left-- > 0) publishOne();
+        else clearInterval(timer);
+      };
+      tick();
+      timer = setInterval(tick, 1000 / HZ);
     },
     freeze() {
       if (timer) clearInterval(timer);
@@ -212,7 +226,7 @@ function makePublisher(port, channel) {
     finalSeq: () => seq,
     failures: () => failures,
     drain: async () => {
-      for (let i = 0; i < 200 && inflight > 0; i++) await sleep(10);
+      for (let i = 0; i < TAIL * 100 && inflight > 0; i++) await sleep(10);
     },
   };
 }
@@ -343,6 +357,16 @@ function startLoad(urls, n, maxSecs, pids, extra = []) {
   let errText = '';
   child.stderr.on('data', (c) => (errText += c));
   const ready = waitLine(child.stderr, /ready/, maxSecs * 1000, 'sseload');
+  const progress = { max: -1, at: 0, alive: 0 };
+  let partial = '';
+  child.stderr.on('data', (c) => {
+    const lines = (partial + c).split('\n');
+    partial = lines.pop();
+    for (const l of lines) {
+      const m = l.match(/^progress (-?\d+) (\d+) (\d+)/);
+      if (m) Object.assign(progress, { max: Number(m[1]), at: Number(m[2]), alive: Number(m[3]) });
+    }
+  });
   const done = new Promise((resolve) =>
     child.on('exit', (code) => {
       try {
@@ -352,7 +376,18 @@ function startLoad(urls, n, maxSecs, pids, extra = []) {
       }
     }),
   );
-  return { child, ready, done };
+  // Waits until every live connection saw version seq, up to ms; returns the seconds it took,
+  // or null when they did not get there.
+  async function converge(seq, ms) {
+    const t0 = performance.now();
+    while (performance.now() - t0 < ms) {
+      if (progress.max === seq && progress.at === progress.alive && progress.alive > 0)
+        return (performance.now() - t0) / 1000;
+      await sleep(100);
+    }
+    return null;
+  }
+  return { child, ready, done, converge };
 }
 
 // ---- scenarios -----------------------------------------------------------------------------------
@@ -371,12 +406,18 @@ async function runPollcast(kind) {
   const up = makeUpstream(mode);
   const uport = await up.listen();
   const names = kind === 'pollers' ? Array.from({ length: UPSTREAMS }, (_, i) => `p${i}`) : ['load'];
+  if (BYSTANDERS) names.push('quiet');
   const intervalMs = kind === 'burst' ? 100 : 1000;
   const pc = await startPollcast(uport, names, intervalMs, tmp);
   const n = kind === 'pollers' ? UPSTREAMS : SUBS;
   const urls = kind === 'pollers' ? [`http://127.0.0.1:${pc.port}/streams/p%d`] : [`http://127.0.0.1:${pc.port}/streams/load`];
   const extra = kind === 'pollers' ? ['--paths', String(UPSTREAMS)] : [];
-  const rampS = n / RATE + 30;
+  const rampS = (n + BYSTANDERS) / RATE + 30;
+  let bystanders = null;
+  if (BYSTANDERS) {
+    bystanders = startLoad([`http://127.0.0.1:${pc.port}/streams/quiet`], BYSTANDERS, rampS + SECS + 20, []);
+    await bystanders.ready;
+  }
   const load = startLoad(urls, n, rampS + SECS + 10, pc.pids, extra);
   let result;
   try {
@@ -390,8 +431,10 @@ async function runPollcast(kind) {
     const counts1 = new Map([...up.st.perPath].map(([k, v]) => [k, v.count]));
     const req1 = up.st.requests;
     up.st.recordIntervals = false;
-    // Let the last version reach everyone, then end the client.
-    await sleep(kind === 'burst' ? 3000 : 2500);
+    // Let the last version reach everyone (pollcast may poll once more and find it), then end
+    // the client.
+    const convergeS = kind === 'pollers' || mode === 'static' ? null : await load.converge(up.finalSeq('/doc/load'), TAIL * 1000);
+    await sleep(500);
     await stopChild(load.child);
     result = await load.done;
     const finals = names.map((x) => up.finalSeq('/doc/' + x));
@@ -410,11 +453,21 @@ async function runPollcast(kind) {
       result.upstream.interval_ms_observed = { min: q(0), p50: q(0.5), p99: q(0.99), max: q(1) };
     } else {
       result.converged = result.seq && result.seq.max === finals[0] && result.seq.at_max === result.alive_at_end;
+      result.converge_s = convergeS;
     }
   } finally {
     await stopChild(load.child);
-    await stopChild(pc.child);
+    if (bystanders) {
+      await stopChild(bystanders.child);
+      const b = await bystanders.done;
+      if (result) result.bystanders = { subs: BYSTANDERS, alive_at_end: b.alive_at_end, errors: b.errors };
+    }
+    await stopChild(pc.child, STOP_MS);
     await up.close();
+  }
+  if (bystanders) {
+    // Not the plain scenario: keep it apart in the summaries.
+    kind = `${kind}+${BYSTANDERS}-idle`;
   }
   return { scenario: kind, server: 'pollcast', subs: n, secs: SECS, hz: kind === 'burst' ? HZ : kind === 'fanout' ? 1 : 0, ...result, tmp };
 }
@@ -430,15 +483,17 @@ async function runNchan(kind) {
     // snapshot (nchan_subscriber_first_message newest).
     pub.publishOne();
     await load.ready;
-    if (kind !== 'idle') pub.start();
+    if (kind !== 'idle') pub.start(Math.round(SECS * HZ));
     await sleep(SECS * 1000);
     pub.freeze();
     await pub.drain();
-    await sleep(kind === 'burst' ? 3000 : 2500);
+    const convergeS = kind === 'idle' ? null : await load.converge(pub.finalSeq(), TAIL * 1000);
+    await sleep(500);
     await stopChild(load.child);
     result = await load.done;
     result.publisher = { final_seq: pub.finalSeq(), failures: pub.failures(), workers: WORKERS };
     result.converged = result.seq && result.seq.max === pub.finalSeq() && result.seq.at_max === result.alive_at_end;
+    result.converge_s = convergeS;
   } finally {
     await stopChild(load.child);
     await stopChild(ng.child);
@@ -460,8 +515,11 @@ async function main() {
     process.stderr.write(`usage: run.mjs {${Object.keys(kinds).join('|')}} [options]\n`);
     process.exit(2);
   }
+  const load0 = os.loadavg();
   const r = await kinds[scenario]();
   r.machine = machine();
+  // Other work on the machine competes for its cores: the 1-minute load before and after.
+  r.machine.loadavg1 = [load0[0], os.loadavg()[0]];
   process.stdout.write(JSON.stringify(r) + '\n');
   process.exit(0);
 }

@@ -2,7 +2,7 @@
 # Load scenarios for pollcast and nginx + nchan, loopback only, each bounded in time.
 #
 #   bench/load/run.sh SCENARIO [options]     one run, one JSON line on stdout (see run.mjs)
-#   bench/load/run.sh all [REPEATS]          the full matrix of bench/RESULTS.md, REPEATS (3)
+#   bench/load/run.sh all [REPEATS]          the matrix of bench/RESULTS.md, REPEATS (3)
 #                                            times each, JSON lines appended to
 #                                            bench/load/results/DATE.jsonl
 #
@@ -75,6 +75,9 @@ for rep in $(seq 1 "$reps"); do
   run nchan-burst --subs 5000 --secs 30 --hz 20 >>"$out" || echo "run.sh: nchan-burst failed" >&2
   # pollcast polls at most every 100 ms: nchan at the same delivered rate too.
   run nchan-burst --subs 5000 --secs 30 --hz 10 >>"$out" || echo "run.sh: nchan-burst 10 failed" >&2
+  # Saturation: 100,000 events/s offered to each.
+  run burst --subs 10000 --secs 30 --hz 10 >>"$out" || echo "run.sh: burst 10k failed" >&2
+  run nchan-burst --subs 10000 --secs 30 --hz 10 >>"$out" || echo "run.sh: nchan-burst 10k failed" >&2
   run pollers --upstreams 1000 --secs 30 >>"$out" || echo "run.sh: pollers failed" >&2
   run pollers --upstreams 1000 --secs 30 --change >>"$out" || echo "run.sh: pollers --change failed" >&2
 done

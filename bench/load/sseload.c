@@ -48,9 +48,9 @@ struct conn {
     int chunk_crlf;    /* CRLF after chunk data still to skip (bytes) */
     /* The event being parsed. */
     int ev_has_data;
-    int ev_is_data;    /* event: data (a snapshot) */
+    int ev_is_data; /* event: data (a snapshot) */
     int64_t ev_seq, ev_tus;
-    int64_t ev_id;     /* sequence part of the id when it has the pollcast form, else -1 */
+    int64_t ev_id; /* sequence part of the id when it has the pollcast form, else -1 */
     /* Per connection results. */
     uint64_t events;
     int64_t last_seq;
@@ -73,8 +73,8 @@ struct opts {
     double quiet_end; /* stop this long before the end is not needed: kept simple */
 };
 
-static struct opts o = {.host = "127.0.0.1", .rate = 2000, .duration = 30, .settle = 1,
-                        .src_ips = 1};
+static struct opts o = {
+    .host = "127.0.0.1", .rate = 2000, .duration = 30, .settle = 1, .src_ips = 1};
 
 static volatile sig_atomic_t stop_requested;
 
@@ -135,9 +135,9 @@ static uint32_t pct(const struct u32vec *a, double p)
 }
 
 static struct {
-    struct u32vec lat_us;     /* events in the window, first event of a connection excluded:
-                               * from t_us to the kernel's receive timestamp of the bytes */
-    struct u32vec ulat_us;    /* the same to the time this process read them */
+    struct u32vec lat_us;  /* events in the window: from t_us to the kernel's receive
+                            * timestamp of the bytes */
+    struct u32vec ulat_us; /* the same to the time this process read them */
     uint64_t no_kernel_ts;
     struct u32vec connect_us; /* connect() to response headers */
     uint64_t events, events_window, bytes_window, data_events, keepalives, id_gaps;
@@ -145,7 +145,16 @@ static struct {
     uint64_t connected, neg_latency;
     int window_open, window_closed;
     uint64_t win_start_us, win_end_us;
+    double self_cpu_win0;
 } R;
+
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
 
 /* ---- /proc sampling of the server under test ---- */
 
@@ -272,7 +281,9 @@ static void dispatch_event(struct conn *c, uint64_t recv_us)
     }
     if (c->ev_seq >= 0)
         c->last_seq = c->ev_seq;
-    if (R.window_open && !R.window_closed && c->events > 1) {
+    /* Events that arrive in the window count; a connection's first event is only counted when
+     * it arrives there (before, it is the snapshot a new subscriber gets). */
+    if (R.window_open && !R.window_closed) {
         R.events_window++;
         if (c->ev_tus > 0) {
             uint64_t k = cur_kernel_us ? cur_kernel_us : recv_us;
@@ -464,10 +475,12 @@ static int take_headers(struct conn *c, uint64_t t_us)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: sseload --url http://127.0.0.1:PORT/PATH [--url ...] [-n CONNS] [--rate CONN_PER_S]\n"
-            "               [--duration S] [--settle S] [--src-ips K] [--pid PID ...]\n"
-            "URLs are used round-robin; %%d in a URL becomes the connection index modulo --paths M.\n");
+    fprintf(
+        stderr,
+        "usage: sseload --url http://127.0.0.1:PORT/PATH [--url ...] [-n CONNS] [--rate "
+        "CONN_PER_S]\n"
+        "               [--duration S] [--settle S] [--src-ips K] [--pid PID ...]\n"
+        "URLs are used round-robin; %%d in a URL becomes the connection index modulo --paths M.\n");
     exit(2);
 }
 
@@ -533,8 +546,9 @@ int main(int argc, char **argv)
             else
                 snprintf(path, sizeof(path), "%s", urls[u]);
             char *req;
-            if (asprintf(&req, "GET %s HTTP/1.1\r\nHost: %s:%u\r\nAccept: text/event-stream\r\n"
-                               "Cache-Control: no-cache\r\n\r\n",
+            if (asprintf(&req,
+                         "GET %s HTTP/1.1\r\nHost: %s:%u\r\nAccept: text/event-stream\r\n"
+                         "Cache-Control: no-cache\r\n\r\n",
                          path, o.host, port) < 0)
                 die("out of memory");
             o.paths[u * per + k] = req;
@@ -567,7 +581,7 @@ int main(int argc, char **argv)
     uint64_t t_end = t0 + (uint64_t)(o.duration * 1e6);
     uint64_t t_all_connected = 0;
     unsigned started = 0, failed_final = 0;
-    uint64_t last_sample = 0;
+    uint64_t last_sample = 0, last_progress = 0;
 
     /* SIGTERM or SIGINT end the run early, with a report. */
     struct sigaction sa = {.sa_handler = on_stop};
@@ -606,8 +620,7 @@ int main(int argc, char **argv)
                     continue;
                 }
             }
-            if (connect(c->fd, (struct sockaddr *)&dst, sizeof(dst)) != 0 &&
-                errno != EINPROGRESS) {
+            if (connect(c->fd, (struct sockaddr *)&dst, sizeof(dst)) != 0 && errno != EINPROGRESS) {
                 R.err_connect++;
                 conn_close(c, epfd);
                 continue;
@@ -617,9 +630,8 @@ int main(int argc, char **argv)
             epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev);
         }
         /* The measurement window opens once every connection is up (or given up on). */
-        if (!R.window_open && started == o.n && R.connected + R.err_connect + R.err_http +
-                                                         R.err_closed + R.err_parse >=
-                                                     o.n) {
+        if (!R.window_open && started == o.n &&
+            R.connected + R.err_connect + R.err_http + R.err_closed + R.err_parse >= o.n) {
             if (t_all_connected == 0) {
                 t_all_connected = tm;
                 sample_all(&p_connected);
@@ -628,10 +640,28 @@ int main(int argc, char **argv)
                 R.window_open = 1;
                 R.win_start_us = tm;
                 sample_all(&p_win0);
+                R.self_cpu_win0 = self_cpu_s();
                 /* The driver starts changing the document when it reads this. */
                 fprintf(stderr, "ready\n");
                 fflush(stderr);
             }
+        }
+        if (R.window_open && tm - last_progress > 250000) {
+            /* Where the connections are, for a driver that waits for convergence. */
+            int64_t mx = -1;
+            unsigned alive = 0, at = 0;
+            for (unsigned i = 0; i < started; i++)
+                if (conns[i].st == ST_BODY) {
+                    alive++;
+                    if (conns[i].last_seq > mx) {
+                        mx = conns[i].last_seq;
+                        at = 0;
+                    }
+                    if (conns[i].last_seq == mx)
+                        at++;
+                }
+            fprintf(stderr, "progress %lld %u %u\n", (long long)mx, at, alive);
+            last_progress = tm;
         }
         if (R.window_open && tm - last_sample > 1000000) {
             struct proc_sample s;
@@ -672,7 +702,9 @@ int main(int argc, char **argv)
             for (;;) {
                 char cbuf[256];
                 struct iovec iov = {.iov_base = rbuf, .iov_len = sizeof(rbuf)};
-                struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                struct msghdr mh = {.msg_iov = &iov,
+                                    .msg_iovlen = 1,
+                                    .msg_control = cbuf,
                                     .msg_controllen = sizeof(cbuf)};
                 ssize_t r = recvmsg(c->fd, &mh, 0);
                 cur_kernel_us = 0;
@@ -774,23 +806,27 @@ int main(int argc, char **argv)
            win > 0 ? (double)R.bytes_window / win : 0.0, (unsigned long long)R.data_events,
            (unsigned long long)R.keepalives, (unsigned long long)R.id_gaps, R.lat_us.n,
            pct(&R.lat_us, 50) / 1e3, pct(&R.lat_us, 90) / 1e3, pct(&R.lat_us, 99) / 1e3,
-           R.lat_us.n ? R.lat_us.v[R.lat_us.n - 1] / 1e3 : 0.0,
-           pct(&R.ulat_us, 50) / 1e3, pct(&R.ulat_us, 99) / 1e3,
-           R.ulat_us.n ? R.ulat_us.v[R.ulat_us.n - 1] / 1e3 : 0.0,
-           (unsigned long long)R.neg_latency, (unsigned long long)R.no_kernel_ts, (long long)max_seq, (long long)min_seq, at_max,
-           no_events);
+           R.lat_us.n ? R.lat_us.v[R.lat_us.n - 1] / 1e3 : 0.0, pct(&R.ulat_us, 50) / 1e3,
+           pct(&R.ulat_us, 99) / 1e3, R.ulat_us.n ? R.ulat_us.v[R.ulat_us.n - 1] / 1e3 : 0.0,
+           (unsigned long long)R.neg_latency, (unsigned long long)R.no_kernel_ts,
+           (long long)max_seq, (long long)min_seq, at_max, no_events);
     if (o.npids) {
         double cpu = win > 0 ? (double)(p_win1.ticks - p_win0.ticks) / (double)hz / win * 100 : 0;
         double ucpu =
             win > 0 ? (double)(p_win1.uticks - p_win0.uticks) / (double)hz / win * 100 : 0;
-        printf(",\"proc\":{\"cpu_pct\":%.1f,\"cpu_user_pct\":%.1f,\"rss_before_kb\":%llu,\"rss_connected_kb\":%llu,"
+        printf(",\"proc\":{\"cpu_pct\":%.1f,\"cpu_user_pct\":%.1f,\"rss_before_kb\":%llu,\"rss_"
+               "connected_kb\":%llu,"
                "\"rss_end_kb\":%llu,\"rss_peak_kb\":%llu,\"pss_before_kb\":%llu,"
                "\"pss_connected_kb\":%llu,\"pss_end_kb\":%llu}",
-               cpu, ucpu, (unsigned long long)p_before.rss_kb, (unsigned long long)p_connected.rss_kb,
-               (unsigned long long)p_win1.rss_kb, (unsigned long long)p_peak.rss_kb,
-               (unsigned long long)p_before.pss_kb, (unsigned long long)p_connected.pss_kb,
-               (unsigned long long)p_win1.pss_kb);
+               cpu, ucpu, (unsigned long long)p_before.rss_kb,
+               (unsigned long long)p_connected.rss_kb, (unsigned long long)p_win1.rss_kb,
+               (unsigned long long)p_peak.rss_kb, (unsigned long long)p_before.pss_kb,
+               (unsigned long long)p_connected.pss_kb, (unsigned long long)p_win1.pss_kb);
     }
+    /* The client's own CPU over the whole run: when it nears 100% of a core, the client and not
+     * the server bounds what is measured. */
+    printf(",\"client_cpu_pct\":%.1f",
+           win > 0 ? (self_cpu_s() - R.self_cpu_win0) / win * 100 : 0.0);
     printf("}\n");
     (void)failed_final;
     for (unsigned i = 0; i < started; i++)

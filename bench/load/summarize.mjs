@@ -37,6 +37,9 @@ function metrics(r) {
     mem_mb: mem(r, 'end') / 1024,
     per_sub_kib: ((mem(r, 'end') - mem(r, 'before')) * 1024) / r.subs / 1024,
     conv: r.converged === true,
+    conv_na: r.scenario.startsWith('idle') || r.scenario === 'pollers',
+    load: r.machine && r.machine.loadavg1 ? (r.machine.loadavg1[0] + r.machine.loadavg1[1]) / 2 : NaN,
+    client_cpu: typeof r.client_cpu_pct === 'number' ? r.client_cpu_pct : NaN,
     errors: Object.values(r.errors).reduce((a, b) => a + b, 0),
     connect_p99: r.connect_ms.p99,
     gaps: r.id_gaps,
@@ -54,8 +57,8 @@ for (const r of rows) {
 }
 const med = (list, f) => median(list.map((x) => x.m[f]));
 
-console.log('| scenario | subs | changes/s | server | runs | latency p50 ms | p99 ms | events/s delivered | MB/s | CPU % | CPU-s per M events | memory MB | KiB per sub | converged | errors |');
-console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+console.log('| scenario | subs | changes/s | server | runs | latency p50 ms | p99 ms | events/s delivered | MB/s | CPU % | CPU-s per M events | memory MB | KiB per sub | converged | errors | client CPU % | load avg |');
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 const order = [...groups.keys()].sort();
 for (const k of order) {
   const g = groups.get(k);
@@ -66,8 +69,9 @@ for (const k of order) {
     console.log(
       `| ${s.scenario}${k.endsWith('change') ? ' (changing)' : ''} | ${s.subs} | ${s.hz} | ${server} | ${l.length} | ` +
         `${fmt(med(l, 'p50'), 2)} | ${fmt(med(l, 'p99'), 2)} | ${fmt(med(l, 'evs'), 0)} | ${fmt(med(l, 'mbs'), 2)} | ` +
-        `${fmt(med(l, 'cpu'))} | ${fmt(med(l, 'cpu_per_mev'), 2)} | ${fmt(med(l, 'mem_mb'))} | ${fmt(med(l, 'per_sub_kib'), 2)} | ` +
-        `${l.filter((x) => x.m.conv).length}/${l.length} | ${med(l, 'errors')} |`,
+        `${fmt(med(l, 'cpu'))} | ${fmt(med(l, 'cpu_per_mev'), 2)} | ${fmt(med(l, 'mem_mb'))} | ${s.scenario === 'pollers' ? '–' : fmt(med(l, 'per_sub_kib'), 2)} | ` +
+        `${l[0].m.conv_na ? 'n/a' : `${l.filter((x) => x.m.conv).length}/${l.length}`} | ${med(l, 'errors')} | ` +
+        `${fmt(med(l, 'client_cpu'), 0)} | ${fmt(med(l, 'load'), 1)} |`,
     );
   }
 }
