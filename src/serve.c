@@ -278,7 +278,9 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
     hp->connect_burst_per_ip = s->connect_burst_per_ip;
     hp->max_subscribers = s->max_subscribers;
     hp->request_timeout_s = (unsigned)((s->request_timeout_ms + 999) / 1000);
-    hp->connection_memory = s->max_header_bytes + 16384;
+    /* MHD's per-connection pool holds the request and then the stream's write buffer; it is
+     * the main cost of an idle subscriber (measured in bench/RESULTS.md). */
+    hp->connection_memory = s->max_header_bytes + 1024;
     hp->max_header_bytes = s->max_header_bytes;
     hp->listen_backlog = (unsigned)s->listen_backlog;
     hp->overload_retry_ms = s->overload_retry_ms;

@@ -103,9 +103,10 @@ struct MHD_Response *sse_response_new(struct loop *loop, struct MHD_Connection *
         free(c);
         return NULL;
     }
-    /* 16 KiB per read: large enough for a burst of patches, small enough for MHD's pool. */
+    /* The block is MHD's buffer for HTTP/1.0 clients only; HTTP/1.1 streams are read straight
+     * into the connection's pool. Every stream allocates (and MHD zeroes) one, so it is small. */
     struct MHD_Response *r =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_read, c, sse_free);
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 256, sse_read, c, sse_free);
     if (r == NULL) {
         sse_free(c);
         return NULL;

@@ -67,7 +67,11 @@ L.run('security.auth', async (t) => {
   };
   const allow = { url_prefix: [`http://localhost:${up.port}/`], cidr: ['127.0.0.0/8', '::1/128'] };
   const auth = (a) => `\n[auth]\n${Object.entries(a).map(([k, v]) => `${k} = ${v}`).join('\n')}\n`;
-  const start = (name, a) => L.startPollcast(L.configText({ upstreams, allow }) + auth(a), { name });
+  // Header room for the 12 KB token, so that it reaches the token check (401), not the header
+  // size limit (431).
+  const server = { max_header_bytes: '32KiB', max_url_length: 16384 };
+  const start = (name, a) =>
+    L.startPollcast(L.configText({ server, upstreams, allow }) + auth(a), { name });
 
   const hs = await start('pollcast-hs256', { algorithm: 'HS256', secret: SECRET, audience: AUD,
     issuer: ISS, leeway: '5s' });

@@ -72,7 +72,7 @@ static void test_defaults(void)
     CHECK_INT(c.server.keepalive_ms, 15000);
     CHECK_INT(c.server.max_subscribers, 50000);
     CHECK_INT(c.server.max_subscribers_per_ip, 1000);
-    CHECK_INT(c.server.max_header_bytes, 16384);
+    CHECK_INT(c.server.max_header_bytes, 2048);
     CHECK_INT(c.server.history_events, 1024);
     CHECK_INT(c.server.history_bytes, 4 * 1024 * 1024);
     CHECK_INT(c.server.queue_bytes, 1024 * 1024);
