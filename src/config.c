@@ -644,63 +644,54 @@ static int parse_scaled(const char **s, uint64_t mult, uint64_t *out)
     return 0;
 }
 
-/* Durations: a number and a unit (ms, s, m, h, d); a bare number is seconds. */
-static int parse_duration(const char *v, uint64_t *ms)
+/* A unit a number may carry, and what it multiplies by. */
+struct unit {
+    const char *name;
+    uint64_t mult;
+};
+
+/* Reads "<number><spaces><unit>" where unit is one of units[0..n) (compared without case when
+ * nocase). Returns 0 with *out, -1 when malformed, -2 on overflow (as parse_scaled). */
+static int parse_with_unit(const char *v, const struct unit *units, size_t n, int nocase,
+                           uint64_t *out)
 {
-    static const struct {
-        const char *unit;
-        uint64_t mult;
-    } units[] = {{"", MS_S}, {"ms", 1}, {"s", MS_S}, {"m", MS_M}, {"h", MS_H}, {"d", MS_D}};
     const char *q = v;
     while (is_digit(*q) || *q == '.')
         q++;
     const char *u = q;
     while (is_space(*u))
         u++;
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-        if (strcmp(u, units[i].unit) != 0)
+    for (size_t i = 0; i < n; i++) {
+        if (nocase ? !eq_nocase(u, units[i].name) : strcmp(u, units[i].name) != 0)
             continue;
         const char *p = v;
-        uint64_t out;
-        int rc = parse_scaled(&p, units[i].mult, &out);
+        uint64_t value;
+        int rc = parse_scaled(&p, units[i].mult, &value);
         if (rc != 0)
             return rc;
         if (p != q)
             return -1;
-        *ms = out;
+        *out = value;
         return 0;
     }
     return -1;
 }
 
+/* Durations: a number and a unit (ms, s, m, h, d); a bare number is seconds. */
+static int parse_duration(const char *v, uint64_t *ms)
+{
+    static const struct unit units[] = {{"", MS_S},  {"ms", 1},   {"s", MS_S},
+                                        {"m", MS_M}, {"h", MS_H}, {"d", MS_D}};
+    return parse_with_unit(v, units, sizeof(units) / sizeof(units[0]), 0, ms);
+}
+
 /* Sizes: a number and a unit (B, kB, MB, GB, KiB, MiB, GiB, any case); a bare number is bytes. */
 static int parse_size(const char *v, uint64_t *bytes)
 {
-    static const struct {
-        const char *unit;
-        uint64_t mult;
-    } units[] = {{"", 1},      {"b", 1},     {"kb", 1000}, {"mb", 1000000}, {"gb", 1000000000},
-                 {"kib", KIB}, {"mib", MIB}, {"gib", GIB}};
-    const char *q = v;
-    while (is_digit(*q) || *q == '.')
-        q++;
-    const char *u = q;
-    while (is_space(*u))
-        u++;
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-        if (!eq_nocase(u, units[i].unit))
-            continue;
-        const char *p = v;
-        uint64_t out;
-        int rc = parse_scaled(&p, units[i].mult, &out);
-        if (rc != 0)
-            return rc;
-        if (p != q)
-            return -1;
-        *bytes = out;
-        return 0;
-    }
-    return -1;
+    static const struct unit units[] = {{"", 1},         {"b", 1},           {"kb", 1000},
+                                        {"mb", 1000000}, {"gb", 1000000000}, {"kib", KIB},
+                                        {"mib", MIB},    {"gib", GIB}};
+    return parse_with_unit(v, units, sizeof(units) / sizeof(units[0]), 1, bytes);
 }
 
 static int parse_uint(const char *v, uint64_t *out)

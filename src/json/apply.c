@@ -955,13 +955,21 @@ static int op_add_replace(struct applier *ap, const struct json_node *op, int re
     return 0;
 }
 
+/* Reads the op's "path" into ap->path and resolves it to an item that must exist (remove,
+ * test). Returns 0, or -1 with the op failed. */
+static int existing_path(struct applier *ap, const struct json_node *op, struct target *t)
+{
+    if (get_string(ap, op, "path", &ap->path) != 0 ||
+        resolve(ap, "path", ap->path.data, ap->path.len, t) != 0)
+        return -1;
+    return need_item(ap, "path", ap->path.data, ap->path.len, t);
+}
+
 static int op_remove(struct applier *ap, const struct json_node *op)
 {
     char tmp[120];
     struct target t;
-    if (get_string(ap, op, "path", &ap->path) != 0 ||
-        resolve(ap, "path", ap->path.data, ap->path.len, &t) != 0 ||
-        need_item(ap, "path", ap->path.data, ap->path.len, &t) != 0)
+    if (existing_path(ap, op, &t) != 0)
         return -1;
     if (t.parent == NULL)
         return fail(ap, "path %s: the whole document cannot be removed",
@@ -976,9 +984,7 @@ static int op_test(struct applier *ap, const struct json_node *op)
 {
     char tmp[120];
     struct target t;
-    if (get_string(ap, op, "path", &ap->path) != 0 ||
-        resolve(ap, "path", ap->path.data, ap->path.len, &t) != 0 ||
-        need_item(ap, "path", ap->path.data, ap->path.len, &t) != 0)
+    if (existing_path(ap, op, &t) != 0)
         return -1;
     cJSON *v = get_value(ap, op, ap->max_depth);
     if (v == NULL)
