@@ -445,6 +445,12 @@ int ssrf_normalize_url(const char *in, struct buf *out, char *err, size_t errlen
         if (put_escaped(in + q + 1, f - q - 1, "/?", out, err, errlen) != 0)
             goto fail;
     }
+    /* Percent-encoding can lengthen the URL; the limit holds for the canonical form too, so that
+     * normalising a canonical URL again always gives it back unchanged. */
+    if (out->len - entry > SSRF_MAX_URL) {
+        fail(err, errlen, "URL is longer than %d bytes once normalised", SSRF_MAX_URL);
+        goto fail;
+    }
     return 0;
 fail:
     buf_truncate(out, entry);

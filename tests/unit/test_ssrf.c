@@ -226,6 +226,26 @@ static void test_normalize_bounds(void)
     u[SSRF_MAX_URL + 1] = '\0';
     CHECK_INT(ssrf_normalize_url(u, &out, err, sizeof err), -1);
     CHECK(strstr(err, "longer than") != NULL);
+    /* A URL under the limit whose canonical form is over it (each '"' becomes "%22") is refused,
+     * so that the canonical form of anything accepted normalises to itself (found by fuzz_url). */
+    memset(u + 9, 'a', SSRF_MAX_URL - 9);
+    u[SSRF_MAX_URL - 1] = '\0';
+    memset(u + SSRF_MAX_URL - 11, '"', 10);
+    buf_truncate(&out, 0);
+    CHECK_INT(ssrf_normalize_url(u, &out, err, sizeof err), -1);
+    CHECK(strstr(err, "once normalised") != NULL);
+    CHECK_INT(out.len, 0);
+    /* With room for the escapes it is accepted, and its canonical form is a fixed point. */
+    memset(u + 9, 'a', SSRF_MAX_URL - 9);
+    memset(u + SSRF_MAX_URL - 30, '"', 10);
+    u[SSRF_MAX_URL - 20] = '\0';
+    CHECK_INT(ssrf_normalize_url(u, &out, err, sizeof err), 0);
+    CHECK_INT(out.len, SSRF_MAX_URL);
+    struct buf again;
+    buf_init(&again, 0);
+    CHECK_INT(ssrf_normalize_url(out.data, &again, err, sizeof err), 0);
+    CHECK_STR(again.data, out.data);
+    buf_dispose(&again);
     /* Deep dot segments: every ".." resolves, none escapes the root. */
     size_t n = 9;
     for (int i = 0; i < 2000 && n + 3 < SSRF_MAX_URL; i++, n += 3)
