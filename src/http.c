@@ -74,7 +74,10 @@ struct http_server {
     int epoll_fd;
     struct loop_timer *timer;
     int quiesced;
-    int run_pending;        /* a deferred MHD_run is queued */
+    int run_pending;        /* an MHD_run for resumed streams is deferred or on resume_timer */
+    int resumes_waiting;    /* streams were resumed since the last MHD_run */
+    uint64_t resume_run_ms; /* loop time of the last MHD_run that served resumed streams */
+    struct loop_timer *resume_timer;
     struct ratelimit *rate; /* NULL: no per-address connection rate limit */
     unsigned port;
     uint64_t rejected[REJECT_COUNT];
@@ -91,8 +94,17 @@ static void count_reject(struct http_server *srv, enum reject_reason why, unsign
 
 /* ---- the daemon on the loop -------------------------------------------------------------- */
 
+/* The longest that a resumed stream waits for the MHD_run that serves it, as a multiple of the
+ * parked streams: see kick_daemon. */
+#define RESUME_GAP_MAX_MS 10u
+#define RESUME_GAP_CONNS  1000u
+
 static void run_daemon(struct http_server *srv)
 {
+    if (srv->resumes_waiting) {
+        srv->resumes_waiting = 0;
+        srv->resume_run_ms = loop_now_ms(srv->loop);
+    }
     MHD_run(srv->daemon);
     MHD_UNSIGNED_LONG_LONG timeout;
     if (MHD_get_timeout(srv->daemon, &timeout) == MHD_YES)
@@ -101,20 +113,56 @@ static void run_daemon(struct http_server *srv)
         loop_timer_stop(srv->timer);
 }
 
+/* The MHD_run that kick_daemon asked for; skipped when another run has served the resumes. */
+static void run_resumed(struct http_server *srv)
+{
+    srv->run_pending = 0;
+    if (srv->resumes_waiting)
+        run_daemon(srv);
+}
+
 static void on_deferred_run(struct loop *loop, void *arg)
 {
-    struct http_server *srv = arg;
-    srv->run_pending = 0;
-    run_daemon(srv);
+    run_resumed(arg);
+}
+
+static void on_resume_timer(struct loop *loop, struct loop_timer *timer, void *arg)
+{
+    run_resumed(arg);
 }
 
 /* Resumed streams are processed by one MHD_run after the current dispatch, however many were
- * resumed during it (one publish resumes every idle subscriber of a topic). */
+ * resumed during it (one publish resumes every idle subscriber of a topic). In external epoll
+ * mode, libmicrohttpd 0.9.75 walks its whole list of suspended connections in the first MHD_run
+ * after any resume, so a run per resume costs in proportion to every parked stream (1,000
+ * upstreams changing at 1/s beside 10,000 idle subscribers doubled the CPU; issue 13). Runs for
+ * resumes are therefore at least one gap apart: 1 ms per 1,000 open connections, at most
+ * RESUME_GAP_MAX_MS. A resume after a quiet gap (one publish a second, a keepalive round) is
+ * served at once; resumes that come closer together wait for the gap to end and share one walk,
+ * which bounds the walks' cost at about 1,000 connection visits per ms. */
 static void kick_daemon(void *arg)
 {
     struct http_server *srv = arg;
-    if (!srv->run_pending && loop_defer(srv->loop, on_deferred_run, srv) == 0)
+    srv->resumes_waiting = 1;
+    if (srv->run_pending)
+        return;
+    uint64_t now = loop_now_ms(srv->loop);
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    uint64_t gap = info ? info->num_connections / RESUME_GAP_CONNS : 0;
+    if (gap > RESUME_GAP_MAX_MS)
+        gap = RESUME_GAP_MAX_MS;
+    uint64_t since = now - srv->resume_run_ms;
+    if (since < gap) {
+        loop_timer_start(srv->resume_timer, gap - since);
         srv->run_pending = 1;
+    } else if (loop_defer(srv->loop, on_deferred_run, srv) == 0) {
+        srv->run_pending = 1;
+    } else {
+        /* Out of memory for the defer queue: the timer cannot fail. */
+        loop_timer_start(srv->resume_timer, 0);
+        srv->run_pending = 1;
+    }
 }
 
 static void on_daemon_ready(struct loop *loop, int fd, uint32_t events, void *arg)
@@ -595,8 +643,7 @@ static enum MHD_Result route_stream(struct http_server *srv, struct MHD_Connecti
         goto out;
     for (size_t i = 0; i < spec.poll.nheaders && nlines < CONFIG_MAX_LIST_ITEMS; i++)
         lines[nlines++] = spec.poll.headers[i];
-    for (const char *const *f = st->forward_headers; f && *f && nfwd < CONFIG_MAX_LIST_ITEMS;
-         f++) {
+    for (const char *const *f = st->forward_headers; f && *f && nfwd < CONFIG_MAX_LIST_ITEMS; f++) {
         const char *v = NULL;
         size_t vlen = 0;
         if (MHD_lookup_connection_value_n(c, MHD_HEADER_KIND, *f, strlen(*f), &v, &vlen) !=
@@ -1328,10 +1375,12 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_EPOLL_FD);
     const union MHD_DaemonInfo *port = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->timer = loop_timer_new(loop, on_daemon_timer, srv);
-    if (info == NULL || srv->timer == NULL ||
+    srv->resume_timer = loop_timer_new(loop, on_resume_timer, srv);
+    if (info == NULL || srv->timer == NULL || srv->resume_timer == NULL ||
         loop_watch(loop, info->epoll_fd, EPOLLIN, on_daemon_ready, srv) != 0) {
         snprintf(err, errlen, "cannot attach the HTTP server to the event loop");
         loop_timer_free(srv->timer);
+        loop_timer_free(srv->resume_timer);
         MHD_stop_daemon(srv->daemon);
         ratelimit_free(srv->rate);
         metrics_free(srv->metrics);
@@ -1391,6 +1440,7 @@ void http_server_free(struct http_server *srv)
     if (srv->run_pending)
         loop_defer_cancel(srv->loop, on_deferred_run, srv);
     loop_timer_free(srv->timer);
+    loop_timer_free(srv->resume_timer);
     MHD_stop_daemon(srv->daemon);
     ratelimit_free(srv->rate);
     metrics_free(srv->metrics);

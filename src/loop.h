@@ -20,10 +20,11 @@ struct loop *loop_new(void);
  * still queued are run first (they usually reap objects). Accepts NULL. */
 void loop_free(struct loop *loop);
 
-/* Watches fd for events (EPOLLIN, EPOLLOUT, ...; level-triggered), replacing any earlier watch
- * of the same fd. cb is called with the events that fired. Events of the earlier watch already
- * fetched in this iteration are dropped (level triggering reports them again). Unwatch an fd
- * before closing it. Returns 0 or -1 (errno set). */
+/* Watches fd for events (EPOLLIN, EPOLLOUT, ...; level-triggered, edge-triggered with EPOLLET),
+ * replacing any earlier watch of the same fd. cb is called with the events that fired. Events of
+ * the earlier watch already fetched in this iteration are dropped (level triggering reports them
+ * again; an edge-triggered watch should not be replaced). Unwatch an fd before closing it.
+ * Returns 0 or -1 (errno set). */
 int loop_watch(struct loop *loop, int fd, uint32_t events, loop_fd_cb cb, void *arg);
 
 /* Stops watching fd. Safe to call from any callback, including fd's own. Returns 0 or -1. */

@@ -1,7 +1,8 @@
 /* Server-Sent Events over libmicrohttpd: a streaming response per subscriber whose body is read
  * from the hub. When the subscriber has nothing to send the connection is suspended (no busy
  * loop, no thread); the hub's wake resumes it. While suspended, MHD does not look at the socket,
- * so the loop watches it for a hang-up and ends the stream at once when the client is gone. */
+ * so the loop watches it for a hang-up (registered once per stream, edge-triggered) and ends the
+ * stream at once when the client is gone. */
 #ifndef POLLCAST_SSE_H
 #define POLLCAST_SSE_H
 
