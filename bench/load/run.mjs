@@ -53,6 +53,68 @@ const STOP_MS = opt('stop-ms', 6000);
 // Extra subscribers of a second upstream that never changes: suspended connections that a publish
 // on the first must not cost anything for (fanout only).
 const BYSTANDERS = opt('bystanders', 0);
+// pollcast's max_header_bytes (its per-connection pool is this + 1 KiB); unset: the default.
+const MAX_HEADER_BYTES = opt('max-header-bytes', '');
+// reconnect: how long the clients stay away between dropping and reconnecting (0: at once), and
+// how fast they come back (connections a second).
+const GAP = opt('gap', 0);
+const RECONNECT_RATE = opt('reconnect-rate', 10000);
+
+// The code under test: POLLCAST_COMMIT (for a binary built elsewhere), else the last commit of
+// this tree that changed src/, "-dirty" when src/ has uncommitted changes.
+function pollcastCommit() {
+  if (process.env.POLLCAST_COMMIT) return process.env.POLLCAST_COMMIT;
+  const root = path.join(here, '../..');
+  // The last commit that changed the daemon's code: later commits of docs or bench/ describe it.
+  const head = spawnSync('git', ['-C', root, 'log', '-1', '--format=%h', '--', 'src', 'CMakeLists.txt'],
+    { encoding: 'utf8' });
+  if (head.status !== 0) return 'unknown';
+  const dirty = spawnSync('git', ['-C', root, 'status', '--porcelain', '--', 'src', 'CMakeLists.txt'],
+    { encoding: 'utf8' });
+  return head.stdout.trim() + (dirty.stdout.trim() ? '-dirty' : '');
+}
+
+// The hard limit on open files, for nginx's worker_rlimit_nofile (asking for more than it is an
+// alert in nginx's log and no raise).
+function nofileHard() {
+  const r = spawnSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' });
+  const v = r.stdout.trim();
+  return v === 'unlimited' ? 1048576 : Number(v) || 1024;
+}
+
+// CPU time of the whole machine and of given processes, in clock ticks: the difference over a
+// run is what other work on the machine used (the load column), without this run's own load.
+function machineTicks() {
+  const l = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal
+  const busy = l[0] + l[1] + l[2] + l[5] + l[6] + (l[7] || 0);
+  const all = l.slice(0, 8).reduce((a, b) => a + (b || 0), 0);
+  return { busy, all };
+}
+function pidTicks(pid) {
+  try {
+    const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    // utime, stime, cutime, cstime (fields 14-17; f[0] is field 3).
+    return Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+  } catch {
+    return 0;
+  }
+}
+// Starts measuring; returns a function that gives the other work's CPU, in cores, since.
+function othersMeter(pids) {
+  const list = () => [process.pid, ...pids()];
+  const m0 = machineTicks();
+  const own0 = new Map(list().map((p) => [p, pidTicks(p)]));
+  return () => {
+    const m1 = machineTicks();
+    let own = 0;
+    for (const p of list()) own += pidTicks(p) - (own0.get(p) || 0);
+    const cores = os.cpus().length;
+    const elapsed = (m1.all - m0.all) / cores;
+    return elapsed > 0 ? Math.max(0, (m1.busy - m0.busy - own) / elapsed) : null;
+  };
+}
 
 const nowUs = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -186,6 +248,8 @@ function makePublisher(port, channel) {
       `{"op":"replace","path":"/t_us","value":${nowUs()}},` +
       `{"op":"replace","path":"/blob","value":"${blob}"}]`;
     inflight++;
+    let done;
+    const finished = new Promise((r) => (done = r));
     const req = http.request(
       {
         host: '127.0.0.1',
@@ -198,14 +262,19 @@ function makePublisher(port, channel) {
       (res) => {
         if (res.statusCode >= 300) failures++;
         res.resume();
-        res.on('end', () => inflight--);
+        res.on('end', () => {
+          inflight--;
+          done();
+        });
       },
     );
     req.on('error', () => {
       failures++;
       inflight--;
+      done();
     });
     req.end(body);
+    return finished;
   }
   return {
     // Publishes exactly count messages, HZ a second, the first at once.
@@ -254,7 +323,8 @@ async function startPollcast(upstreamPort, names, intervalMs, tmp) {
     `[server]\nlisten = 127.0.0.1:0\nmax_connections = 100000\nmax_subscribers = 100000\n` +
     `max_subscribers_per_ip = 0\nconnect_rate_per_ip = 0\nlisten_backlog = 4096\n` +
     `max_pollers = ${Math.max(2048, names.length + 16)}\n` +
-    `log_level = warn\naccess_log = false\n`;
+    `log_level = warn\naccess_log = false\n` +
+    (MAX_HEADER_BYTES ? `max_header_bytes = ${MAX_HEADER_BYTES}\n` : '');
   for (const n of names)
     ini +=
       `\n[upstream ${n}]\nurl = http://127.0.0.1:${upstreamPort}/doc/${n}\n` +
@@ -281,20 +351,32 @@ function childPids(ppid) {
   return out;
 }
 
+function pssKb(pid) {
+  try {
+    const m = fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8').match(/\nPss:\s+(\d+)/);
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
 async function startNchan(tmp) {
   const port = await freePort();
   const mod = '/usr/lib/nginx/modules/ngx_nchan_module.so';
   if (!fs.existsSync(mod)) throw new Error('nchan is not installed (run.sh installs it)');
   fs.mkdirSync(path.join(tmp, 'ngx'), { recursive: true });
+  const NOFILE = nofileHard();
+  // nchan_subscriber_first_message -1: a new subscriber gets the channel's last message, as a
+  // new pollcast subscriber gets the snapshot ("newest" would mean: the next one published).
   const conf = `load_module ${mod};
 ${process.getuid() === 0 ? 'user root;' : ''}
 worker_processes ${WORKERS};
-worker_rlimit_nofile 200000;
+worker_rlimit_nofile ${NOFILE};
 daemon off;
 master_process on;
 pid ${tmp}/nginx.pid;
 error_log ${tmp}/nginx-error.log warn;
-events { worker_connections 100000; use epoll; multi_accept on; }
+events { worker_connections ${NOFILE}; use epoll; multi_accept on; }
 http {
   access_log off;
   client_body_temp_path ${tmp}/ngx/body;
@@ -314,7 +396,7 @@ http {
     location ~ ^/sub/(\\w+)$ {
       nchan_subscriber eventsource;
       nchan_channel_id $1;
-      nchan_subscriber_first_message newest;
+      nchan_subscriber_first_message -1;
       nchan_eventsource_ping_interval 15;
     }
   }
@@ -340,14 +422,24 @@ http {
     if (ok) break;
     if (child.exitCode !== null) throw new Error('nginx exited: ' + fs.readFileSync(`${tmp}/nginx-error.log`, 'utf8'));
   }
-  const workers = childPids(child.pid);
+  // The workers must be up and done starting before the baseline memory is taken: wait until
+  // there are WORKERS of them and their PSS holds still over 300 ms.
+  let workers = [];
+  let last = -1;
+  for (let i = 0; i < 50; i++) {
+    workers = childPids(child.pid);
+    const pss = [child.pid, ...workers].reduce((a, p) => a + pssKb(p), 0);
+    if (workers.length >= WORKERS && pss === last) break;
+    last = pss;
+    await sleep(300);
+  }
   return { child, port, pids: [child.pid, ...workers] };
 }
 
 // ---- the load client ---------------------------------------------------------------------------
 function startLoad(urls, n, maxSecs, pids, extra = []) {
   const a = ['-n', String(n), '--rate', String(RATE), '--duration', String(maxSecs),
-    '--src-ips', String(SRC_IPS), '--settle', '1'];
+    '--src-ips', String(SRC_IPS), '--settle', '1', '--reconnect-rate', String(RECONNECT_RATE)];
   for (const u of urls) a.push('--url', u);
   for (const p of pids) a.push('--pid', String(p));
   a.push(...extra);
@@ -390,6 +482,22 @@ function startLoad(urls, n, maxSecs, pids, extra = []) {
   return { child, ready, done, converge };
 }
 
+// ---- the reconnect storm -----------------------------------------------------------------------
+// SECS/3 into the window every client drops its connection (SIGUSR1 to sseload); GAP seconds
+// later (while the changes go on, so that events are missed) all reconnect with Last-Event-ID at
+// RECONNECT_RATE (SIGUSR2); the changes go on until SECS. sseload reports how long until every
+// connection streamed again and whether each resumed from history or got fresh data.
+async function reconnectStorm(load) {
+  const t0 = performance.now();
+  await sleep((SECS / 3) * 1000);
+  process.kill(load.child.pid, 'SIGUSR1');
+  await sleep(GAP * 1000);
+  process.kill(load.child.pid, 'SIGUSR2');
+  const rest = SECS * 1000 - (performance.now() - t0);
+  if (rest > 0) await sleep(rest);
+  return { gap_s: GAP, reconnect_rate: RECONNECT_RATE, dropped_at_s: SECS / 3 };
+}
+
 // ---- scenarios -----------------------------------------------------------------------------------
 function machine() {
   return {
@@ -402,7 +510,7 @@ function machine() {
 
 async function runPollcast(kind) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pollcast-load-'));
-  const mode = kind === 'burst' ? 'timer' : kind === 'idle' ? 'static' : flag('change') || kind === 'fanout' ? 'request' : 'static';
+  const mode = kind === 'burst' ? 'timer' : kind === 'idle' ? 'static' : flag('change') || kind === 'fanout' || kind === 'reconnect' ? 'request' : 'static';
   const up = makeUpstream(mode);
   const uport = await up.listen();
   const names = kind === 'pollers' ? Array.from({ length: UPSTREAMS }, (_, i) => `p${i}`) : ['load'];
@@ -422,11 +530,12 @@ async function runPollcast(kind) {
   let result;
   try {
     await load.ready;
+    const others = othersMeter(() => [...pc.pids, load.child.pid, ...(bystanders ? [bystanders.child.pid] : [])]);
     up.st.recordIntervals = true;
     const counts0 = new Map([...up.st.perPath].map(([k, v]) => [k, v.count]));
     const req0 = up.st.requests;
     up.start();
-    await sleep(SECS * 1000);
+    const storm = kind === 'reconnect' ? await reconnectStorm(load) : (await sleep(SECS * 1000), null);
     up.freeze();
     const counts1 = new Map([...up.st.perPath].map(([k, v]) => [k, v.count]));
     const req1 = up.st.requests;
@@ -434,9 +543,12 @@ async function runPollcast(kind) {
     // Let the last version reach everyone (pollcast may poll once more and find it), then end
     // the client.
     const convergeS = kind === 'pollers' || mode === 'static' ? null : await load.converge(up.finalSeq('/doc/load'), TAIL * 1000);
+    const othersCores = others();
     await sleep(500);
     await stopChild(load.child);
     result = await load.done;
+    result.others_cores = othersCores;
+    if (storm) result.storm_plan = storm;
     const finals = names.map((x) => up.finalSeq('/doc/' + x));
     result.upstream = {
       mode,
@@ -469,7 +581,10 @@ async function runPollcast(kind) {
     // Not the plain scenario: keep it apart in the summaries.
     kind = `${kind}+${BYSTANDERS}-idle`;
   }
-  return { scenario: kind, server: 'pollcast', subs: n, secs: SECS, hz: kind === 'burst' ? HZ : kind === 'fanout' ? 1 : 0, ...result, tmp };
+  return { scenario: kind, server: 'pollcast', subs: n, secs: SECS,
+    hz: kind === 'burst' ? HZ : kind === 'fanout' || kind === 'reconnect' ? 1 : 0,
+    gap_s: kind === 'reconnect' ? GAP : undefined,
+    max_header_bytes: MAX_HEADER_BYTES || undefined, ...result, tmp };
 }
 
 async function runNchan(kind) {
@@ -477,20 +592,31 @@ async function runNchan(kind) {
   const ng = await startNchan(tmp);
   const pub = makePublisher(ng.port, 'load');
   let result;
+  // A first message, stored before the clients (and the memory baseline) start, so that every
+  // subscriber gets it on connecting, as a pollcast subscriber gets the snapshot
+  // (nchan_subscriber_first_message -1).
+  await pub.publishOne();
   const load = startLoad([`http://127.0.0.1:${ng.port}/sub/load`], SUBS, SUBS / RATE + 30 + SECS + 10, ng.pids);
   try {
-    // A first message so that every subscriber gets something to start from, as pollcast's
-    // snapshot (nchan_subscriber_first_message newest).
-    pub.publishOne();
     await load.ready;
-    if (kind !== 'idle') pub.start(Math.round(SECS * HZ));
-    await sleep(SECS * 1000);
+    const others = othersMeter(() => [...ng.pids, load.child.pid]);
+    let storm = null;
+    if (kind === 'reconnect') {
+      pub.start(Math.round(SECS * HZ));
+      storm = await reconnectStorm(load);
+    } else {
+      if (kind !== 'idle') pub.start(Math.round(SECS * HZ));
+      await sleep(SECS * 1000);
+    }
     pub.freeze();
     await pub.drain();
     const convergeS = kind === 'idle' ? null : await load.converge(pub.finalSeq(), TAIL * 1000);
+    const othersCores = others();
     await sleep(500);
     await stopChild(load.child);
     result = await load.done;
+    result.others_cores = othersCores;
+    if (storm) result.storm_plan = storm;
     result.publisher = { final_seq: pub.finalSeq(), failures: pub.failures(), workers: WORKERS };
     result.converged = result.seq && result.seq.max === pub.finalSeq() && result.seq.at_max === result.alive_at_end;
     result.converge_s = convergeS;
@@ -498,13 +624,16 @@ async function runNchan(kind) {
     await stopChild(load.child);
     await stopChild(ng.child);
   }
-  return { scenario: kind, server: 'nchan', subs: SUBS, secs: SECS, hz: kind === 'idle' ? 0 : HZ, ...result, tmp };
+  return { scenario: kind, server: 'nchan', subs: SUBS, secs: SECS, hz: kind === 'idle' ? 0 : HZ,
+    gap_s: kind === 'reconnect' ? GAP : undefined, ...result, tmp };
 }
 
 async function main() {
   const kinds = {
     fanout: () => runPollcast('fanout'),
     idle: () => runPollcast('idle'),
+    reconnect: () => runPollcast('reconnect'),
+    'nchan-reconnect': () => runNchan('reconnect'),
     burst: () => runPollcast('burst'),
     pollers: () => runPollcast('pollers'),
     'nchan-fanout': () => runNchan('fanout'),
@@ -518,8 +647,12 @@ async function main() {
   const load0 = os.loadavg();
   const r = await kinds[scenario]();
   r.machine = machine();
-  // Other work on the machine competes for its cores: the 1-minute load before and after.
+  r.commit = r.server === 'pollcast' ? pollcastCommit() : undefined;
+  // Other work on the machine competes for its cores: the 1-minute load average before the run
+  // started (after it, it includes the run itself), and others_cores: the CPU that processes
+  // other than this run's used during its window, in cores.
   r.machine.loadavg1 = [load0[0], os.loadavg()[0]];
+  r.machine.loadavg_before = load0[0];
   process.stdout.write(JSON.stringify(r) + '\n');
   process.exit(0);
 }

@@ -55,6 +55,10 @@ struct conn {
     uint64_t events;
     int64_t last_seq;
     int64_t last_id;
+    char last_id_str[72]; /* the last id: line as received, sent back as Last-Event-ID */
+    /* The reconnect storm: dropped on SIGUSR1, reconnected on SIGUSR2. */
+    uint8_t dropped, reconnecting, rc_headers, rc_first;
+    int64_t seq_before; /* last_seq when dropped */
 };
 
 struct opts {
@@ -71,17 +75,30 @@ struct opts {
     unsigned npids;
     int http10;
     double quiet_end; /* stop this long before the end is not needed: kept simple */
+    double reconnect_rate;
 };
 
-static struct opts o = {
-    .host = "127.0.0.1", .rate = 2000, .duration = 30, .settle = 1, .src_ips = 1};
+static struct opts o = {.host = "127.0.0.1",
+                        .rate = 2000,
+                        .duration = 30,
+                        .settle = 1,
+                        .src_ips = 1,
+                        .reconnect_rate = 10000};
 
-static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t stop_requested, drop_requested, reconnect_requested;
 
 static void on_stop(int sig)
 {
     (void)sig;
     stop_requested = 1;
+}
+
+static void on_storm(int sig)
+{
+    if (sig == SIGUSR1)
+        drop_requested = 1;
+    else
+        reconnect_requested = 1;
 }
 
 static uint64_t now_us(clockid_t c)
@@ -147,6 +164,17 @@ static struct {
     uint64_t win_start_us, win_end_us;
     double self_cpu_win0;
 } R;
+
+/* The reconnect storm (SIGUSR1: every streaming connection drops; SIGUSR2: they reconnect with
+ * Last-Event-ID at --reconnect-rate). A reconnected stream's first event tells how it resumed:
+ * a snapshot (event: data, fresh data), the event after the last one it had (resumed, nothing
+ * lost), a later one (events lost), or one it had already (duplicates). */
+static struct {
+    uint64_t drop_us, reconnect_us, all_headers_us, all_first_us;
+    unsigned dropped, reconnected, failed, first_events;
+    uint64_t fresh, resumed, lost_conns, lost_events, dup;
+    struct u32vec connect_us;
+} S;
 
 static double self_cpu_s(void)
 {
@@ -279,6 +307,20 @@ static void dispatch_event(struct conn *c, uint64_t recv_us)
             R.id_gaps++;
         c->last_id = c->ev_id;
     }
+    if (c->reconnecting && !c->rc_first && (c->ev_is_data || c->ev_seq >= 0)) {
+        c->rc_first = 1;
+        if (c->ev_is_data)
+            S.fresh++;
+        else if (c->ev_seq == c->seq_before + 1)
+            S.resumed++;
+        else if (c->ev_seq > c->seq_before + 1) {
+            S.lost_conns++;
+            S.lost_events += (uint64_t)(c->ev_seq - c->seq_before - 1);
+        } else
+            S.dup++;
+        if (++S.first_events == S.dropped)
+            S.all_first_us = now_us(CLOCK_MONOTONIC);
+    }
     if (c->ev_seq >= 0)
         c->last_seq = c->ev_seq;
     /* Events that arrive in the window count; a connection's first event is only counted when
@@ -334,6 +376,11 @@ static void parse_line(struct conn *c, const char *l, size_t n, uint64_t recv_us
     } else if (fl == 5 && memcmp(l, "event", 5) == 0) {
         c->ev_is_data = (end - v == 4 && memcmp(v, "data", 4) == 0);
     } else if (fl == 2 && memcmp(l, "id", 2) == 0) {
+        size_t il = (size_t)(end - v);
+        if (il < sizeof(c->last_id_str)) {
+            memcpy(c->last_id_str, v, il);
+            c->last_id_str[il] = '\0';
+        }
         const char *dot = memchr(v, '.', (size_t)(end - v));
         c->ev_id = dot ? parse_b36(dot + 1, end) : -1;
     }
@@ -376,6 +423,12 @@ static void append(char **b, size_t *len, size_t *cap, const char *p, size_t n)
 
 static void conn_close(struct conn *c, int epfd)
 {
+    if (c->reconnecting && !c->rc_headers && c->st != ST_DONE) {
+        S.failed++;
+        c->reconnecting = 0;
+        if (S.reconnected + S.failed == S.dropped)
+            S.all_headers_us = now_us(CLOCK_MONOTONIC);
+    }
     if (c->fd >= 0) {
         epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
         close(c->fd);
@@ -457,8 +510,15 @@ static int take_headers(struct conn *c, uint64_t t_us)
     }
     c->st = ST_BODY;
     c->t_connected_us = t_us;
-    R.connected++;
-    vec_push(&R.connect_us, (uint32_t)(t_us - c->t_start_us));
+    if (c->reconnecting) {
+        c->rc_headers = 1;
+        vec_push(&S.connect_us, (uint32_t)(t_us - c->t_start_us));
+        if (++S.reconnected + S.failed == S.dropped)
+            S.all_headers_us = t_us;
+    } else {
+        R.connected++;
+        vec_push(&R.connect_us, (uint32_t)(t_us - c->t_start_us));
+    }
     size_t rest = c->rlen - hl;
     char *tmp = NULL;
     if (rest) {
@@ -473,6 +533,46 @@ static int take_headers(struct conn *c, uint64_t t_us)
     return rc;
 }
 
+/* Opens connection c (index idx, for its source address) and registers it. On failure c is
+ * closed and counted as a connect error. */
+static void conn_start(struct conn *c, int epfd, const struct sockaddr_in *dst, unsigned idx)
+{
+    c->ev_seq = c->ev_tus = c->ev_id = -1;
+    c->ev_has_data = c->ev_is_data = 0;
+    c->chunk_left = 0;
+    c->chunk_crlf = 0;
+    c->rc_headers = c->rc_first = 0;
+    c->t_start_us = now_us(CLOCK_MONOTONIC);
+    c->st = ST_CONNECTING;
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        R.err_connect++;
+        conn_close(c, epfd);
+        return;
+    }
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    int tsf = SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
+    setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPING, &tsf, sizeof(tsf));
+    if (o.src_ips > 1) {
+        struct sockaddr_in src = {.sin_family = AF_INET};
+        src.sin_addr.s_addr = htonl(0x7f000002u + idx % o.src_ips);
+        setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+        if (bind(c->fd, (struct sockaddr *)&src, sizeof(src)) != 0) {
+            R.err_connect++;
+            conn_close(c, epfd);
+            return;
+        }
+    }
+    if (connect(c->fd, (const struct sockaddr *)dst, sizeof(*dst)) != 0 && errno != EINPROGRESS) {
+        R.err_connect++;
+        conn_close(c, epfd);
+        return;
+    }
+    struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
+    epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev);
+}
+
 static void usage(void)
 {
     fprintf(
@@ -480,6 +580,8 @@ static void usage(void)
         "usage: sseload --url http://127.0.0.1:PORT/PATH [--url ...] [-n CONNS] [--rate "
         "CONN_PER_S]\n"
         "               [--duration S] [--settle S] [--src-ips K] [--pid PID ...]\n"
+        "               [--reconnect-rate CONN_PER_S]\n"
+        "SIGUSR1 drops every streaming connection; SIGUSR2 reconnects them with Last-Event-ID.\n"
         "URLs are used round-robin; %%d in a URL becomes the connection index modulo --paths M.\n");
     exit(2);
 }
@@ -503,6 +605,8 @@ int main(int argc, char **argv)
             o.duration = strtod(argv[++i], NULL);
         else if (strcmp(a, "--settle") == 0)
             o.settle = strtod(argv[++i], NULL);
+        else if (strcmp(a, "--reconnect-rate") == 0)
+            o.reconnect_rate = strtod(argv[++i], NULL);
         else if (strcmp(a, "--src-ips") == 0)
             o.src_ips = (unsigned)strtoul(argv[++i], NULL, 10);
         else if (strcmp(a, "--paths") == 0)
@@ -582,11 +686,15 @@ int main(int argc, char **argv)
     uint64_t t_all_connected = 0;
     unsigned started = 0, failed_final = 0;
     uint64_t last_sample = 0, last_progress = 0;
+    unsigned reconnect_next = 0, reconnect_done = 0;
 
     /* SIGTERM or SIGINT end the run early, with a report. */
     struct sigaction sa = {.sa_handler = on_stop};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    struct sigaction ss = {.sa_handler = on_storm};
+    sigaction(SIGUSR1, &ss, NULL);
+    sigaction(SIGUSR2, &ss, NULL);
     signal(SIGPIPE, SIG_IGN);
     while (!stop_requested && now_us(CLOCK_MONOTONIC) < t_end) {
         uint64_t tm = now_us(CLOCK_MONOTONIC);
@@ -597,37 +705,38 @@ int main(int argc, char **argv)
             c->path = started % o.npaths;
             c->last_seq = -1;
             c->last_id = -1;
-            c->ev_seq = c->ev_tus = c->ev_id = -1;
-            c->t_start_us = now_us(CLOCK_MONOTONIC);
-            c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            conn_start(c, epfd, &dst, started);
             started++;
-            if (c->fd < 0) {
-                R.err_connect++;
-                c->st = ST_DONE;
-                continue;
-            }
-            int one = 1;
-            setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-            int tsf = SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
-            setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPING, &tsf, sizeof(tsf));
-            if (o.src_ips > 1) {
-                struct sockaddr_in src = {.sin_family = AF_INET};
-                src.sin_addr.s_addr = htonl(0x7f000002u + (started - 1) % o.src_ips);
-                setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
-                if (bind(c->fd, (struct sockaddr *)&src, sizeof(src)) != 0) {
-                    R.err_connect++;
-                    conn_close(c, epfd);
-                    continue;
+        }
+        if (drop_requested) {
+            /* The storm: every streaming connection goes away at once. */
+            drop_requested = 0;
+            S.drop_us = tm;
+            for (unsigned i = 0; i < started; i++)
+                if (conns[i].st == ST_BODY) {
+                    conn_close(&conns[i], epfd);
+                    conns[i].dropped = 1;
+                    conns[i].seq_before = conns[i].last_seq;
+                    S.dropped++;
                 }
+            fprintf(stderr, "dropped %u\n", S.dropped);
+        }
+        if (reconnect_requested && S.reconnect_us == 0) {
+            S.reconnect_us = tm;
+            if (S.dropped == 0)
+                S.all_headers_us = S.all_first_us = tm;
+        }
+        if (S.reconnect_us) {
+            uint64_t rdue = (uint64_t)((double)(tm - S.reconnect_us) / 1e6 * o.reconnect_rate) + 1;
+            while (reconnect_next < started && reconnect_done < rdue) {
+                struct conn *c = &conns[reconnect_next++];
+                if (!c->dropped)
+                    continue;
+                c->dropped = 0;
+                c->reconnecting = 1;
+                reconnect_done++;
+                conn_start(c, epfd, &dst, reconnect_next - 1);
             }
-            if (connect(c->fd, (struct sockaddr *)&dst, sizeof(dst)) != 0 && errno != EINPROGRESS) {
-                R.err_connect++;
-                conn_close(c, epfd);
-                continue;
-            }
-            c->st = ST_CONNECTING;
-            struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
-            epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev);
         }
         /* The measurement window opens once every connection is up (or given up on). */
         if (!R.window_open && started == o.n &&
@@ -670,7 +779,7 @@ int main(int argc, char **argv)
                 p_peak = s;
             last_sample = tm;
         }
-        int timeout = started < o.n ? 1 : 50;
+        int timeout = started < o.n || (S.reconnect_us && reconnect_next < started) ? 1 : 50;
         int n = epoll_wait(epfd, evs, 1024, timeout);
         uint64_t recv_wall = now_us(CLOCK_REALTIME);
         uint64_t recv_mono = now_us(CLOCK_MONOTONIC);
@@ -688,6 +797,14 @@ int main(int argc, char **argv)
                     continue;
                 }
                 const char *req = o.paths[c->path];
+                char rbuf2[1200];
+                if (c->reconnecting && c->last_id_str[0]) {
+                    /* The same request with Last-Event-ID before the blank line. */
+                    int k = snprintf(rbuf2, sizeof(rbuf2), "%.*sLast-Event-ID: %s\r\n\r\n",
+                                     (int)(strlen(req) - 2), req, c->last_id_str);
+                    if (k > 0 && (size_t)k < sizeof(rbuf2))
+                        req = rbuf2;
+                }
                 size_t rl2 = strlen(req);
                 if (write(c->fd, req, rl2) != (ssize_t)rl2) {
                     R.err_connect++;
@@ -827,6 +944,26 @@ int main(int argc, char **argv)
      * the server bounds what is measured. */
     printf(",\"client_cpu_pct\":%.1f",
            win > 0 ? (self_cpu_s() - R.self_cpu_win0) / win * 100 : 0.0);
+    if (S.drop_us) {
+        qsort(S.connect_us.v, S.connect_us.n, sizeof(uint32_t), cmp_u32);
+        double back = S.reconnect_us && S.all_headers_us
+                          ? (double)(S.all_headers_us - S.reconnect_us) / 1e6
+                          : -1;
+        double first =
+            S.reconnect_us && S.all_first_us ? (double)(S.all_first_us - S.reconnect_us) / 1e6 : -1;
+        printf(",\"storm\":{\"dropped\":%u,\"reconnected\":%u,\"failed\":%u,"
+               "\"away_s\":%.2f,\"streaming_again_s\":%.3f,\"all_first_event_s\":%.3f,"
+               "\"first_events\":%u,\"fresh\":%llu,\"resumed\":%llu,\"lost_conns\":%llu,"
+               "\"lost_events\":%llu,\"duplicates\":%llu,"
+               "\"connect_ms\":{\"p50\":%.2f,\"p99\":%.2f,\"max\":%.2f}}",
+               S.dropped, S.reconnected, S.failed,
+               S.reconnect_us ? (double)(S.reconnect_us - S.drop_us) / 1e6 : -1.0, back, first,
+               S.first_events, (unsigned long long)S.fresh, (unsigned long long)S.resumed,
+               (unsigned long long)S.lost_conns, (unsigned long long)S.lost_events,
+               (unsigned long long)S.dup, pct(&S.connect_us, 50) / 1e3,
+               pct(&S.connect_us, 99) / 1e3,
+               S.connect_us.n ? S.connect_us.v[S.connect_us.n - 1] / 1e3 : 0.0);
+    }
     printf("}\n");
     (void)failed_final;
     for (unsigned i = 0; i < started; i++)

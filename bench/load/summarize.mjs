@@ -18,7 +18,15 @@ const median = (xs) => {
   return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
 };
 const fmt = (x, d = 1) => (Number.isNaN(x) ? '–' : x.toFixed(d));
-const key = (r) => `${r.scenario}|${r.subs}|${r.hz}|${r.upstream && r.upstream.mode === 'request' && r.scenario === 'pollers' ? 'change' : ''}`;
+// One row per scenario and setting: pollers with changes, idle at another max_header_bytes,
+// reconnect storms with another gap are rows of their own.
+const changing = (r) => r.upstream && r.upstream.mode === 'request' && r.scenario.startsWith('pollers');
+const key = (r) =>
+  `${r.scenario}|${r.subs}|${r.hz}|${changing(r) ? 'change' : ''}|${r.max_header_bytes || ''}|${r.gap_s ?? ''}`;
+const label = (r) =>
+  r.scenario + (changing(r) ? ' (changing)' : '') +
+  (r.max_header_bytes ? `, max_header_bytes ${r.max_header_bytes}` : '') +
+  (r.gap_s !== undefined ? `, gap ${r.gap_s} s` : '');
 
 // Memory of the server: RSS for pollcast; for nginx, PSS summed over master and workers (the
 // shared memory zone is mapped in both, RSS would count it twice).
@@ -30,15 +38,19 @@ function metrics(r) {
     p50: r.latency_ms.p50,
     p99: r.latency_ms.p99,
     max: r.latency_ms.max,
-    evs: r.events_window / r.secs,
+    // Each server's own measurement window (nchan's runs longer than SECS while it drains).
+    evs: r.window_s ? r.events_window / r.window_s : NaN,
     mbs: r.bytes_per_s / 1e6,
     cpu: r.proc.cpu_pct,
     cpu_per_mev: r.events_window ? (r.proc.cpu_pct / 100) * r.window_s / (r.events_window / 1e6) : NaN,
     mem_mb: mem(r, 'end') / 1024,
     per_sub_kib: ((mem(r, 'end') - mem(r, 'before')) * 1024) / r.subs / 1024,
     conv: r.converged === true,
-    conv_na: r.scenario.startsWith('idle') || r.scenario === 'pollers',
-    load: r.machine && r.machine.loadavg1 ? (r.machine.loadavg1[0] + r.machine.loadavg1[1]) / 2 : NaN,
+    conv_na: r.scenario.startsWith('idle') || r.scenario.startsWith('pollers'),
+    // The load before the run started (after it, the run's own load is in it) and the CPU that
+    // other processes used during the window, in cores.
+    load: r.machine ? (r.machine.loadavg_before ?? (r.machine.loadavg1 || [NaN])[0]) : NaN,
+    others: typeof r.others_cores === 'number' ? r.others_cores : NaN,
     client_cpu: typeof r.client_cpu_pct === 'number' ? r.client_cpu_pct : NaN,
     errors: Object.values(r.errors).reduce((a, b) => a + b, 0),
     connect_p99: r.connect_ms.p99,
@@ -57,8 +69,11 @@ for (const r of rows) {
 }
 const med = (list, f) => median(list.map((x) => x.m[f]));
 
-console.log('| scenario | subs | changes/s | server | runs | latency p50 ms | p99 ms | events/s delivered | MB/s | CPU % | CPU-s per M events | memory MB | KiB per sub | converged | errors | client CPU % | load avg |');
-console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+const commits = [...new Set(rows.filter((r) => r.server === 'pollcast').map((r) => r.commit || 'unknown'))];
+const dates = rows.map((r) => r.machine && r.machine.date).filter(Boolean).sort();
+console.log(`pollcast commit: ${commits.join(', ')}; runs from ${dates[0]} to ${dates[dates.length - 1]}\n`);
+console.log('| scenario | subs | changes/s | server | runs | latency p50 ms | p99 ms | events/s delivered | MB/s | CPU % | CPU-s per M events | memory MB | KiB per sub | converged | errors | client CPU % | load avg before | others, cores |');
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 const order = [...groups.keys()].sort();
 for (const k of order) {
   const g = groups.get(k);
@@ -67,28 +82,46 @@ for (const k of order) {
     if (!l.length) continue;
     const s = l[0].r;
     console.log(
-      `| ${s.scenario}${k.endsWith('change') ? ' (changing)' : ''} | ${s.subs} | ${s.hz} | ${server} | ${l.length} | ` +
+      `| ${label(s)} | ${s.subs} | ${s.hz} | ${server} | ${l.length} | ` +
         `${fmt(med(l, 'p50'), 2)} | ${fmt(med(l, 'p99'), 2)} | ${fmt(med(l, 'evs'), 0)} | ${fmt(med(l, 'mbs'), 2)} | ` +
-        `${fmt(med(l, 'cpu'))} | ${fmt(med(l, 'cpu_per_mev'), 2)} | ${fmt(med(l, 'mem_mb'))} | ${s.scenario === 'pollers' ? '–' : fmt(med(l, 'per_sub_kib'), 2)} | ` +
+        `${fmt(med(l, 'cpu'))} | ${fmt(med(l, 'cpu_per_mev'), 2)} | ${fmt(med(l, 'mem_mb'))} | ${s.scenario.startsWith('pollers') ? '–' : fmt(med(l, 'per_sub_kib'), 2)} | ` +
         `${l[0].m.conv_na ? 'n/a' : `${l.filter((x) => x.m.conv).length}/${l.length}`} | ${med(l, 'errors')} | ` +
-        `${fmt(med(l, 'client_cpu'), 0)} | ${fmt(med(l, 'load'), 1)} |`,
+        `${fmt(med(l, 'client_cpu'), 0)} | ${fmt(med(l, 'load'), 1)} | ${fmt(med(l, 'others'), 2)} |`,
     );
   }
 }
 
 // Ratios where both ran the same scenario.
-console.log('\n| scenario | subs | pollcast/nchan latency p50 | p99 | events/s | CPU | memory |');
-console.log('|---|---|---|---|---|---|---|');
+console.log('\n| scenario | subs | pollcast/nchan latency p50 | p99 | events/s | CPU | CPU per event | memory |');
+console.log('|---|---|---|---|---|---|---|---|');
 for (const k of order) {
   const g = groups.get(k);
   if (!g.pollcast.length || !g.nchan.length) continue;
   const r = (f) => med(g.pollcast, f) / med(g.nchan, f);
-  console.log(`| ${g.sample.scenario} | ${g.sample.subs} | ${fmt(r('p50'), 2)} | ${fmt(r('p99'), 2)} | ${fmt(r('evs'), 2)} | ${fmt(r('cpu'), 2)} | ${fmt(r('mem_mb'), 2)} |`);
+  console.log(`| ${label(g.sample)} | ${g.sample.subs} | ${fmt(r('p50'), 2)} | ${fmt(r('p99'), 2)} | ${fmt(r('evs'), 2)} | ${fmt(r('cpu'), 2)} | ${fmt(r('cpu_per_mev'), 2)} | ${fmt(r('mem_mb'), 2)} |`);
 }
 
-for (const r of rows.filter((x) => x.scenario === 'pollers')) {
+// The reconnect storm: every client drops, stays away gap_s, and reconnects with Last-Event-ID.
+const storms = [...groups.entries()].filter(([, g]) => g.sample.scenario === 'reconnect');
+if (storms.length) {
+  console.log('\n| reconnect storm | subs | server | runs | back within s (median, max) | first event within s | resumed | fresh snapshot | lost events | duplicates | reconnect p99 ms | failed |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const [, g] of storms)
+    for (const server of ['pollcast', 'nchan']) {
+      const l = g[server].filter((x) => x.r.storm);
+      if (!l.length) continue;
+      const st = (f) => l.map((x) => x.r.storm[f]);
+      const sum = (f) => st(f).reduce((a, b) => a + b, 0);
+      console.log(`| gap ${g.sample.gap_s} s | ${g.sample.subs} | ${server} | ${l.length} | ` +
+        `${fmt(median(st('streaming_again_s')), 2)}, ${fmt(Math.max(...st('streaming_again_s')), 2)} | ` +
+        `${fmt(median(st('all_first_event_s')), 2)} | ${sum('resumed')} | ${sum('fresh')} | ` +
+        `${sum('lost_events')} | ${sum('duplicates')} | ${fmt(median(l.map((x) => x.r.storm.connect_ms.p99)), 1)} | ${sum('failed')} |`);
+    }
+}
+
+for (const r of rows.filter((x) => x.scenario.startsWith('pollers'))) {
   const u = r.upstream;
-  console.log(`\npollers (${u.mode}): ${u.paths} upstreams, CPU ${r.proc.cpu_pct}%, requests per upstream in ${r.secs}s: ` +
+  console.log(`\n${r.scenario} (${u.mode}): ${u.paths} upstreams, CPU ${r.proc.cpu_pct}%, latency p50 ${r.latency_ms.p50} ms, requests per upstream in ${r.secs}s: ` +
     `${u.per_path_requests.min}..${u.per_path_requests.max} (expected ${u.per_path_requests.expected}), ` +
     `interval observed p50 ${u.interval_ms_observed.p50} ms, min ${u.interval_ms_observed.min}, max ${u.interval_ms_observed.max}`);
 }
