@@ -100,7 +100,26 @@ h.run('ops.readme', async (t) => {
     for (const f of ['scripts/install-deps.sh', '.ci/run']) {
       fs.accessSync(path.join(SRC, f), fs.constants.R_OK);
     }
-    assert.match(b.body[0], /\.\/build\/pollcast$/, 'starts the demo without a config');
+    assert.match(b.body[0], /&& cmake --install build && pollcast$/,
+      'installs pollcast, then starts the demo from the PATH without a config');
+  });
+
+  await t.step('cmake --install puts pollcast and the example config in place', async () => {
+    // The build tree of the binary under test; a scratch prefix instead of /usr/local.
+    const prefix = path.join(dir, 'prefix');
+    const r = await exec(['cmake', '--install', path.dirname(BIN), '--prefix', prefix],
+      { ms: T(60000) });
+    assert.equal(r.code, 0, `cmake --install: ${r.stdout}${r.stderr}`);
+    const v = await exec([path.join(prefix, 'bin', 'pollcast'), '--version']);
+    assert.equal(v.code, 0, v.stderr);
+    assert.match(v.stdout, /^pollcast \d+\.\d+\.\d+/);
+    for (const f of ['config.example.ini', 'README.md']) {
+      assert.equal(fs.readFileSync(path.join(prefix, 'share', 'doc', 'pollcast', f), 'utf8'),
+        fs.readFileSync(path.join(SRC, f), 'utf8'), f);
+    }
+    const c = await exec([path.join(prefix, 'bin', 'pollcast'), 'check-config',
+      path.join(prefix, 'share', 'doc', 'pollcast', 'config.example.ini')]);
+    assert.equal(c.code, 0, `${c.stdout}${c.stderr}`);
   });
 
   // The default run: no config file, the demo upstream, on a free port.
