@@ -548,11 +548,14 @@ int cli_serve(int argc, char **argv)
     /* The demo upstream is this server's own /_demo/upstream.json: known once bound. */
     if (wire_demo(cfg, &d.w, d.port) != 0)
         goto out;
-    log_msg(LOG_INFO, "pollcast %s listening on %s port %u (%zu upstreams)", POLLCAST_VERSION,
-            cfg->server.listen.host, d.port, cfg->n_upstreams);
-    /* Tests and scripts wait for this line on stdout. */
-    printf("listening on port %u\n", d.port);
-    fflush(stdout);
+    log_msg(LOG_INFO, "pollcast %s listening on %s port %u (%zu upstream%s)", POLLCAST_VERSION,
+            cfg->server.listen.host, d.port, cfg->n_upstreams, cfg->n_upstreams == 1 ? "" : "s");
+    /* Scripts that start pollcast on port 0 read the port from this line on stdout; at a
+     * terminal the log line above already says it, once. */
+    if (!isatty(STDOUT_FILENO)) {
+        printf("listening on port %u\n", d.port);
+        fflush(stdout);
+    }
     rc = loop_run(d.loop) == 0 ? 0 : 1;
     log_msg(LOG_INFO, "stopped");
 out:
