@@ -1061,9 +1061,40 @@ static uint64_t demo_rand(uint64_t a, uint64_t b)
     return x;
 }
 
+/* The demo document is a function of the time alone (every answer for second t is the same), and
+ * each second changes only a few of its values, in the ways real APIs change, so that the stream
+ * shows small and varied patches:
+ *   tick           every second
+ *   prices         two of the ten symbols every second (symbol i moves when t % 5 == i % 5)
+ *   orders         order n is placed at 4n (an add at the end), its quantity changes at 4n + 7,
+ *                  every other order is rushed at 4n + 13 (set rush: true and moved to the front,
+ *                  newest rush first), and it is filled at 4n + 30 (removed; filled counts it)
+ *   filled_today   orders filled since midnight UTC
+ * Order ids shown are 1000 + n % 9000: the id of an order is unique among the open ones. */
+#define DEMO_SYMBOLS     10
+#define DEMO_PLACE_EVERY 4u
+#define DEMO_QTY_AT      7u
+#define DEMO_RUSH_AT     13u
+#define DEMO_FILL_AT     30u
+#define DEMO_MAX_ORDERS  (DEMO_FILL_AT / DEMO_PLACE_EVERY + 1)
+
+struct demo_order {
+    uint64_t id;
+    int rushed;
+};
+
+/* Rushed orders first, the most recently rushed (highest id) leading; then the others by id. */
+static int demo_order_before(const struct demo_order *a, const struct demo_order *b)
+{
+    if (a->rushed != b->rushed)
+        return a->rushed;
+    return a->rushed ? a->id > b->id : a->id < b->id;
+}
+
 int http_demo_document(struct buf *out, uint64_t t)
 {
-    static const char *symbols[] = {"ACME", "GLOBX", "INITECH", "UMBRL", "WAYNE"};
+    static const char *symbols[DEMO_SYMBOLS] = {"ACME",  "GLOBX",  "INITECH", "UMBRL",  "WAYNE",
+                                                "STARK", "TYRELL", "CYBRDN",  "SOYLNT", "WONKA"};
     static const char *items[] = {"anvil",
                                   "rocket skates",
                                   "giant magnet",
@@ -1071,34 +1102,50 @@ int http_demo_document(struct buf *out, uint64_t t)
                                   "jet-propelled pogo stick",
                                   "earthquake pills",
                                   "bird seed"};
-    time_t now = (time_t)t;
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    char when[32];
-    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    static const char *customers[] = {"Wile E. Coyote", "Elmer Fudd", "Yosemite Sam", "Marvin",
+                                      "Daffy Duck"};
     int rc = buf_printf(out,
-                        "{\"source\":\"pollcast demo\",\"tick\":%llu,\"updated_at\":\"%s\","
+                        "{\"source\":\"pollcast demo\",\"tick\":%llu,\"currency\":\"USD\","
                         "\"prices\":{",
-                        (unsigned long long)t, when);
-    /* Each price moves every second by a step derived from (symbol, second). */
-    for (size_t i = 0; i < 5; i++) {
-        long cents = 1000 + 1500 * (long)i;
-        for (uint64_t k = 0; k < 8; k++)
-            cents += (long)(demo_rand(i, t / (1u << k)) % 41) - 20;
+                        (unsigned long long)t);
+    for (size_t i = 0; i < DEMO_SYMBOLS; i++) {
+        /* step: how often symbol i has moved; a bounded walk of 7 scales around its base. */
+        uint64_t step = (t + 5 - i % 5) / 5;
+        long cents = 1000 + 1150 * (long)i;
+        for (uint64_t k = 0; k < 7; k++)
+            cents += (long)(demo_rand(i, step >> k) % 41) - 20;
         rc |= buf_printf(out, "%s\"%s\":%ld.%02ld", i ? "," : "", symbols[i], cents / 100,
                          cents % 100);
     }
-    /* Orders: a window of ids that slides every 2 s (one leaves the front, one joins the end),
-     * rotated every 5 s (moves), with quantities that change every 3 s. */
-    rc |= buf_puts(out, "},\"orders\":[");
-    uint64_t first = t / 2, n = 6, rot = (t / 5) % n;
-    for (uint64_t k = 0; k < n; k++) {
-        uint64_t id = first + (k + rot) % n;
-        rc |= buf_printf(out, "%s{\"id\":%llu,\"item\":\"%s\",\"qty\":%llu}", k ? "," : "",
-                         (unsigned long long)id, items[id % 7],
-                         (unsigned long long)(1 + demo_rand(id, t / 3) % 9));
+    /* The open orders: placed (4n <= t) and not yet filled (t < 4n + 30). */
+    struct demo_order o[DEMO_MAX_ORDERS];
+    size_t n = 0;
+    uint64_t last = t / DEMO_PLACE_EVERY;
+    uint64_t first = t >= DEMO_FILL_AT ? (t - DEMO_FILL_AT) / DEMO_PLACE_EVERY + 1 : 0; /* filled */
+    for (uint64_t id = first; id <= last && n < DEMO_MAX_ORDERS; id++) {
+        struct demo_order x = {id,
+                               (demo_rand(id, 7) & 1) && t >= id * DEMO_PLACE_EVERY + DEMO_RUSH_AT};
+        size_t j = n++;
+        for (; j > 0 && demo_order_before(&x, &o[j - 1]); j--)
+            o[j] = o[j - 1];
+        o[j] = x;
     }
-    rc |= buf_puts(out, "]}");
+    rc |= buf_puts(out, "},\"orders\":[");
+    for (size_t k = 0; k < n; k++) {
+        uint64_t id = o[k].id;
+        int later = t >= id * DEMO_PLACE_EVERY + DEMO_QTY_AT;
+        rc |=
+            buf_printf(out,
+                       "%s{\"id\":%llu,\"customer\":\"%s\",\"item\":\"%s\",\"qty\":%llu,"
+                       "\"rush\":%s}",
+                       k ? "," : "", (unsigned long long)(1000 + id % 9000), customers[id % 5],
+                       items[id % 7], (unsigned long long)(1 + demo_rand(id, (uint64_t)later) % 9),
+                       o[k].rushed ? "true" : "false");
+    }
+    uint64_t midnight = t - t % 86400;
+    uint64_t before = midnight >= DEMO_FILL_AT ? (midnight - DEMO_FILL_AT) / DEMO_PLACE_EVERY + 1
+                                               : 0; /* filled before midnight */
+    rc |= buf_printf(out, "],\"filled_today\":%llu}", (unsigned long long)(first - before));
     return rc ? -1 : 0;
 }
 

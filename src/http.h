@@ -93,8 +93,9 @@ unsigned http_server_connections(const struct http_server *srv);
  * streams first (hub_close_all) and let the loop run. Accepts NULL. */
 void http_server_free(struct http_server *srv);
 
-/* Writes the demo document for time t_s (seconds) into out: prices that move every second and
- * a list of orders that gains, loses and reorders items. Returns 0 or -1. */
+/* Writes the demo document for time t_s (seconds) into out: ten prices, two of which move each
+ * second, and a list of orders that gains, loses, changes and reorders items, a few values per
+ * second (the schedule is in http.c). Returns 0 or -1. */
 int http_demo_document(struct buf *out, uint64_t t_s);
 
 #endif

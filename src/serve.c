@@ -54,8 +54,20 @@ struct daemon {
     struct config cfg;
     struct wiring w;
     struct http_params hp;
+    struct ssrf_rules rules; /* what every redirect hop of an ad-hoc poller is admitted by */
     uint64_t reloads_ok, reloads_failed;
 };
+
+/* Points the HTTP front and the pool's policies at d's config, which lives as long as they do:
+ * [allow] cidr for addresses, url_prefix and cidr for ad-hoc redirect hops. */
+static void wire_policies(struct daemon *d)
+{
+    d->hp.allow_cidrs = &d->cfg.allow.cidr;
+    d->rules.prefixes = d->hp.allow_prefixes;
+    d->rules.allow = &d->cfg.allow.cidr;
+    upstream_pool_set_policy(d->pool, ssrf_upstream_policy, (void *)&d->cfg.allow.cidr);
+    upstream_pool_set_url_policy(d->pool, ssrf_upstream_url_policy, &d->rules);
+}
 
 /* Raises the soft limit of open files to the hard limit: every subscriber is a descriptor. */
 static void raise_nofile(void)
@@ -456,18 +468,19 @@ static void reload(struct daemon *d)
     log_restart_keys(&d->cfg.server, &ncfg.server);
     struct retire_ctx rc = {.old = &d->cfg, .cur = &ncfg, .hp = &nhp};
     hub_retire_topics(d->hub, retire_pred, &rc, "reload");
-    /* From here on nothing points into the old config: the HTTP front takes the new arrays,
-     * the address policy the new ranges, and topics hold their own copies. */
-    http_server_update(d->http, &nhp);
-    upstream_pool_set_policy(d->pool, ssrf_upstream_policy, (void *)&ncfg.allow.cidr);
     size_t added = 0;
     for (size_t i = 0; i < ncfg.n_upstreams; i++)
         added += config_find_upstream(&d->cfg, ncfg.upstreams[i].name) == NULL;
+    /* From here on nothing points into the old config: the HTTP front takes the new arrays,
+     * the policies the new rules and ranges (in d->cfg, not in this frame's ncfg), and topics
+     * hold their own copies. */
     wiring_dispose(&d->w, d->cfg.n_upstreams);
     config_dispose(&d->cfg);
     d->cfg = ncfg;
     d->w = nw;
     d->hp = nhp;
+    wire_policies(d);
+    http_server_update(d->http, &d->hp);
     d->reloads_ok++;
     log_event(LOG_INFO, "config reloaded",
               (struct log_field[]){LOG_NUM("upstreams", d->cfg.n_upstreams),
@@ -519,9 +532,10 @@ int cli_serve(int argc, char **argv)
     d.loop = loop_new();
     d.pool = d.loop ? upstream_pool_new(d.loop) : NULL;
     /* Ad-hoc upstreams come from clients: every address curl connects to, redirects included,
-     * must be public unless an [allow] cidr opens it. */
+     * must be public unless an [allow] cidr opens it, and every redirect hop must match an
+     * allow rule. */
     if (d.pool)
-        upstream_pool_set_policy(d.pool, ssrf_upstream_policy, (void *)&cfg->allow.cidr);
+        wire_policies(&d);
     d.hub = d.pool ? hub_new(d.loop, d.pool, &hubp) : NULL;
     d.shutdown_timer = d.loop ? loop_timer_new(d.loop, on_shutdown_tick, &d) : NULL;
     if (d.sigfd < 0 || d.hub == NULL || d.shutdown_timer == NULL ||
@@ -548,11 +562,14 @@ int cli_serve(int argc, char **argv)
     /* The demo upstream is this server's own /_demo/upstream.json: known once bound. */
     if (wire_demo(cfg, &d.w, d.port) != 0)
         goto out;
-    log_msg(LOG_INFO, "pollcast %s listening on %s port %u (%zu upstreams)", POLLCAST_VERSION,
-            cfg->server.listen.host, d.port, cfg->n_upstreams);
-    /* Tests and scripts wait for this line on stdout. */
-    printf("listening on port %u\n", d.port);
-    fflush(stdout);
+    log_msg(LOG_INFO, "pollcast %s listening on %s port %u (%zu upstream%s)", POLLCAST_VERSION,
+            cfg->server.listen.host, d.port, cfg->n_upstreams, cfg->n_upstreams == 1 ? "" : "s");
+    /* Scripts that start pollcast on port 0 read the port from this line on stdout; at a
+     * terminal the log line above already says it, once. */
+    if (!isatty(STDOUT_FILENO)) {
+        printf("listening on port %u\n", d.port);
+        fflush(stdout);
+    }
     rc = loop_run(d.loop) == 0 ? 0 : 1;
     log_msg(LOG_INFO, "stopped");
 out:

@@ -728,3 +728,27 @@ int ssrf_check_literal(const char *canonical, const struct config_cidr_list *all
     }
     return ssrf_addr_allowed((const struct sockaddr *)&ss, sl, allow, why, whylen) ? 0 : -1;
 }
+
+int ssrf_upstream_url_policy(void *arg, const char *url, char **canonical, char *why, size_t whylen)
+{
+    const struct ssrf_rules *rules = arg;
+    char err[256];
+    struct buf canon;
+    *canonical = NULL;
+    buf_init(&canon, 0);
+    /* The reasons quote nothing of the URL: its query may hold a token. */
+    if (ssrf_normalize_url(url, &canon, err, sizeof err) != 0) {
+        buf_dispose(&canon);
+        return fail(why, whylen, "the target is not an acceptable http(s) URL");
+    }
+    if (!ssrf_url_allowed(canon.data, rules ? rules->prefixes : NULL)) {
+        buf_dispose(&canon);
+        return fail(why, whylen, "the target matches no allow rule of this server");
+    }
+    if (ssrf_check_literal(canon.data, rules ? rules->allow : NULL, why, whylen) != 0) {
+        buf_dispose(&canon);
+        return -1;
+    }
+    *canonical = buf_steal(&canon, NULL);
+    return *canonical ? 0 : fail(why, whylen, "out of memory");
+}

@@ -79,6 +79,22 @@ bool ssrf_addr_allowed(const struct sockaddr *sa, socklen_t salen,
 int ssrf_upstream_policy(void *arg, const struct sockaddr *addr, socklen_t addrlen, char *why,
                          size_t whylen);
 
+/* The rules an ad-hoc URL is admitted by: the canonical [allow] url_prefix rules and the
+ * [allow] cidr exceptions. Both are borrowed and must outlive the users of the struct. */
+struct ssrf_rules {
+    const char *const *prefixes;          /* see ssrf_prefixes_new; NULL admits nothing */
+    const struct config_cidr_list *allow; /* NULL: no exceptions */
+};
+
+/* An upstream_url_policy (upstream.h) for upstream_pool_set_url_policy: arg is a
+ * const struct ssrf_rules * (it must outlive the pool, or be replaced first). A redirect target
+ * passes the admission of the first URL: it is normalized, must match an allow prefix and must
+ * not name a refused address literally (names are checked on connect). Returns 0 with the
+ * canonical URL in *canonical (malloc'd, the caller frees), or -1 with *canonical NULL and a
+ * reason in why that quotes no part of the URL. */
+int ssrf_upstream_url_policy(void *arg, const char *url, char **canonical, char *why,
+                             size_t whylen);
+
 /* Checks the host of a canonical URL before anything is fetched: when it is an IP literal, the
  * address policy is applied to it at once (so /proxy can answer 403 instead of starting a
  * poller that would only fail); a host name passes (its addresses are checked on connect).

@@ -37,6 +37,8 @@ struct upstream_pool {
     uint64_t rng;
     upstream_addr_policy policy;
     void *policy_arg;
+    upstream_url_policy url_policy;
+    void *url_policy_arg;
 };
 
 struct poller {
@@ -49,6 +51,8 @@ struct poller {
     char *origin; /* "scheme://host:port" of url, to judge redirects */
     char *ca_file;
     long max_redirects; /* 0: redirects are not followed */
+    long hops;          /* ad-hoc: redirects followed in this poll */
+    char *hop_url;      /* ad-hoc: the URL of the current hop when it is not url */
     int tls_no_verify;
     char **headers;
     size_t nheaders;
@@ -265,6 +269,12 @@ void upstream_pool_set_policy(struct upstream_pool *pool, upstream_addr_policy p
 {
     pool->policy = policy;
     pool->policy_arg = arg;
+}
+
+void upstream_pool_set_url_policy(struct upstream_pool *pool, upstream_url_policy policy, void *arg)
+{
+    pool->url_policy = policy;
+    pool->url_policy_arg = arg;
 }
 
 /* ---- curl callbacks of one transfer (no poller_free, no multi calls in here) ---- */
@@ -561,13 +571,28 @@ static void describe_failure(struct poller *p, CURLcode rc, long status, long os
     }
 }
 
+static int follow_redirect(struct poller *p, const char *target);
+
+static int is_redirect(long status)
+{
+    return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
 /* Handles a finished transfer: reports it, then schedules what comes next. */
 static void request_done(struct poller *p, CURLcode rc)
 {
     struct upstream_pool *pool = p->pool;
     long status = 0, oserr = 0;
     curl_off_t total_us = 0, connect_us = 0, down = 0;
+    char *location = NULL;
     curl_easy_getinfo(p->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (rc == CURLE_OK && p->adhoc && p->max_redirects > 0 && is_redirect(status)) {
+        char *target = NULL;
+        curl_easy_getinfo(p->easy, CURLINFO_REDIRECT_URL, &target);
+        /* Copied: the handle's next URL replaces the text it points to. */
+        if (target)
+            location = dup_str(target);
+    }
     curl_easy_getinfo(p->easy, CURLINFO_OS_ERRNO, &oserr);
     curl_easy_getinfo(p->easy, CURLINFO_TOTAL_TIME_T, &total_us);
     curl_easy_getinfo(p->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
@@ -584,6 +609,15 @@ static void request_done(struct poller *p, CURLcode rc)
     r.latency_ms = (double)total_us / 1000.0;
     r.bytes_in = down > 0 ? (size_t)down : 0;
 
+    if (location) {
+        int followed = follow_redirect(p, location);
+        free(location);
+        if (followed == 0)
+            return;
+        buf_dispose(&p->body);
+        fail(p, &r, NULL);
+        return;
+    }
     if (rc == CURLE_OK && status == 304 && p->cond_sent) {
         buf_dispose(&p->body);
         p->failures = 0;
@@ -690,8 +724,9 @@ fail:
     return -1;
 }
 
-/* Starts a request. Returns 1 when p was freed (by its callback, after a failure to start). */
-static int start_request(struct poller *p)
+/* Starts the transfer of the handle's current URL with fresh response state. Returns 0, or -1
+ * with the reason in p->error. */
+static int start_transfer(struct poller *p)
 {
     p->resp_status = 0;
     p->header_bytes = 0;
@@ -711,10 +746,74 @@ static int start_request(struct poller *p)
         curl_slist_free_all(p->req_headers);
         p->req_headers = NULL;
     }
+    snprintf(p->error, sizeof(p->error), "could not start the upstream request");
+    return -1;
+}
+
+/* Starts a poll at the poller's own URL. Returns 1 when p was freed (by its callback, after a
+ * failure to start). */
+static int start_request(struct poller *p)
+{
+    if (p->hop_url) {
+        curl_easy_setopt(p->easy, CURLOPT_URL, p->url);
+        free(p->hop_url);
+        p->hop_url = NULL;
+    }
+    p->hops = 0;
+    if (start_transfer(p) == 0)
+        return 0;
     struct poll_result r;
     memset(&r, 0, sizeof(r));
-    snprintf(p->error, sizeof(p->error), "could not start the upstream request");
     return fail(p, &r, NULL);
+}
+
+/* Follows one redirect of an ad-hoc poller to target (absolute, resolved by curl): the hop is
+ * admitted like the first URL (the URL policy: allow rules and address literals; then the
+ * origin rule when headers are forwarded) before anything is sent to it, and its connection
+ * passes the address policy. Returns 0 when the hop's transfer started, or -1 with the reason
+ * in p->error (nothing was requested from the hop). */
+static int follow_redirect(struct poller *p, const char *target)
+{
+    struct upstream_pool *pool = p->pool;
+    char why[160], there[1024];
+    char *next = NULL;
+    if (p->hops >= p->max_redirects) {
+        snprintf(p->error, sizeof(p->error), "more than %ld redirects", p->max_redirects);
+        return -1;
+    }
+    why[0] = '\0';
+    if (pool->url_policy) {
+        if (pool->url_policy(pool->url_policy_arg, target, &next, why, sizeof(why)) != 0) {
+            why[sizeof(why) - 1] = '\0';
+            snprintf(p->error, sizeof(p->error), "redirect refused: %s",
+                     why[0] ? why : "target not allowed");
+            free(next);
+            return -1;
+        }
+    } else {
+        next = dup_str(target);
+    }
+    if (next == NULL) {
+        snprintf(p->error, sizeof(p->error), "out of memory");
+        return -1;
+    }
+    /* Forwarded headers were meant for the origin the client named, as with named upstreams. */
+    if (p->nheaders &&
+        (url_origin(NULL, next, there, sizeof(there)) != 0 || strcasecmp(there, p->origin) != 0)) {
+        snprintf(p->error, sizeof(p->error),
+                 "redirect refused: to another origin (forwarded headers)");
+        free(next);
+        return -1;
+    }
+    if (curl_easy_setopt(p->easy, CURLOPT_URL, next) != CURLE_OK) {
+        snprintf(p->error, sizeof(p->error), "out of memory");
+        free(next);
+        return -1;
+    }
+    free(p->hop_url);
+    p->hop_url = next;
+    p->hops++;
+    return start_transfer(p);
 }
 
 static void on_tick(struct loop *loop, struct loop_timer *t, void *arg)
@@ -771,6 +870,7 @@ static void poller_destroy(struct poller *p)
         free(p->headers[i]);
     free(p->headers);
     free(p->url);
+    free(p->hop_url);
     free(p->ca_file);
     free(p->origin);
     if (p->prev)
@@ -809,7 +909,9 @@ static int setup_easy(struct poller *p)
     SET(CURLOPT_HTTPGET, 1L);
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    SET(CURLOPT_FOLLOWLOCATION, p->max_redirects > 0 ? 1L : 0L);
+    /* An ad-hoc poller follows its redirects itself (follow_redirect), so that each hop is
+     * admitted before anything is sent to it. */
+    SET(CURLOPT_FOLLOWLOCATION, p->max_redirects > 0 && !p->adhoc ? 1L : 0L);
     SET(CURLOPT_MAXREDIRS, p->max_redirects);
     SET(CURLOPT_USERAGENT, "pollcast/" POLLCAST_VERSION);
     SET(CURLOPT_ACCEPT_ENCODING, ""); /* every decoder this libcurl has: gzip, deflate, br */

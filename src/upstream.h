@@ -16,19 +16,19 @@ struct poller;
 /* What a poller fetches and how. Strings are copied by poller_new. */
 struct poller_spec {
     const char *url;
-    const char *const *headers;  /* "Name: value" lines added to the request; may be NULL */
+    const char *const *headers; /* "Name: value" lines added to the request; may be NULL */
     size_t nheaders;
     uint64_t interval_ms;        /* fixed-rate tick */
     uint64_t timeout_ms;         /* whole request; default: 80% of the interval, at least 1000 */
     uint64_t connect_timeout_ms; /* default 3000 */
     size_t max_body;             /* bytes after decompression; default 8 MiB */
     uint64_t backoff_max_ms;     /* cap of the exponential backoff; default 60000 */
-    int adhoc;                   /* 1: a client-chosen URL (address policy applies; no redirects) */
+    int adhoc;                   /* 1: a client-chosen URL (address and URL policies apply) */
     int redirects;               /* 0: the default (named: follow up to 5; ad-hoc: none), 1: follow
                                     up to max_redirects, -1: never */
     long max_redirects;
-    int tls_no_verify;           /* 1: do not verify the upstream's TLS certificate */
-    const char *ca_file;         /* CA bundle to verify with; NULL: the system's */
+    int tls_no_verify;   /* 1: do not verify the upstream's TLS certificate */
+    const char *ca_file; /* CA bundle to verify with; NULL: the system's */
 };
 
 enum poll_outcome {
@@ -39,16 +39,16 @@ enum poll_outcome {
 
 struct poll_result {
     enum poll_outcome outcome;
-    char *body;          /* POLL_BODY: malloc'd, len bytes plus one spare byte; the callback may
-                            take it by setting body to NULL, otherwise the poller frees it */
+    char *body; /* POLL_BODY: malloc'd, len bytes plus one spare byte; the callback may
+                   take it by setting body to NULL, otherwise the poller frees it */
     size_t len;
     const char *content_type; /* POLL_BODY: the Content-Type answered, or NULL */
-    long status;         /* HTTP status, 0 when there was no answer */
-    const char *error;   /* POLL_FAILED: why, for subscribers ("upstream answered 503") */
-    uint64_t retry_in_ms; /* POLL_FAILED: when the next attempt is due */
-    double latency_ms;   /* request start to end */
-    size_t bytes_in;     /* bytes received on the wire (before decompression) */
-    char reject[160];    /* POLL_BODY: the callback writes the reason here when it rejects */
+    long status;              /* HTTP status, 0 when there was no answer */
+    const char *error;        /* POLL_FAILED: why, for subscribers ("upstream answered 503") */
+    uint64_t retry_in_ms;     /* POLL_FAILED: when the next attempt is due */
+    double latency_ms;        /* request start to end */
+    size_t bytes_in;          /* bytes received on the wire (before decompression) */
+    char reject[160];         /* POLL_BODY: the callback writes the reason here when it rejects */
 };
 
 /* Called once per poll. For POLL_BODY, returning non-zero rejects the body (not JSON, invalid
@@ -65,6 +65,15 @@ typedef int (*poller_cb)(void *arg, struct poll_result *r);
 typedef int (*upstream_addr_policy)(void *arg, const struct sockaddr *addr, socklen_t addrlen,
                                     char *why, size_t whylen);
 
+/* The URL policy hook (SSRF): decides whether an ad-hoc poller may follow a redirect to url, the
+ * Location target already resolved against the URL that answered. Ad-hoc pollers follow
+ * redirects themselves, one hop at a time, so this runs before any request is made to the hop.
+ * Returns 0 to allow after storing in *canonical the URL to request (malloc'd; the poller owns
+ * it), or non-zero to refuse after writing a short reason (no URL, no secret) into why; the poll
+ * then fails with "redirect refused: <why>" and the hop is never requested. */
+typedef int (*upstream_url_policy)(void *arg, const char *url, char **canonical, char *why,
+                                   size_t whylen);
+
 /* Returns the pool sharing one curl multi handle on loop, or NULL on failure. */
 struct upstream_pool *upstream_pool_new(struct loop *loop);
 
@@ -76,16 +85,25 @@ void upstream_pool_free(struct upstream_pool *pool);
  * allowed). Applies to connections opened from then on. Cannot fail. */
 void upstream_pool_set_policy(struct upstream_pool *pool, upstream_addr_policy policy, void *arg);
 
+/* Installs the URL policy for the redirects of the pool's ad-hoc pollers (NULL: none, every
+ * redirect target is requested as resolved; the address policy still applies to it). Applies to
+ * redirects from then on. Cannot fail. */
+void upstream_pool_set_url_policy(struct upstream_pool *pool, upstream_url_policy policy,
+                                  void *arg);
+
 /* Starts polling spec->url at once (on the next loop iteration, never from inside poller_new),
  * then every interval_ms, counted from the scheduled time of the previous tick; a tick that finds
  * the previous request still in flight is skipped, so one poller never has two requests at a
  * time. After a failure the next attempt comes after the backoff instead, and ticks continue
  * from there: equal jitter in [base/2, base] with base = interval_ms * 2^failures capped at
  * backoff_max_ms, never under interval_ms; a Retry-After (seconds or HTTP-date) replaces it,
- * at least interval_ms and at most one hour; a body or a 304 resets it. Returns NULL on failure: OOM, or a bad spec (URL not http(s) or
- * unparsable, interval_ms 0, a header line without "Name:" or with CR/LF). Takes no ownership
- * of spec. Named pollers follow up to 5 redirects, but refuse one to another origin when
- * configured headers would be sent there; ad-hoc pollers follow none and use no proxy. */
+ * at least interval_ms and at most one hour; a body or a 304 resets it. Returns NULL on failure:
+ * OOM, or a bad spec (URL not http(s) or unparsable, interval_ms 0, a header line without "Name:"
+ * or with CR/LF). Takes no ownership of spec. Named pollers follow up to 5 redirects (libcurl
+ * follows them), but refuse one to another origin when configured headers would be sent there.
+ * Ad-hoc pollers use no proxy and follow none unless spec->redirects is 1; then they follow up to
+ * max_redirects themselves, each hop admitted by the URL policy first (and refused when it leaves
+ * the origin while headers are forwarded), and its connection checked by the address policy. */
 struct poller *poller_new(struct upstream_pool *pool, const struct poller_spec *spec, poller_cb cb,
                           void *arg);
 

@@ -100,7 +100,36 @@ h.run('ops.readme', async (t) => {
     for (const f of ['scripts/install-deps.sh', '.ci/run']) {
       fs.accessSync(path.join(SRC, f), fs.constants.R_OK);
     }
-    assert.match(b.body[0], /\.\/build\/pollcast$/, 'starts the demo without a config');
+    assert.match(b.body[0], /&& cmake --install build && pollcast$/,
+      'installs pollcast, then starts the demo from the PATH without a config');
+  });
+
+  await t.step('cmake --install puts pollcast and the example config in place', async () => {
+    // The build tree of the binary under test; a scratch prefix instead of /usr/local.
+    const prefix = path.join(dir, 'prefix');
+    const r = await exec(['cmake', '--install', path.dirname(BIN), '--prefix', prefix],
+      { ms: T(60000) });
+    assert.equal(r.code, 0, `cmake --install: ${r.stdout}${r.stderr}`);
+    const v = await exec([path.join(prefix, 'bin', 'pollcast'), '--version']);
+    assert.equal(v.code, 0, v.stderr);
+    assert.match(v.stdout, /^pollcast \d+\.\d+\.\d+/);
+    for (const f of ['config.example.ini', 'README.md']) {
+      assert.equal(fs.readFileSync(path.join(prefix, 'share', 'doc', 'pollcast', f), 'utf8'),
+        fs.readFileSync(path.join(SRC, f), 'utf8'), f);
+    }
+    const c = await exec([path.join(prefix, 'bin', 'pollcast'), 'check-config',
+      path.join(prefix, 'share', 'doc', 'pollcast', 'config.example.ini')]);
+    assert.equal(c.code, 0, `${c.stdout}${c.stderr}`);
+  });
+
+  await t.step('at a terminal, pollcast says once where it listens', async () => {
+    // The first command's last step, in a pseudo-terminal (script(1)); stopped after a while.
+    const r = await exec(['script', '-qfec', BIN, '/dev/null'],
+      { ms: T(2500), env: { POLLCAST_SERVER_LISTEN: '127.0.0.1:0' } });
+    const said = r.stdout.split(/\r?\n/).filter((l) => /listening/.test(l));
+    log(said.join('\n'));
+    assert.equal(said.length, 1, `one start-up line, not:\n${r.stdout}`);
+    assert.match(said[0], /info pollcast \d+\.\d+\.\d+ listening on 127\.0\.0\.1 port \d+ \(1 upstream\)/);
   });
 
   // The default run: no config file, the demo upstream, on a free port.
@@ -136,13 +165,38 @@ h.run('ops.readme', async (t) => {
     }
   });
 
-  await t.step('the example output has the shape of the real stream', async () => {
+  await t.step('the example output is a stream of the demo, consistent in itself', async () => {
     const [b] = of('sse-output');
     const text = b.body.join('\n');
     assert.match(text, /^retry: \d+\n\nid: [0-9a-z]+\.1\nevent: data\ndata: \{/);
-    const patch = /event: patch\ndata: (.*)/.exec(text)[1];
-    const ops = JSON.parse(patch);
-    assert.ok(ops.every((o) => ['replace', 'add', 'remove', 'move'].includes(o.op)));
+    const events = text.split('\n\n').slice(1).map((e) => {
+      const m = /^id: ([0-9a-z]+)\.([0-9a-z]+)\nevent: (data|patch)\ndata: (.*)$/.exec(e);
+      assert.ok(m, `not an event: ${e}`);
+      return { epoch: m[1], version: parseInt(m[2], 36), name: m[3], json: JSON.parse(m[4]) };
+    });
+    assert.ok(events.length >= 4, 'a data event and some patches');
+    // The document has the shape of the demo's: the same members, symbols and order fields.
+    const real = (await h.requestJson('GET', `${demo.base}/_demo/upstream.json`)).json;
+    let doc = events[0].json;
+    const keys = (o) => Object.keys(o).sort().join(',');
+    assert.equal(keys(doc), keys(real), 'members of the document');
+    assert.equal(keys(doc.prices), keys(real.prices), 'the symbols');
+    for (const o of doc.orders) assert.equal(keys(o), keys(real.orders[0]), 'fields of an order');
+    // Each patch applies to the document before it, one version and one second later; between
+    // them they show every kind of operation the demo is there to show.
+    const jsonpatch = createRequire(path.join(SRC, 'tests', 'oracle', 'package.json'))(
+      'fast-json-patch');
+    const kinds = new Set();
+    events.slice(1).forEach((e, i) => {
+      assert.equal(e.name, 'patch');
+      assert.equal(e.epoch, events[0].epoch);
+      assert.equal(e.version, events[0].version + i + 1);
+      assert.ok(e.json.length <= 5, 'a few operations');
+      e.json.forEach((o) => kinds.add(o.op));
+      doc = jsonpatch.applyPatch(doc, e.json, true, false).newDocument;
+      assert.equal(doc.tick, events[0].json.tick + i + 1);
+    });
+    assert.deepEqual([...kinds].sort(), ['add', 'move', 'remove', 'replace']);
   });
 
   await t.step('the browser snippet, in node with eventsource and fast-json-patch', async () => {

@@ -6,6 +6,10 @@
 #                    URLs 400, outside the prefixes 403, a name resolving to loopback refused at
 #                    connect (DNS rebinding) unless [allow] cidr, no ad-hoc redirects, named
 #                    upstreams trusted
+# ssrf_redirects     [allow] follow_redirects: every hop of an ad-hoc poller (/proxy and the
+#                    Streamdata.io form) passes url_prefix and the address policy; a refused hop
+#                    is an upstream-error and is never requested (relative, other host, other
+#                    port, other path, a chain of 3, max_redirects, forwarded headers)
 # auth               JWT HS256 / RS256 / ES256: header, query, cookie; expired, nbf, forged,
 #                    alg none, algorithm confusion, DER signatures, aud, iss: 401; scope: 403
 # headers            configured secrets never in events, errors, /metrics or logs; client
@@ -31,7 +35,7 @@ find_program(POLLCAST_NODE node)
 if(NOT POLLCAST_NODE)
   set(POLLCAST_NODE node)
 endif()
-foreach(t ssrf auth headers limits hostile_upstreams)
+foreach(t ssrf ssrf_redirects auth headers limits hostile_upstreams)
   pollcast_test(NAME security.${t} LABELS security TIMEOUT 300
                 COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/security/${t}.js @POLLCAST@)
 endforeach()

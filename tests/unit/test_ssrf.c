@@ -659,6 +659,45 @@ static void test_pool_policy(void)
     CHECK(strstr(c.error, "refused: address") == NULL);
 }
 
+static void test_url_policy(void)
+{
+    char *items[] = {"http://127.0.0.1:9911/api/", "http://10.1.2.3/"};
+    struct config_list list = {.items = items, .n = 2};
+    char err[256], why[160];
+    char **pre = ssrf_prefixes_new(&list, err, sizeof err);
+    REQUIRE(pre != NULL);
+    struct config_cidr lo;
+    cidr_of("127.0.0.0", 8, &lo);
+    struct config_cidr_list allow = {.items = &lo, .n = 1};
+    struct ssrf_rules rules = {.prefixes = (const char *const *)pre, .allow = &allow};
+    char *canon = NULL;
+    /* Inside the prefix: admitted in its canonical form. */
+    CHECK_INT(ssrf_upstream_url_policy(&rules, "HTTP://127.0.0.1:9911/api/./x/../y?q", &canon, why,
+                                       sizeof why),
+              0);
+    CHECK_STR(canon, "http://127.0.0.1:9911/api/y?q");
+    free(canon);
+    /* Outside: another path, host, port; the reason quotes nothing of the URL. */
+    const char *outside[] = {"http://127.0.0.1:9911/secret?key=s3cr3t",
+                             "http://localhost:9911/api/x", "http://127.0.0.1:9912/api/x",
+                             "http://127.0.0.1:9911/api/../secret"};
+    for (size_t i = 0; i < sizeof outside / sizeof outside[0]; i++) {
+        canon = (char *)"unset";
+        CHECK_INT(ssrf_upstream_url_policy(&rules, outside[i], &canon, why, sizeof why), -1);
+        CHECK(canon == NULL);
+        CHECK_STR(why, "the target matches no allow rule of this server");
+    }
+    CHECK_INT(
+        ssrf_upstream_url_policy(&rules, "ftp://127.0.0.1:9911/api/", &canon, why, sizeof why), -1);
+    CHECK_STR(why, "the target is not an acceptable http(s) URL");
+    /* An allowed prefix at a refused address literal: the address policy. */
+    CHECK_INT(ssrf_upstream_url_policy(&rules, "http://10.1.2.3/x", &canon, why, sizeof why), -1);
+    CHECK_STR(why, "address 10.1.2.3 is private");
+    /* No rules admit nothing. */
+    CHECK_INT(ssrf_upstream_url_policy(NULL, "http://10.1.2.3/x", &canon, why, sizeof why), -1);
+    ssrf_prefixes_free(pre);
+}
+
 int main(void)
 {
     RUN(test_normalize);
@@ -668,5 +707,6 @@ int main(void)
     RUN(test_cidr_exceptions);
     RUN(test_check_literal);
     RUN(test_pool_policy);
+    RUN(test_url_policy);
     return harness_report("test_ssrf");
 }
