@@ -6,6 +6,8 @@
 //
 //   node run.mjs SCENARIO [--subs N] [--secs S] [--hz H] [--upstreams U] [--change]
 //                         [--pollcast BIN] [--sseload BIN] [--rate CONN_PER_S] [--workers W]
+//                         [--bystanders K] [--max-header-bytes SIZE] [--gap S]
+//                         [--reconnect-rate CONN_PER_S]
 //
 // Scenarios:
 //   fanout         one upstream, a new version on every poll, interval 1s (1 KB patches)
@@ -13,9 +15,12 @@
 //   burst          upstream changes H times a second (default 20); pollcast polls at 100ms, its
 //                  floor; every client must converge on the final version
 //   pollers        U upstreams (default 1000) at 1s, one subscriber each; CPU and requests/tick
+//   reconnect      fanout; SECS/3 in, every client drops, stays away --gap S and reconnects
+//                  with Last-Event-ID at --reconnect-rate
 //   nchan-fanout   the same payloads published to nchan at 1/s
-//   nchan-idle     nchan, no messages
+//   nchan-idle     nchan, one message (every subscriber gets it on connecting)
 //   nchan-burst    published H times a second
+//   nchan-reconnect  the storm on nchan
 import { spawn, spawnSync } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';

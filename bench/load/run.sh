@@ -71,6 +71,12 @@ for rep in $(seq 1 "$reps"); do
   done
   run idle --subs 10000 --secs 20 >>"$out" || echo "run.sh: idle failed" >&2
   run nchan-idle --subs 10000 --secs 20 >>"$out" || echo "run.sh: nchan-idle failed" >&2
+  run idle --subs 10000 --secs 20 --max-header-bytes 1KiB >>"$out" || echo "run.sh: idle 1KiB failed" >&2
+  # Reconnect storm: all drop, come back with Last-Event-ID at once or after 3 s of changes.
+  for gap in 0 3; do
+    run reconnect --subs 10000 --secs 30 --gap "$gap" >>"$out" || echo "run.sh: reconnect failed" >&2
+    run nchan-reconnect --subs 10000 --secs 30 --gap "$gap" >>"$out" || echo "run.sh: nchan-reconnect failed" >&2
+  done
   run burst --subs 5000 --secs 30 --hz 20 >>"$out" || echo "run.sh: burst failed" >&2
   run nchan-burst --subs 5000 --secs 30 --hz 20 >>"$out" || echo "run.sh: nchan-burst failed" >&2
   # pollcast polls at most every 100 ms: nchan at the same delivered rate too.
@@ -80,5 +86,8 @@ for rep in $(seq 1 "$reps"); do
   run nchan-burst --subs 10000 --secs 30 --hz 10 >>"$out" || echo "run.sh: nchan-burst 10k failed" >&2
   run pollers --upstreams 1000 --secs 30 >>"$out" || echo "run.sh: pollers failed" >&2
   run pollers --upstreams 1000 --secs 30 --change >>"$out" || echo "run.sh: pollers --change failed" >&2
+  # The same beside 10,000 idle subscribers of another upstream (parked streams).
+  run pollers --upstreams 1000 --secs 30 --change --bystanders 10000 >>"$out" ||
+    echo "run.sh: pollers --bystanders failed" >&2
 done
 node "$here/summarize.mjs" "$out"

@@ -12,6 +12,7 @@
 # slow_subscriber    one client stops reading during 200 large changes: others on time, RSS bounded
 # many_subscribers   2,000 concurrent subscribers converge
 # shutdown           SIGTERM / SIGINT with 500 clients: clean ends, exit 0 within 5 s
+# syscalls           strace -c: events to parked streams cost a write each, no epoll_ctl each
 #
 # The ASan variant (binary name ending in -asan) scales the work down and stretches timing bounds
 # (POLLCAST_IT_SCALE, POLLCAST_IT_SLOW override both). Tests that load the machine or measure
@@ -20,7 +21,7 @@ find_program(POLLCAST_NODE node)
 if(NOT POLLCAST_NODE)
   set(POLLCAST_NODE node)
 endif()
-foreach(t convergence resume wire_contract config_errors)
+foreach(t convergence resume wire_contract config_errors syscalls)
   pollcast_test(NAME integration.${t} LABELS integration TIMEOUT 600
                 COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/integration/${t}.js @POLLCAST@)
 endforeach()
