@@ -7,9 +7,8 @@
 #   docker run --rm -p 8080:8080 -v $PWD/pollcast.ini:/etc/pollcast/pollcast.ini:ro pollcast
 #   docker run --rm -p 8080:8080 -e POLLCAST_UPSTREAM_PRICES_URL=https://api.example.com/prices pollcast
 #
-# scripts/docker-verify.sh runs these same steps in a debootstrap chroot, where no Docker daemon
-# is available; keep to the instructions it understands (FROM, ARG, WORKDIR, COPY, RUN, ENV,
-# USER, EXPOSE, HEALTHCHECK, ENTRYPOINT, CMD, STOPSIGNAL, LABEL).
+# scripts/docker-verify.sh builds this file with Debian's buildah where no Docker daemon runs (a
+# debian:bookworm-slim imported from a debootstrap root) and runs the image it gives.
 
 FROM debian:bookworm-slim AS build
 WORKDIR /src

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything pollcast needs on Debian bookworm. The one install path: .ci/run, the
-# README's commands and the Dockerfile's stages all call this script.
-#   scripts/install-deps.sh            build and test dependencies (what CI needs)
-#   scripts/install-deps.sh --build    only what building the daemon needs (Dockerfile)
+# README's commands and the Dockerfile's stages all call this script. It says what it does, phase
+# by phase, and shows apt's and npm's own output.
+#   scripts/install-deps.sh            build and test dependencies (.ci/run: the test toolchain)
+#   scripts/install-deps.sh --build    only what building and running the daemon need (the
+#                                      README's first command, the Dockerfile's build stage)
 #   scripts/install-deps.sh --runtime  only the shared libraries the daemon runs with
 set -euo pipefail
 
@@ -24,14 +26,11 @@ case $mode in
   --build) want=$build_pkgs ;;
   "")
     want=$build_pkgs
-    # Keep a node that is already installed (the browser test needs node 20); install Debian's
-    # otherwise.
     for p in $test_pkgs; do
-      case $p in
-        nodejs) command -v node >/dev/null 2>&1 || want="$want nodejs" ;;
-        npm) command -v npm >/dev/null 2>&1 || want="$want npm" ;;
-        *) want="$want $p" ;;
-      esac
+      # Debian's node 18 is enough for every test. A machine that has NodeSource's nodejs (it
+      # bundles npm and conflicts with Debian's npm package) keeps its npm.
+      if [ "$p" = npm ] && command -v npm >/dev/null 2>&1; then continue; fi
+      want="$want $p"
     done
     ;;
   *) echo "usage: install-deps.sh [--build | --runtime]" >&2; exit 2 ;;
@@ -41,16 +40,23 @@ missing=""
 for p in $want; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
+say() { echo "install-deps: $*"; }
 if [ -n "$missing" ]; then
-  echo "install-deps: installing$missing"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  say "$(echo $missing | wc -w) Debian packages to install:$missing"
+  say "apt-get update"
+  $sudo apt-get update -q
+  say "apt-get install (with what they depend on)"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends $missing
+else
+  say "the Debian packages ${mode:+for $mode }are installed"
 fi
 
 if [ -z "$mode" ]; then
   for dir in tests/oracle tests/browser; do
     if [ -f "$dir/package-lock.json" ]; then
-      (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+      say "npm ci in $dir (node $(node --version))"
+      (cd "$dir" && npm ci --no-audit --no-fund)
     fi
   done
 fi
+say "done"

@@ -96,7 +96,11 @@ h.run('ops.readme', async (t) => {
   await t.step('the two commands name what exists', async () => {
     const [b] = of('commands');
     assert.equal(b.body.length, 2);
-    assert.match(b.body[0], /scripts\/install-deps\.sh/);
+    // The first command installs only what building needs; .ci/run installs the test toolchain.
+    assert.match(b.body[0], /^bash scripts\/install-deps\.sh --build && /);
+    assert.equal(b.body[1], 'bash .ci/run');
+    assert.match(fs.readFileSync(path.join(SRC, '.ci', 'run'), 'utf8'),
+      /^bash scripts\/install-deps\.sh \|\| exit 1$/m);
     for (const f of ['scripts/install-deps.sh', '.ci/run']) {
       fs.accessSync(path.join(SRC, f), fs.constants.R_OK);
     }
