@@ -595,8 +595,7 @@ static enum MHD_Result route_stream(struct http_server *srv, struct MHD_Connecti
         goto out;
     for (size_t i = 0; i < spec.poll.nheaders && nlines < CONFIG_MAX_LIST_ITEMS; i++)
         lines[nlines++] = spec.poll.headers[i];
-    for (const char *const *f = st->forward_headers; f && *f && nfwd < CONFIG_MAX_LIST_ITEMS;
-         f++) {
+    for (const char *const *f = st->forward_headers; f && *f && nfwd < CONFIG_MAX_LIST_ITEMS; f++) {
         const char *v = NULL;
         size_t vlen = 0;
         if (MHD_lookup_connection_value_n(c, MHD_HEADER_KIND, *f, strlen(*f), &v, &vlen) !=
@@ -702,7 +701,8 @@ static enum MHD_Result route_proxy(struct http_server *srv, struct MHD_Connectio
         struct topic_spec spec = {.poll = srv->p.adhoc,
                                   .name = name ? name : "adhoc",
                                   .id_keys = srv->p.adhoc_id_keys,
-                                  .error_repeat_ms = srv->p.adhoc_error_repeat_ms};
+                                  .error_repeat_ms = srv->p.adhoc_error_repeat_ms,
+                                  .any_content_type = srv->p.adhoc_any_content_type};
         spec.poll.url = canon.data;
         spec.poll.adhoc = 1;
         enum hub_mode mode = HUB_MODE_PATCH;
@@ -908,6 +908,7 @@ static enum MHD_Result route_compat(struct http_server *srv, struct MHD_Connecti
                                   .name = name ? name : "compat",
                                   .id_keys = srv->p.adhoc_id_keys,
                                   .error_repeat_ms = srv->p.adhoc_error_repeat_ms,
+                                  .any_content_type = srv->p.adhoc_any_content_type,
                                   .compat = 1};
         spec.poll.url = canon.data;
         spec.poll.adhoc = 1;

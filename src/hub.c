@@ -65,6 +65,7 @@ struct topic {
     struct frame *error_frame; /* the last upstream-error event, for new subscribers */
     uint64_t error_repeat_ms;
     int compat;           /* Streamdata.io event names and shapes */
+    int any_content_type; /* bodies of any Content-Type are parsed */
     int retired;          /* no longer found by key; freed with its last subscriber */
     int rejected_pending; /* the poller's next POLL_FAILED reports a body the hub rejected */
     size_t max_values;    /* parse bound: a quarter of the body cap, at least 65536 */
@@ -546,8 +547,9 @@ static int topic_take_body(struct topic *t, struct poll_result *r)
         hub->stats.polls_unchanged++;
         return 0;
     }
-    if (!json_content_type(r->content_type)) {
-        snprintf(r->reject, sizeof(r->reject), "upstream content type %.80s is not JSON",
+    if (!t->any_content_type && !json_content_type(r->content_type)) {
+        snprintf(r->reject, sizeof(r->reject),
+                 "upstream content type %.80s is not JSON (see accept_any_content_type)",
                  r->content_type);
         hub->stats.polls_rejected++;
         t->rejected_pending = 1;
@@ -757,6 +759,7 @@ struct topic *hub_topic_get(struct hub *hub, const char *key, const struct topic
     hub->last_epoch = t->epoch;
     t->error_repeat_ms = spec->error_repeat_ms ? spec->error_repeat_ms : 30000;
     t->compat = spec->compat;
+    t->any_content_type = spec->any_content_type;
     size_t cap = spec->poll.max_body ? spec->poll.max_body : (size_t)8 << 20;
     t->max_values = cap / 4 > 65536 ? cap / 4 : 65536;
     t->key = strdup(key);

@@ -59,6 +59,8 @@ struct topic_spec {
     uint64_t error_repeat_ms;   /* upstream-error at most once per this while failing */
     int compat;                 /* Streamdata.io events: upstream trouble as "error" events
                                    {"cause","status","message"}, no upstream-recovered */
+    int any_content_type;       /* 1: a body of any Content-Type is taken when it parses as
+                                   JSON; 0: only JSON types (or none) */
 };
 
 /* The transport side of a subscriber. */

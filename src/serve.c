@@ -256,6 +256,7 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
         st->spec.poll.max_redirects = (long)u->max_redirects;
         st->spec.poll.tls_no_verify = !u->tls_verify;
         st->spec.poll.ca_file = u->ca_file;
+        st->spec.any_content_type = u->accept_any_content_type;
         if (strcmp(u->url, CONFIG_DEMO_URL) == 0)
             hp->demo = 1;
     }
@@ -281,6 +282,7 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
     hp->adhoc_min_interval_ms = a->min_interval_ms;
     hp->adhoc_max_interval_ms = a->max_interval_ms;
     hp->adhoc_error_repeat_ms = a->error_repeat_ms;
+    hp->adhoc_any_content_type = a->accept_any_content_type;
     hp->adhoc_id_keys = w->adhoc_ids;
     hp->adhoc_forward_headers = w->forward;
     hp->max_connections = (unsigned)s->max_connections;

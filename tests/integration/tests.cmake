@@ -9,6 +9,8 @@
 # upstream_failures  500, 429 + Retry-After, invalid JSON, body cap, timeout, 304: events, backoff
 # wire_contract      headers, retry:, ids, statuses, CORS, health, snapshot mode, shared pollers
 # config_errors      FILE:LINE: message and exit 2 for each kind of error
+# content_types      text/plain, application/octet-stream refused by default, taken with
+#                    accept_any_content_type (named and [allow]); non-JSON refused either way
 # slow_subscriber    one client stops reading during 200 large changes: others on time, RSS bounded
 # many_subscribers   2,000 concurrent subscribers converge
 # shutdown           SIGTERM / SIGINT with 500 clients: clean ends, exit 0 within 5 s
@@ -20,7 +22,7 @@ find_program(POLLCAST_NODE node)
 if(NOT POLLCAST_NODE)
   set(POLLCAST_NODE node)
 endif()
-foreach(t convergence resume wire_contract config_errors)
+foreach(t convergence resume wire_contract config_errors content_types)
   pollcast_test(NAME integration.${t} LABELS integration TIMEOUT 600
                 COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/integration/${t}.js @POLLCAST@)
 endforeach()
