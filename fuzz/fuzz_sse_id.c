@@ -1,13 +1,11 @@
 /* Fuzzes the SSE event ids (hub_format_id / hub_parse_id), which come back from clients as
  * Last-Event-ID: any text that parses must format and parse back to the same pair, and every
- * pair in the range ids cover (values below 36^12) must survive the round trip. */
+ * pair of 64-bit values (epochs carry random bits, up to 13 base-36 digits) must survive the
+ * round trip. */
 #include <string.h>
 
 #include "fuzz.h"
 #include "hub.h"
-
-/* 36^12: the largest count of base-36 digits hub_parse_id reads is 12. */
-#define ID_RANGE 4738381338321616896ull
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -21,8 +19,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size >= 16) {
         memcpy(&e, data, 8);
         memcpy(&s, data + 8, 8);
-        e %= ID_RANGE;
-        s %= ID_RANGE;
         size_t n = hub_format_id(id, e, s);
         FUZZ_ASSERT(n == strlen(id) && n < 32);
         FUZZ_ASSERT(hub_parse_id(id, &e2, &s2) == 0 && e2 == e && s2 == s);

@@ -251,6 +251,10 @@ static const struct key keys[] = {
     {UPS("ca_file", T_PATH, ca_file), .example = "/etc/pollcast/upstream-ca.pem",
      .help = "PEM file of the certificate authorities to trust for this upstream, instead of "
              "the system's."},
+    {UPS("accept_any_content_type", T_BOOL, accept_any_content_type), .def = "false",
+     .help = "Accept a body of any Content-Type (text/plain, application/octet-stream, ...) "
+             "when it parses as JSON. Off: only application/json, text/json, *+json or no "
+             "Content-Type are accepted, and other types are an upstream-error."},
 
     /* [allow] */
     {ALW("url_prefix", T_PREFIXES, url_prefix), .example = "https://api.example.com/",
@@ -304,6 +308,9 @@ static const struct key keys[] = {
     {ALW("ca_file", T_PATH, ca_file), .example = "/etc/pollcast/upstream-ca.pem",
      .help = "PEM file of the certificate authorities to trust for ad-hoc upstreams, instead of "
              "the system's."},
+    {ALW("accept_any_content_type", T_BOOL, accept_any_content_type), .def = "false",
+     .help = "Accept a body of any Content-Type from ad-hoc upstreams when it parses as JSON. "
+             "Off: only application/json, text/json, *+json or no Content-Type."},
 
     /* [auth] */
     {AUT("algorithm", T_ENUM, algorithm), .choices = algorithms, .example = "HS256",

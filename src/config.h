@@ -117,8 +117,9 @@ struct config_upstream {
     bool follow_redirects;
     uint64_t max_redirects;
     bool tls_verify;
-    char *ca_file; /* NULL: the system's CA store */
-    int line;      /* of the section header; -1 made by the environment */
+    char *ca_file;                /* NULL: the system's CA store */
+    bool accept_any_content_type; /* any Content-Type whose body parses as JSON */
+    int line;                     /* of the section header; -1 made by the environment */
     struct config_origin origin;
 };
 
@@ -142,6 +143,7 @@ struct config_allow {
     uint64_t backoff_max_ms;
     bool tls_verify;
     char *ca_file;
+    bool accept_any_content_type;
     struct config_origin origin;
 };
 

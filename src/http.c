@@ -749,7 +749,8 @@ static enum MHD_Result route_proxy(struct http_server *srv, struct MHD_Connectio
         struct topic_spec spec = {.poll = srv->p.adhoc,
                                   .name = name ? name : "adhoc",
                                   .id_keys = srv->p.adhoc_id_keys,
-                                  .error_repeat_ms = srv->p.adhoc_error_repeat_ms};
+                                  .error_repeat_ms = srv->p.adhoc_error_repeat_ms,
+                                  .any_content_type = srv->p.adhoc_any_content_type};
         spec.poll.url = canon.data;
         spec.poll.adhoc = 1;
         enum hub_mode mode = HUB_MODE_PATCH;
@@ -955,6 +956,7 @@ static enum MHD_Result route_compat(struct http_server *srv, struct MHD_Connecti
                                   .name = name ? name : "compat",
                                   .id_keys = srv->p.adhoc_id_keys,
                                   .error_repeat_ms = srv->p.adhoc_error_repeat_ms,
+                                  .any_content_type = srv->p.adhoc_any_content_type,
                                   .compat = 1};
         spec.poll.url = canon.data;
         spec.poll.adhoc = 1;

@@ -22,7 +22,7 @@ struct http_stream {
     struct topic_spec spec;   /* spec.poll.interval_ms is the default interval */
     uint64_t min_interval_ms; /* ?interval= is clamped to [min, max] */
     uint64_t max_interval_ms;
-    enum hub_mode mode; /* default mode */
+    enum hub_mode mode;                 /* default mode */
     const char *const *forward_headers; /* client header names passed upstream; NULL: none */
 };
 
@@ -40,6 +40,7 @@ struct http_params {
     struct poller_spec adhoc; /* interval, limits for ad-hoc upstreams (url unused) */
     uint64_t adhoc_min_interval_ms, adhoc_max_interval_ms;
     uint64_t adhoc_error_repeat_ms;
+    int adhoc_any_content_type; /* [allow] accept_any_content_type */
     const char *const *adhoc_id_keys;
     const char *const *adhoc_forward_headers; /* NULL-terminated header names a Streamdata.io
                                                  client may send upstream (X-Sd-Header) */

@@ -4,10 +4,14 @@
 #include "hub.h"
 
 #include <cjson/cJSON.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "json/diff.h"
@@ -65,6 +69,7 @@ struct topic {
     struct frame *error_frame; /* the last upstream-error event, for new subscribers */
     uint64_t error_repeat_ms;
     int compat;           /* Streamdata.io event names and shapes */
+    int any_content_type; /* bodies of any Content-Type are parsed */
     int retired;          /* no longer found by key; freed with its last subscriber */
     int rejected_pending; /* the poller's next POLL_FAILED reports a body the hub rejected */
     size_t max_values;    /* parse bound: a quarter of the body cap, at least 65536 */
@@ -149,17 +154,59 @@ size_t hub_format_id(char *dst, uint64_t epoch, uint64_t seq)
 
 static int parse_b36(const char *s, size_t n, uint64_t *out)
 {
-    if (n == 0 || n > 12)
+    if (n == 0 || n > 13)
         return -1;
     uint64_t v = 0;
     for (size_t i = 0; i < n; i++) {
         const char *p = memchr(b36, s[i], 36);
         if (p == NULL || s[i] == '\0')
             return -1;
-        v = v * 36 + (uint64_t)(p - b36);
+        uint64_t d = (uint64_t)(p - b36);
+        if (v > (UINT64_MAX - d) / 36)
+            return -1; /* 13 digits can exceed 64 bits */
+        v = v * 36 + d;
     }
     *out = v;
     return 0;
+}
+
+/* Fills dst with n random bytes: getrandom, else OpenSSL's generator, else (neither working, a
+ * broken system) bytes of the pid and the clocks, which still differ between processes. */
+static void random_bytes(void *dst, size_t n)
+{
+    if (getrandom(dst, n, GRND_NONBLOCK) == (ssize_t)n)
+        return;
+    if (n <= INT32_MAX && RAND_bytes(dst, (int)n) == 1)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t x = ((uint64_t)getpid() << 32) ^ (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        ((unsigned char *)dst)[i] = (unsigned char)x;
+    }
+}
+
+uint64_t hub_epoch_next(uint64_t now_ms, uint64_t last)
+{
+    uint32_t r;
+    random_bytes(&r, sizeof(r));
+    uint64_t ms = now_ms > HUB_EPOCH_BASE_MS ? now_ms - HUB_EPOCH_BASE_MS : 0;
+    /* 41 bits of milliseconds last until 2094; keep the time from spilling over the top. */
+    ms &= (UINT64_C(1) << (64 - HUB_EPOCH_RANDOM_BITS)) - 1;
+    uint64_t epoch =
+        ms << HUB_EPOCH_RANDOM_BITS | (r & ((UINT32_C(1) << HUB_EPOCH_RANDOM_BITS) - 1));
+    if (epoch <= last)
+        epoch = last + 1 + (r >> 16);
+    return epoch;
+}
+
+static uint64_t epoch_from_wall_clock(void *arg, uint64_t last)
+{
+    (void)arg;
+    return hub_epoch_next(loop_wall_ms(), last);
 }
 
 int hub_parse_id(const char *id, uint64_t *epoch, uint64_t *seq)
@@ -546,8 +593,9 @@ static int topic_take_body(struct topic *t, struct poll_result *r)
         hub->stats.polls_unchanged++;
         return 0;
     }
-    if (!json_content_type(r->content_type)) {
-        snprintf(r->reject, sizeof(r->reject), "upstream content type %.80s is not JSON",
+    if (!t->any_content_type && !json_content_type(r->content_type)) {
+        snprintf(r->reject, sizeof(r->reject),
+                 "upstream content type %.80s is not JSON (see accept_any_content_type)",
                  r->content_type);
         hub->stats.polls_rejected++;
         t->rejected_pending = 1;
@@ -752,11 +800,16 @@ struct topic *hub_topic_get(struct hub *hub, const char *key, const struct topic
         return NULL;
     t->hub = hub;
     buf_init(&t->diff_out, 0);
-    uint64_t now = loop_wall_ms();
-    t->epoch = now > hub->last_epoch ? now : hub->last_epoch + 1;
+    /* The one place a topic's epoch comes from (see hub_epoch_source). */
+    t->epoch = hub->params.epoch_source
+                   ? hub->params.epoch_source(hub->params.epoch_arg, hub->last_epoch)
+                   : epoch_from_wall_clock(NULL, hub->last_epoch);
+    if (t->epoch <= hub->last_epoch)
+        t->epoch = hub->last_epoch + 1; /* a source that breaks its promise */
     hub->last_epoch = t->epoch;
     t->error_repeat_ms = spec->error_repeat_ms ? spec->error_repeat_ms : 30000;
     t->compat = spec->compat;
+    t->any_content_type = spec->any_content_type;
     size_t cap = spec->poll.max_body ? spec->poll.max_body : (size_t)8 << 20;
     t->max_values = cap / 4 > 65536 ? cap / 4 : 65536;
     t->key = strdup(key);

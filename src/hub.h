@@ -37,6 +37,12 @@ enum hub_mode {
     HUB_MODE_SNAPSHOT, /* a data event on every change */
 };
 
+/* A source of topic epochs: returns a new epoch greater than last (the hub's previous epoch, 0
+ * before the first), unique across the instances that may serve the same topic. The default is
+ * hub_epoch_next on the wall clock; tests inject a fixed clock, and a cluster may take epochs
+ * from a shared store. Must not fail. */
+typedef uint64_t (*hub_epoch_source)(void *arg, uint64_t last);
+
 struct hub_params {
     size_t history_events;  /* patch events kept for resume, per topic */
     size_t history_bytes;   /* and their bytes at most */
@@ -46,8 +52,10 @@ struct hub_params {
     uint64_t keepalive_ms;  /* comment line when a subscriber had nothing for this long */
     uint64_t retry_ms;      /* retry: field, plus a random 0..retry_jitter_ms */
     uint64_t retry_jitter_ms;
-    uint64_t history_age_ms; /* patch events older than this leave the history; 0: no limit */
-    size_t max_topics;       /* topics (pollers) at most; 0: no limit */
+    uint64_t history_age_ms;       /* patch events older than this leave the history; 0: no limit */
+    size_t max_topics;             /* topics (pollers) at most; 0: no limit */
+    hub_epoch_source epoch_source; /* NULL: hub_epoch_next(wall clock, last) */
+    void *epoch_arg;
 };
 
 /* What a topic polls and how its patches are computed. Copied by hub_topic_get. */
@@ -59,6 +67,8 @@ struct topic_spec {
     uint64_t error_repeat_ms;   /* upstream-error at most once per this while failing */
     int compat;                 /* Streamdata.io events: upstream trouble as "error" events
                                    {"cause","status","message"}, no upstream-recovered */
+    int any_content_type;       /* 1: a body of any Content-Type is taken when it parses as
+                                   JSON; 0: only JSON types (or none) */
 };
 
 /* The transport side of a subscriber. */
@@ -142,6 +152,19 @@ int topic_ready(const struct topic *topic);
 
 /* The hub's counters, live. */
 const struct hub_stats *hub_stats(const struct hub *hub);
+
+/* Random bits under the time in an epoch made by hub_epoch_next. */
+#define HUB_EPOCH_RANDOM_BITS 22
+/* Where the time in an epoch counts from: 2025-01-01T00:00:00Z, in Unix milliseconds. */
+#define HUB_EPOCH_BASE_MS 1735689600000ull
+
+/* Makes a topic epoch: the milliseconds of now_ms since HUB_EPOCH_BASE_MS (0 before it) above
+ * HUB_EPOCH_RANDOM_BITS random bits (getrandom, else OpenSSL's RAND_bytes), so that instances
+ * that create the same topic in the same millisecond (several nodes behind a load balancer)
+ * hand out different ids: two such instances collide with a chance of 1 in 4 million. When that
+ * is not above last, returns last plus a random step of 1 to 65536 instead, so epochs increase
+ * within a process. The result fits 12 base36 digits until 2060 and 13 after. Cannot fail. */
+uint64_t hub_epoch_next(uint64_t now_ms, uint64_t last);
 
 /* Writes an SSE event id for (epoch, seq) into dst (at least 32 bytes); returns its length.
  * Ids are "<epoch base36>.<seq base36>": short, [0-9a-z.] only, increasing per topic. */

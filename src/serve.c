@@ -55,8 +55,30 @@ struct daemon {
     struct wiring w;
     struct http_params hp;
     struct ssrf_rules rules; /* what every redirect hop of an ad-hoc poller is admitted by */
+    uint64_t test_clock_ms;  /* POLLCAST_TEST_EPOCH_CLOCK_MS, 0: unset */
     uint64_t reloads_ok, reloads_failed;
 };
+
+/* A hub_epoch_source for tests: epochs made at the fixed wall-clock time *arg, as by
+ * instances started in the same millisecond. */
+static uint64_t epoch_at_fixed_clock(void *arg, uint64_t last)
+{
+    return hub_epoch_next(*(const uint64_t *)arg, last);
+}
+
+/* Reads POLLCAST_TEST_EPOCH_CLOCK_MS, a hook for tests only (not documented for operators):
+ * Unix milliseconds at which every topic epoch is made. Returns them, or 0 when unset or not
+ * a number. */
+static uint64_t test_epoch_clock(void)
+{
+    const char *v = getenv("POLLCAST_TEST_EPOCH_CLOCK_MS");
+    if (v == NULL || *v < '0' || *v > '9')
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long ms = strtoull(v, &end, 10);
+    return errno == 0 && *end == '\0' ? (uint64_t)ms : 0;
+}
 
 /* Points the HTTP front and the pool's policies at d's config, which lives as long as they do:
  * [allow] cidr for addresses, url_prefix and cidr for ad-hoc redirect hops. */
@@ -256,6 +278,7 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
         st->spec.poll.max_redirects = (long)u->max_redirects;
         st->spec.poll.tls_no_verify = !u->tls_verify;
         st->spec.poll.ca_file = u->ca_file;
+        st->spec.any_content_type = u->accept_any_content_type;
         if (strcmp(u->url, CONFIG_DEMO_URL) == 0)
             hp->demo = 1;
     }
@@ -281,6 +304,7 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
     hp->adhoc_min_interval_ms = a->min_interval_ms;
     hp->adhoc_max_interval_ms = a->max_interval_ms;
     hp->adhoc_error_repeat_ms = a->error_repeat_ms;
+    hp->adhoc_any_content_type = a->accept_any_content_type;
     hp->adhoc_id_keys = w->adhoc_ids;
     hp->adhoc_forward_headers = w->forward;
     hp->max_connections = (unsigned)s->max_connections;
@@ -527,6 +551,11 @@ int cli_serve(int argc, char **argv)
         fprintf(stderr, "pollcast: %s\n", err);
         rc = 2;
         goto out;
+    }
+    d.test_clock_ms = test_epoch_clock();
+    if (d.test_clock_ms) {
+        hubp.epoch_source = epoch_at_fixed_clock;
+        hubp.epoch_arg = &d.test_clock_ms;
     }
     d.sigfd = setup_signals();
     d.loop = loop_new();

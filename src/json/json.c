@@ -117,12 +117,12 @@ uint32_t json_hash_key(const char *key, size_t klen)
     return (uint32_t)(h ^ (h >> 32));
 }
 
-#define HASH_NULL 0x6e756c6c6e756c6cull
-#define HASH_FALSE 0x66616c7365000001ull
-#define HASH_TRUE 0x7472756500000002ull
+#define HASH_NULL   0x6e756c6c6e756c6cull
+#define HASH_FALSE  0x66616c7365000001ull
+#define HASH_TRUE   0x7472756500000002ull
 #define SEED_NUMBER 0x6e756dull
 #define SEED_STRING 0x737472ull
-#define SEED_ARRAY 0x617272ull
+#define SEED_ARRAY  0x617272ull
 #define SEED_OBJECT 0x6f626aull
 
 const char *json_type_name(int type)
@@ -156,7 +156,7 @@ struct parser {
     size_t nmembers, members_cap;
     unsigned depth, max_depth;
     size_t values, max_values;
-    struct buf scratch; /* decoding escaped keys */
+    struct buf scratch; /* decoding escaped keys and strings (for their hashes) */
     struct json_error *err;
     int failed;
 };
@@ -244,8 +244,7 @@ static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
         return 3;
     }
     if (c >= 0xF0 && c <= 0xF4) {
-        if (avail < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 ||
-            (p[3] & 0xC0) != 0x80)
+        if (avail < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80)
             return 0;
         if (c == 0xF0 && p[1] < 0x90)
             return 0;
@@ -318,9 +317,9 @@ static int scan_string(struct parser *ps, int *escaped)
     }
 }
 
-static void put_utf8(struct buf *out, unsigned cp)
+/* Writes the UTF-8 (for a lone surrogate, WTF-8) bytes of cp into b; returns how many. */
+static size_t utf8_encode(unsigned cp, char b[4])
 {
-    char b[4];
     size_t n;
     if (cp < 0x80) {
         b[0] = (char)cp;
@@ -341,7 +340,13 @@ static void put_utf8(struct buf *out, unsigned cp)
         b[3] = (char)(0x80 | (cp & 0x3F));
         n = 4;
     }
-    buf_append(out, b, n);
+    return n;
+}
+
+static void put_utf8(struct buf *out, unsigned cp)
+{
+    char b[4];
+    buf_append(out, b, utf8_encode(cp, b));
 }
 
 static unsigned hex4(const char *p)
@@ -414,6 +419,74 @@ int json_string_decode(const struct json_node *n, struct buf *out)
     if (!(n->flags & JSON_ESCAPED))
         return buf_append(out, n->text + 1, n->len - 2);
     return json_unescape(n->text + 1, n->len - 2, out);
+}
+
+/* Reads the decoded bytes of a validated string body one at a time, as json_unescape writes
+ * them, without allocating: for comparing strings whose escapes differ. */
+struct str_decoder {
+    const char *p, *end;
+    char pend[4]; /* the rest of a multi-byte character from a \u escape */
+    unsigned npend, ipend;
+};
+
+/* Returns the next decoded byte (0..255), or -1 at the end. */
+static int decoder_next(struct str_decoder *d)
+{
+    if (d->ipend < d->npend)
+        return (unsigned char)d->pend[d->ipend++];
+    if (d->p >= d->end)
+        return -1;
+    unsigned char c = (unsigned char)*d->p++;
+    if (c != '\\' || d->p >= d->end)
+        return c;
+    char e = *d->p++;
+    switch (e) {
+    case 'b':
+        return '\b';
+    case 'f':
+        return '\f';
+    case 'n':
+        return '\n';
+    case 'r':
+        return '\r';
+    case 't':
+        return '\t';
+    case 'u': {
+        if (d->end - d->p < 4)
+            return -1;
+        unsigned cp = hex4(d->p);
+        d->p += 4;
+        if (cp >= 0xD800 && cp <= 0xDBFF && d->end - d->p >= 6 && d->p[0] == '\\' &&
+            d->p[1] == 'u') {
+            unsigned lo = hex4(d->p + 2);
+            if (lo >= 0xDC00 && lo <= 0xDFFF) {
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                d->p += 6;
+            }
+        }
+        d->npend = (unsigned)utf8_encode(cp, d->pend);
+        d->ipend = 1;
+        return (unsigned char)d->pend[0];
+    }
+    default:
+        return (unsigned char)e; /* '"', '\\', '/' */
+    }
+}
+
+/* True when two string nodes decode to the same bytes. */
+static int strings_equal(const struct json_node *a, const struct json_node *b)
+{
+    if (!(a->flags & JSON_ESCAPED) && !(b->flags & JSON_ESCAPED))
+        return a->len == b->len && memcmp(a->text, b->text, a->len) == 0;
+    struct str_decoder da = {a->text + 1, a->text + a->len - 1, {0}, 0, 0};
+    struct str_decoder db = {b->text + 1, b->text + b->len - 1, {0}, 0, 0};
+    for (;;) {
+        int x = decoder_next(&da), y = decoder_next(&db);
+        if (x != y)
+            return 0;
+        if (x < 0)
+            return 1;
+    }
 }
 
 static struct json_node *parse_value(struct parser *ps);
@@ -782,7 +855,18 @@ static struct json_node *parse_value(struct parser *ps)
             return NULL;
         n->len = n->size = (uint32_t)(ps->p - s);
         n->flags = JSON_COMPACT | (escaped ? JSON_ESCAPED : 0);
-        n->hash = json_hash_bytes(s, n->len, SEED_STRING);
+        /* The hash is of the decoded bytes, so that "\u00e9" and "é" (equal values, see
+         * json_equal) hash alike; the text stays as written. */
+        if (!escaped) {
+            n->hash = json_hash_bytes(s + 1, n->len - 2, SEED_STRING);
+        } else {
+            ps->scratch.len = 0;
+            if (json_unescape((const char *)s + 1, n->len - 2, &ps->scratch) != 0) {
+                fail(ps, s, "out of memory");
+                return NULL;
+            }
+            n->hash = json_hash_bytes(ps->scratch.data, ps->scratch.len, SEED_STRING);
+        }
         return n;
     }
     case 't':
@@ -941,8 +1025,11 @@ int json_equal(const struct json_node *a, const struct json_node *b)
     case JSON_TRUE:
     case JSON_FALSE:
         return 1;
+    case JSON_STRING:
+        /* Strings are equal when their decoded bytes are: escapes may differ. */
+        return strings_equal(a, b);
     default:
-        /* Scalars are equal only when their text is, compared above. */
+        /* Numbers are equal only when their text is, compared above. */
         return 0;
     }
 }

@@ -29,13 +29,14 @@ struct json_member;
 
 /* One value. Nodes are immutable once parsed and live as long as their document. */
 struct json_node {
-    uint64_t hash;    /* subtree hash: equal values have equal hashes (objects ignore order) */
-    const char *text; /* the value as written in the source (strings include their quotes) */
-    uint32_t len;     /* bytes of text */
-    uint32_t size;    /* bytes of the compact serialization (json_write output) */
-    uint32_t count;   /* elements of an array, members of an object, 0 otherwise */
-    uint8_t type;     /* enum json_type */
-    uint8_t flags;    /* enum json_node_flags */
+    uint64_t hash;      /* subtree hash: equal values (json_equal) have equal hashes (objects ignore
+                           order, strings are hashed decoded) */
+    const char *text;   /* the value as written in the source (strings include their quotes) */
+    uint32_t len;       /* bytes of text */
+    uint32_t size;      /* bytes of the compact serialization (json_write output) */
+    uint32_t count;     /* elements of an array, members of an object, 0 otherwise */
+    uint8_t type;       /* enum json_type */
+    uint8_t flags;      /* enum json_node_flags */
     uint8_t index_bits; /* objects: log2 of the key index's slot count, 0 without an index */
     union {
         struct json_node **items;    /* JSON_ARRAY: count elements */
@@ -63,8 +64,8 @@ struct json_doc {
 };
 
 struct json_error {
-    size_t offset;  /* byte offset in the input where parsing stopped */
-    char msg[128];  /* "expected ':' after object key", ... */
+    size_t offset; /* byte offset in the input where parsing stopped */
+    char msg[128]; /* "expected ':' after object key", ... */
 };
 
 /* Parse limits. A zeroed struct, or NULL, means the defaults below. */
@@ -75,7 +76,7 @@ struct json_parse_opts {
 };
 
 #define JSON_DEFAULT_MAX_DEPTH 1000
-#define JSON_MAX_INPUT 0xFFFFFFF0u /* node offsets and sizes are 32-bit */
+#define JSON_MAX_INPUT         0xFFFFFFF0u /* node offsets and sizes are 32-bit */
 
 /* Parses RFC 8259 JSON (one value, optional surrounding whitespace, an optional UTF-8 BOM is
  * skipped) with strict grammar and UTF-8 validation. Duplicate object keys: the last value wins,
@@ -100,8 +101,10 @@ const struct json_node *json_object_get(const struct json_node *obj, const char 
 /* Returns the position of the member named key in obj->u.members, or -1. */
 long json_object_find(const struct json_node *obj, const char *key, size_t klen);
 
-/* Returns 1 when a and b hold the same value, 0 otherwise. Scalars compare by their text (so
- * 1.0 and 1 differ, as do "\u0041" and "A"); objects ignore member order. */
+/* Returns 1 when a and b hold the same value, 0 otherwise. Strings compare by their decoded
+ * bytes (so "\u00e9" and "é", "\/" and "/" are equal), numbers by their text (so 1.0 and 1
+ * differ); objects ignore member order, as keys compare decoded too. Equal values have equal
+ * hashes. Cannot fail. */
 int json_equal(const struct json_node *a, const struct json_node *b);
 
 /* Appends the compact serialization of n (n->size bytes, scalars exactly as written).

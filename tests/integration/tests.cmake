@@ -6,9 +6,13 @@
 #
 # convergence        50 eventsource subscribers, 50 varied changes, one upstream request per tick
 # resume             Last-Event-ID / ?lastEventId= inside and outside the history, malformed ids
+# resume_instances   3 instances make epochs in the same millisecond (fixed clock): ids differ; a
+#                    client moving between instances with its Last-Event-ID gets data, no patch
 # upstream_failures  500, 429 + Retry-After, invalid JSON, body cap, timeout, 304: events, backoff
 # wire_contract      headers, retry:, ids, statuses, CORS, health, snapshot mode, shared pollers
 # config_errors      FILE:LINE: message and exit 2 for each kind of error
+# content_types      text/plain, application/octet-stream refused by default, taken with
+#                    accept_any_content_type (named and [allow]); non-JSON refused either way
 # slow_subscriber    one client stops reading during 200 large changes: others on time, RSS bounded
 # many_subscribers   2,000 concurrent subscribers converge
 # shutdown           SIGTERM / SIGINT with 500 clients: clean ends, exit 0 within 5 s
@@ -21,7 +25,11 @@ find_program(POLLCAST_NODE node)
 if(NOT POLLCAST_NODE)
   set(POLLCAST_NODE node)
 endif()
+<<<<<<< HEAD
 foreach(t convergence resume wire_contract config_errors syscalls)
+=======
+foreach(t convergence resume resume_instances wire_contract config_errors content_types)
+>>>>>>> sec-a
   pollcast_test(NAME integration.${t} LABELS integration TIMEOUT 600
                 COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/integration/${t}.js @POLLCAST@)
 endforeach()

@@ -49,9 +49,9 @@ L.run('security.hostile_upstreams', async (t) => {
     huge_string: { body: { text: `{"s":"${'x'.repeat(2 * 1024 * 1024)}"}` }, config: { max_body: '1MiB' },
       detail: /^upstream body over 1048576 bytes$/ },
     html: { body: { text: '<html><body>{"not":"json"}</body></html>', contentType: 'text/html' },
-      detail: /^upstream content type text\/html is not JSON$/ },
+      detail: /^upstream content type text\/html is not JSON \(see accept_any_content_type\)$/ },
     html_json_body: { body: { text: '{"looks":"like json"}', contentType: 'text/html; charset=utf-8' },
-      detail: /^upstream content type text\/html; charset=utf-8 is not JSON$/ },
+      detail: /^upstream content type text\/html; charset=utf-8 is not JSON \(see accept_any_content_type\)$/ },
     truncated: { mode: ['invalid', {}], detail: /^upstream sent invalid JSON at byte \d+/ },
     garbage: { body: { text: '\u0000\u0001binary\u0002' }, detail: /^upstream sent invalid JSON/ },
   };

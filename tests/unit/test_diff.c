@@ -289,6 +289,36 @@ static void test_escaping(void)
               "[{\"op\":\"replace\",\"path\":\"/\xC3\xA9\",\"value\":0}]");
 }
 
+/* Issue 10, bug 3: strings are equal when their decoded values are, whatever the escapes; a
+ * value that did change goes out as the upstream wrote it. */
+static void test_string_escapes(void)
+{
+    CHECK_STR(diff("{\"s\":\"\\u00e9t\\u00e9\",\"k\":" L1 "}",
+                   "{\"s\":\"\xC3\xA9t\xC3\xA9\",\"k\":" L1 "}"),
+              "[]");
+    CHECK_STR(
+        diff("{\"u\":\"http:\\/\\/x\\/y\",\"k\":" L1 "}", "{\"u\":\"http://x/y\",\"k\":" L1 "}"),
+        "[]");
+    CHECK_STR(diff("[\"\\ud83d\\ude00\"]", "[\"\xF0\x9F\x98\x80\"]"), "[]");
+    /* A real change: the new value's text as written, escapes kept. */
+    CHECK_STR(diff("{\"s\":\"\xC3\xA9\",\"k\":" L1 "}", "{\"s\":\"\\u00e8\\/\",\"k\":" L1 "}"),
+              "[{\"op\":\"replace\",\"path\":\"/s\",\"value\":\"\\u00e8\\/\"}]");
+    /* Move detection and array matching see through escapes (subtree hashes are decoded). */
+    CHECK_STR(diff("[" L1 ",\"lorem ipsum dolor sit amet, consectetur \\u00e9lit, two\"," L3 "]",
+                   "[\"lorem ipsum dolor sit amet, consectetur \xC3\xA9lit, two\"," L3 "," L1 "]"),
+              "[{\"op\":\"move\",\"from\":\"/0\",\"path\":\"/2\"}]");
+    CHECK_STR(diff("{\"a\":{\"x\":\"\\/\\/"
+                   "long enough to be moved, not copied\"},\"b\":1}",
+                   "{\"c\":{\"x\":\"//"
+                   "long enough to be moved, not copied\"},\"b\":1}"),
+              "[{\"op\":\"move\",\"from\":\"/a\",\"path\":\"/c\"}]");
+    /* Identity matching: an id written with escapes is the same id. */
+    CHECK_STR(diff("[{\"id\":\"\\u0041\",\"v\":" L1 "},{\"id\":\"B\",\"v\":" L2 "}]",
+                   "[{\"id\":\"B\",\"v\":" L2 "},{\"id\":\"A\",\"v\":" L3 "}]"),
+              "[{\"op\":\"move\",\"from\":\"/1\",\"path\":\"/0\"},"
+              "{\"op\":\"replace\",\"path\":\"/1/v\",\"value\":" L3 "}]");
+}
+
 static void test_fidelity(void)
 {
     CHECK_STR(
@@ -992,6 +1022,7 @@ int main(void)
     RUN(test_replace_if_smaller);
     RUN(test_empty_containers);
     RUN(test_escaping);
+    RUN(test_string_escapes);
     RUN(test_fidelity);
     RUN(test_output_buffer);
     RUN(test_deep_nesting);

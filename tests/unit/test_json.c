@@ -46,6 +46,51 @@ static void test_strings_keep_their_text(void)
     json_doc_free(d);
 }
 
+/* Equal when both parse and json_equal says so; the hashes must agree with json_equal. */
+static int str_equal(const char *x, const char *y)
+{
+    struct json_doc *a = parse(x), *b = parse(y);
+    int eq = -1;
+    if (a && b) {
+        eq = json_equal(a->root, b->root);
+        if (eq != json_equal(b->root, a->root))
+            eq = -2;
+        if (eq == 1 && a->root->hash != b->root->hash)
+            eq = -3;
+    }
+    json_doc_free(a);
+    json_doc_free(b);
+    return eq;
+}
+
+static void test_strings_equal_decoded(void)
+{
+    /* Escapes that decode to the same bytes: the same string. */
+    CHECK_INT(str_equal("\"\\u00e9\"", "\"\xC3\xA9\""), 1);
+    CHECK_INT(str_equal("\"\\u00E9t\\u00e9\"", "\"\xC3\xA9t\xC3\xA9\""), 1);
+    CHECK_INT(str_equal("\"a\\/b\"", "\"a/b\""), 1);
+    CHECK_INT(str_equal("\"\\u0041\"", "\"A\""), 1);
+    CHECK_INT(str_equal("\"\\n\\t\\\"\\\\\"", "\"\\u000a\\u0009\\u0022\\u005c\""), 1);
+    CHECK_INT(str_equal("\"\\ud83d\\ude00\"", "\"\xF0\x9F\x98\x80\""), 1);
+    CHECK_INT(str_equal("\"\\u20ac1\"", "\"\xE2\x82\xAC\\u0031\""), 1);
+    CHECK_INT(str_equal("\"\\ud800\"", "\"\\uD800\""), 1); /* a lone surrogate */
+    /* Different decoded bytes: different strings, whatever the escapes. */
+    CHECK_INT(str_equal("\"\\u00e9\"", "\"e\""), 0);
+    CHECK_INT(str_equal("\"\\u00e9\"", "\"\xC3\xA9 \""), 0);
+    CHECK_INT(str_equal("\"ab\"", "\"a\\u0062c\""), 0);
+    CHECK_INT(str_equal("\"a\\u0062c\"", "\"ab\""), 0);
+    CHECK_INT(str_equal("\"\\ud800\"", "\"\\udc00\""), 0);
+    CHECK_INT(str_equal("\"\\u0000\"", "\"\""), 0);
+    CHECK_INT(str_equal("\"A\"", "\"a\""), 0);
+    /* Inside containers, for values and keys alike; numbers still compare by text. */
+    CHECK_INT(str_equal("{\"k\":[\"\\/\",{\"\\u0069d\":\"x\\u00e9\"}]}",
+                        "{\"k\":[\"/\",{\"id\":\"x\xC3\xA9\"}]}"),
+              1);
+    CHECK_INT(str_equal("[1.0]", "[1]"), 0);
+    /* The text stays as written. */
+    CHECK_STR(roundtrip("[\"\\u00e9\\/\"]"), "[\"\\u00e9\\/\"]");
+}
+
 static void test_whitespace_is_dropped(void)
 {
     CHECK_STR(roundtrip(" { \"a\" : [ 1 , 2 ] ,\n\t\"b\" : { } } "), "{\"a\":[1,2],\"b\":{}}");
@@ -68,10 +113,24 @@ static void test_invalid_input_is_refused_with_offset(void)
         const char *text;
         size_t offset;
     } bad[] = {
-        {"", 0},        {"[1,]", 3},      {"{\"a\" 1}", 5},   {"01", 1},         {"1.", 2},
-        {"-", 1},       {"[1 2]", 3},     {"\"a\nb\"", 2},    {"\"\\x\"", 1},    {"tru", 0},
-        {"{}{}", 2},    {"\"\xC0\xAF\"", 1}, {"\"\xED\xA0\x80\"", 1}, {"[", 1}, {"{\"a\":}", 5},
-        {"\"\\u12\"", 1}, {"1e", 2},       {"NaN", 0},
+        {"", 0},
+        {"[1,]", 3},
+        {"{\"a\" 1}", 5},
+        {"01", 1},
+        {"1.", 2},
+        {"-", 1},
+        {"[1 2]", 3},
+        {"\"a\nb\"", 2},
+        {"\"\\x\"", 1},
+        {"tru", 0},
+        {"{}{}", 2},
+        {"\"\xC0\xAF\"", 1},
+        {"\"\xED\xA0\x80\"", 1},
+        {"[", 1},
+        {"{\"a\":}", 5},
+        {"\"\\u12\"", 1},
+        {"1e", 2},
+        {"NaN", 0},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct json_error err = {0};
@@ -196,7 +255,7 @@ static void test_pretty(void)
 
 static void test_corpora_roundtrip(void)
 {
-    static const char *files[] = {"twitter.json", "canada.json", "citm_catalog.json",
+    static const char *files[] = {"twitter.json",        "canada.json",  "citm_catalog.json",
                                   "twitterescaped.json", "numbers.json", "random.json"};
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         char path[512];
@@ -226,6 +285,7 @@ int main(void)
 {
     RUN(test_numbers_keep_their_text);
     RUN(test_strings_keep_their_text);
+    RUN(test_strings_equal_decoded);
     RUN(test_whitespace_is_dropped);
     RUN(test_invalid_input_is_refused_with_offset);
     RUN(test_depth_limit);
