@@ -25,11 +25,7 @@ find_program(POLLCAST_NODE node)
 if(NOT POLLCAST_NODE)
   set(POLLCAST_NODE node)
 endif()
-<<<<<<< HEAD
-foreach(t convergence resume wire_contract config_errors syscalls)
-=======
-foreach(t convergence resume resume_instances wire_contract config_errors content_types)
->>>>>>> sec-a
+foreach(t convergence resume resume_instances wire_contract config_errors content_types syscalls)
   pollcast_test(NAME integration.${t} LABELS integration TIMEOUT 600
                 COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/integration/${t}.js @POLLCAST@)
 endforeach()
