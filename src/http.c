@@ -15,6 +15,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <netdb.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,6 +59,7 @@ struct request {
     char *uri;         /* the request target as received (path and query, still encoded) */
     uint64_t start_ms; /* loop clock */
     int seen;          /* handle() has had the headers */
+    int refused;       /* answered from the request line: nothing more to do */
     int counted;       /* holds one of its address's subscriber slots */
     int opened;        /* a stream was started */
     unsigned status;   /* of the answer, 0 until known */
@@ -192,10 +195,10 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
     *socket_ctx = g;
 }
 
-/* What a request's headers add up to: their bytes, and whether a value holds a CR, LF or NUL
+/* What a request's headers add up to: their number, and whether a value holds a CR, LF or NUL
  * (a request could be split on them further along the way). */
 struct header_scan {
-    size_t bytes;
+    size_t fields;
     int control;
 };
 
@@ -203,11 +206,45 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
                                    size_t key_size, const char *value, size_t value_size)
 {
     struct header_scan *hs = cls;
-    hs->bytes += key_size + value_size + 4;
+    hs->fields++;
     for (size_t i = 0; value && i < value_size; i++)
         if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0')
             hs->control = 1;
     return MHD_YES;
+}
+
+/* Counts the values it is called with, into *cls (a size_t). */
+static enum MHD_Result count_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    ++*(size_t *)cls;
+    return MHD_YES;
+}
+
+/* The header bytes of a request, as max_header_bytes counts them: its header lines as received,
+ * each with its line ending, without the request line and the empty line that ends them. */
+static size_t header_bytes(struct MHD_Connection *c, const char *method, const char *uri,
+                           const char *version)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    size_t line = strlen(method) + 1 + strlen(uri) + 1 + strlen(version) + 2 + 2;
+    return ci && ci->header_size > line ? ci->header_size - line : 0;
+}
+
+size_t http_connection_memory(size_t max_url_length, size_t max_header_bytes)
+{
+    /* libmicrohttpd keeps in one pool per connection the request line and the header lines as
+     * received, a second copy of the Cookie value, a 64-byte record per header field, cookie and
+     * query parameter, and then the answer's header. Every request within the limits fits (the
+     * URL, the header lines and the cookie copy); so does one with twice the URL or twice the
+     * header lines, so that it is read whole and gets pollcast's own 414 or 431. */
+    size_t within = max_url_length + 2 * max_header_bytes;
+    size_t twice_url = 2 * max_url_length, twice_headers = 2 * max_header_bytes;
+    size_t most = within > twice_url ? within : twice_url;
+    if (twice_headers > most)
+        most = twice_headers;
+    return most + (HTTP_MAX_HEADER_FIELDS + HTTP_MAX_QUERY_PARAMS) * 64 + 1024;
 }
 
 /* The request's headers are complete: the connection met its deadline. */
@@ -296,8 +333,19 @@ static enum MHD_Result send_problem(struct http_server *srv, struct MHD_Connecti
     cJSON_Delete(o);
     if (body == NULL)
         return MHD_NO;
-    enum MHD_Result rc = send_text(srv, c, status, "application/problem+json", body, strlen(body));
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
     free(body);
+    if (r == NULL)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "application/problem+json");
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    /* What follows an oversized request on the connection cannot be trusted to be a request. */
+    if (status == MHD_HTTP_URI_TOO_LONG || status == MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE)
+        MHD_add_response_header(r, "Connection", "close");
+    add_cors(srv, c, r);
+    enum MHD_Result rc = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
     return rc;
 }
 
@@ -595,8 +643,7 @@ static enum MHD_Result route_stream(struct http_server *srv, struct MHD_Connecti
         goto out;
     for (size_t i = 0; i < spec.poll.nheaders && nlines < CONFIG_MAX_LIST_ITEMS; i++)
         lines[nlines++] = spec.poll.headers[i];
-    for (const char *const *f = st->forward_headers; f && *f && nfwd < CONFIG_MAX_LIST_ITEMS;
-         f++) {
+    for (const char *const *f = st->forward_headers; f && *f && nfwd < CONFIG_MAX_LIST_ITEMS; f++) {
         const char *v = NULL;
         size_t vlen = 0;
         if (MHD_lookup_connection_value_n(c, MHD_HEADER_KIND, *f, strlen(*f), &v, &vlen) !=
@@ -1128,14 +1175,51 @@ static enum MHD_Result route(struct http_server *srv, struct MHD_Connection *c, 
     return send_problem(srv, c, MHD_HTTP_NOT_FOUND, "Not found", NULL);
 }
 
+/* The checks on a request whose headers are complete: its size against the limits and control
+ * bytes in its header values. Returns MHD_YES to go on (the answer comes once the request is
+ * whole), or the result of queueing the refusal. */
+static enum MHD_Result check_request(struct http_server *srv, struct MHD_Connection *c,
+                                     const char *method, const char *version)
+{
+    struct request *q = srv->cur;
+    struct header_scan hs = {0, 0};
+    size_t params = 0;
+    MHD_get_connection_values_n(c, MHD_HEADER_KIND, scan_header, &hs);
+    MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, count_value, &params);
+    /* Each cookie takes a record as a header field does. */
+    MHD_get_connection_values_n(c, MHD_COOKIE_KIND, count_value, &hs.fields);
+    /* The URL first: a long query is what the client should shorten. */
+    if (srv->p.max_url_length && strlen(q->uri) > srv->p.max_url_length)
+        return send_problem(srv, c, MHD_HTTP_URI_TOO_LONG, "URI too long",
+                            "the request target is longer than max_url_length");
+    if (params > HTTP_MAX_QUERY_PARAMS)
+        return send_problem(srv, c, MHD_HTTP_URI_TOO_LONG, "URI too long",
+                            "the query has more parameters than this server accepts");
+    if (srv->p.max_header_bytes &&
+        header_bytes(c, method, q->uri, version) > srv->p.max_header_bytes)
+        return send_problem(srv, c, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+                            "Request headers too large",
+                            "the header lines are longer than max_header_bytes");
+    if (hs.fields > HTTP_MAX_HEADER_FIELDS)
+        return send_problem(srv, c, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+                            "Request headers too large",
+                            "the request has more header fields and cookies than this server "
+                            "accepts");
+    if (hs.control)
+        return send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad header",
+                            "a header value holds a CR, LF or NUL byte");
+    /* Headers are in; answer on the next call, once MHD has the whole request. */
+    return MHD_YES;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *upload_data,
                               size_t *upload_data_size, void **req_cls)
 {
     struct http_server *srv = cls;
     struct request *q = *req_cls;
-    if (q == NULL)
-        return MHD_NO; /* the request record could not be allocated */
+    if (q == NULL || q->refused)
+        return MHD_NO; /* the request record could not be allocated, or it is answered */
     int get = strcmp(method, "GET") == 0, head = strcmp(method, "HEAD") == 0;
     int options = strcmp(method, "OPTIONS") == 0;
     if (!q->seen) {
@@ -1155,25 +1239,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             MHD_destroy_response(r);
             return rc;
         }
-        struct header_scan hs = {0, 0};
-        MHD_get_connection_values_n(c, MHD_HEADER_KIND, scan_header, &hs);
-        if (srv->p.max_header_bytes && hs.bytes > srv->p.max_header_bytes) {
-            q->status = MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE;
-            return send_problem(srv, c, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
-                                "Request headers too large", NULL);
-        }
-        if (hs.control) {
-            q->status = MHD_HTTP_BAD_REQUEST;
-            return send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad header",
-                                "a header value holds a CR, LF or NUL byte");
-        }
-        if (srv->p.max_url_length && strlen(q->uri) > srv->p.max_url_length) {
-            q->status = MHD_HTTP_URI_TOO_LONG;
-            return send_problem(srv, c, MHD_HTTP_URI_TOO_LONG, "URI too long",
-                                "the request target is longer than this server accepts");
-        }
-        /* Headers are in; answer on the next call, once MHD has the whole request. */
-        return MHD_YES;
+        srv->cur = q;
+        enum MHD_Result rc = check_request(srv, c, method, version);
+        srv->cur = NULL;
+        return rc;
     }
     if (*upload_data_size != 0) {
         /* A body on GET, HEAD or OPTIONS means nothing here: read and ignored. */
@@ -1198,6 +1267,47 @@ static void request_release(struct subscriber_tally *t)
     free(q);
 }
 
+/* The number of query parameters libmicrohttpd will make of uri (it splits on '&'). */
+static size_t query_params(const char *uri)
+{
+    const char *qs = strchr(uri, '?');
+    if (qs == NULL || qs[1] == '\0')
+        return 0;
+    size_t n = 1;
+    for (const char *p = qs + 1; *p; p++)
+        n += *p == '&';
+    return n;
+}
+
+/* Refuses a request from its request line, before libmicrohttpd parses its query: the records of
+ * too many parameters would not fit in the connection's memory, and libmicrohttpd would then
+ * wait for the request timeout instead of answering. The answer is written on the socket, which
+ * is still quiet (libmicrohttpd reads a request only once the previous answer is out), and the
+ * connection is shut, which libmicrohttpd sees as the client leaving. */
+static void refuse_request_line(struct http_server *srv, struct MHD_Connection *c,
+                                struct request *q)
+{
+    static const char body[] = "{\"status\":414,\"title\":\"URI too long\",\"detail\":\"the query "
+                               "has more parameters than this server accepts\"}";
+    char head[256];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 414 URI Too Long\r\nContent-Type: application/problem+json\r\n"
+                     "Cache-Control: no-store\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n",
+                     sizeof(body) - 1);
+    srv->rejected[REJECT_BAD_REQUEST]++;
+    q->status = MHD_HTTP_URI_TOO_LONG;
+    q->refused = 1;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci == NULL)
+        return;
+    struct iovec iov[2] = {{head, (size_t)n}, {(void *)body, sizeof(body) - 1}};
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+    /* A short write leaves a cut answer; the shutdown below ends the connection either way. */
+    (void)sendmsg(ci->connect_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    shutdown(ci->connect_fd, SHUT_RDWR);
+}
+
 /* MHD's URI callback: the first thing known of a request. Its return value becomes *req_cls. */
 static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *c)
 {
@@ -1214,6 +1324,8 @@ static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *
         free(q);
         return NULL;
     }
+    if (query_params(q->uri) > HTTP_MAX_QUERY_PARAMS)
+        refuse_request_line(srv, c, q);
     return q;
 }
 
@@ -1356,6 +1468,8 @@ void http_server_update(struct http_server *srv, const struct http_params *param
     p.connect_burst_per_ip = srv->p.connect_burst_per_ip;
     p.request_timeout_s = srv->p.request_timeout_s;
     p.connection_memory = srv->p.connection_memory;
+    p.max_url_length = srv->p.max_url_length;
+    p.max_header_bytes = srv->p.max_header_bytes;
     p.listen_backlog = srv->p.listen_backlog;
     srv->p = p;
 }
