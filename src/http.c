@@ -47,6 +47,11 @@ enum reject_reason {
     REJECT_RATE_LIMITED,
     REJECT_COUNT
 };
+/* Why the server ended a stream that was going on, the label of pollcast_streams_ended_total
+ * (and the access log's reason). */
+enum ended_reason { ENDED_TOKEN_EXPIRED, ENDED_AUTH_CHANGED, ENDED_COUNT };
+static const char *const ended_names[ENDED_COUNT] = {"token_expired", "auth_changed"};
+
 static const char *const reject_names[REJECT_COUNT] = {"bad_request", "unauthorized", "forbidden",
                                                        "not_found",   "method",       "overload",
                                                        "unavailable", "rate_limited"};
@@ -66,6 +71,15 @@ struct request {
     char *stream;      /* what the access log names (stream name, URL without its query);
                           NULL: not a stream request, not logged */
     char client[64];   /* numeric client address */
+    /* An authenticated stream, while it goes on: its token and what the token had to grant
+     * (a stream name, or a canonical URL when grant_url), checked again on reload, and the
+     * timer that ends it when the token expires. */
+    char *token;
+    char *grant_target;
+    int grant_url;
+    uint64_t exp_ms; /* the token's exp, wall clock */
+    struct loop_timer *expiry;
+    struct request *auth_prev, *auth_next; /* http_server.authed */
 };
 
 struct http_server {
@@ -81,7 +95,9 @@ struct http_server {
     struct ratelimit *rate; /* NULL: no per-address connection rate limit */
     unsigned port;
     uint64_t rejected[REJECT_COUNT];
-    struct request *cur; /* the request handle() is answering, for the helpers below */
+    uint64_t ended[ENDED_COUNT];
+    struct request *authed; /* the authenticated streams going on */
+    struct request *cur;    /* the request handle() is answering, for the helpers below */
     struct metrics *metrics;
 };
 
@@ -311,9 +327,11 @@ static enum MHD_Result send_text(struct http_server *srv, struct MHD_Connection 
     return rc;
 }
 
-/* An RFC 9457 problem answer: {"status":..,"title":..,"detail":..}. */
-static enum MHD_Result send_problem(struct http_server *srv, struct MHD_Connection *c,
-                                    unsigned status, const char *title, const char *detail)
+/* An RFC 9457 problem answer: {"status":..,"title":..,"detail":..}, with one more header when
+ * hname is not NULL. */
+static enum MHD_Result send_problem_with(struct http_server *srv, struct MHD_Connection *c,
+                                         unsigned status, const char *title, const char *detail,
+                                         const char *hname, const char *hvalue)
 {
     enum reject_reason why = status == MHD_HTTP_BAD_REQUEST || status == MHD_HTTP_URI_TOO_LONG ||
                                      status == MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE
@@ -343,10 +361,26 @@ static enum MHD_Result send_problem(struct http_server *srv, struct MHD_Connecti
     /* What follows an oversized request on the connection cannot be trusted to be a request. */
     if (status == MHD_HTTP_URI_TOO_LONG || status == MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE)
         MHD_add_response_header(r, "Connection", "close");
+    if (hname)
+        MHD_add_response_header(r, hname, hvalue);
     add_cors(srv, c, r);
     enum MHD_Result rc = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return rc;
+}
+
+static enum MHD_Result send_problem(struct http_server *srv, struct MHD_Connection *c,
+                                    unsigned status, const char *title, const char *detail)
+{
+    return send_problem_with(srv, c, status, title, detail, NULL, NULL);
+}
+
+/* 403 for a valid token that does not grant what the request asks for (RFC 6750, 3.1). */
+static enum MHD_Result send_insufficient_scope(struct http_server *srv, struct MHD_Connection *c,
+                                               const char *detail)
+{
+    return send_problem_with(srv, c, MHD_HTTP_FORBIDDEN, "Not allowed", detail, "WWW-Authenticate",
+                             "Bearer error=\"insufficient_scope\"");
 }
 
 static enum MHD_Result send_retry_later(struct http_server *srv, struct MHD_Connection *c)
@@ -465,6 +499,127 @@ static void addr_release(struct http_server *srv, const char *addr)
     }
 }
 
+/* ---- authenticated streams --------------------------------------------------------------- */
+
+/* Notes what the current request's token had to grant: target (a stream name, or a canonical
+ * URL when url). Returns 0, or -1 on OOM. */
+static int auth_keep_target(struct http_server *srv, const char *target, int url)
+{
+    struct request *q = srv->cur;
+    if (q == NULL)
+        return 0;
+    free(q->grant_target);
+    q->grant_target = strdup(target);
+    q->grant_url = url;
+    return q->grant_target ? 0 : -1;
+}
+
+/* Takes q off the list of authenticated streams and drops its timer and token. Safe on a request
+ * that is not on it, and from its timer's callback. */
+static void auth_untrack(struct http_server *srv, struct request *q)
+{
+    if (q->expiry == NULL)
+        return;
+    if (q->auth_prev)
+        q->auth_prev->auth_next = q->auth_next;
+    else
+        srv->authed = q->auth_next;
+    if (q->auth_next)
+        q->auth_next->auth_prev = q->auth_prev;
+    q->auth_prev = q->auth_next = NULL;
+    loop_timer_free(q->expiry);
+    q->expiry = NULL;
+    free(q->token);
+    q->token = NULL;
+}
+
+/* Ends q's stream with a last "stream-end" event that says why ({"reason","detail"}), counted
+ * and logged under ended_names[why]. An EventSource reconnects after it and, with the same
+ * token, gets the 401 or 403 that explains. */
+static void auth_end_stream(struct http_server *srv, struct request *q, enum ended_reason why,
+                            const char *detail)
+{
+    auth_untrack(srv, q);
+    if (q->tally.sub == NULL)
+        return;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "reason", ended_names[why]);
+    cJSON_AddStringToObject(o, "detail", detail);
+    char *data = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    struct buf b;
+    buf_init(&b, 0);
+    if (data)
+        buf_printf(&b, "event: stream-end\ndata: %s\n\n", data);
+    free(data);
+    srv->ended[why]++;
+    hub_subscriber_end(q->tally.sub, ended_names[why], b.data, b.len);
+    buf_dispose(&b);
+}
+
+static void on_token_expiry(struct loop *loop, struct loop_timer *timer, void *arg)
+{
+    struct request *q = arg;
+    auth_end_stream(q->srv, q, ENDED_TOKEN_EXPIRED, "the token expired");
+}
+
+/* Arms q's timer for the moment its token stops being accepted: exp plus the leeway. */
+static void auth_arm(struct http_server *srv, struct request *q)
+{
+    uint64_t end = q->exp_ms + auth_leeway_ms(srv->p.auth), now = auth_now_ms();
+    loop_timer_start(q->expiry, end > now ? end - now : 0);
+}
+
+/* Puts a stream that has just started on the list of authenticated streams, with its timer. */
+static void auth_track(struct http_server *srv, struct request *q)
+{
+    q->expiry = loop_timer_new(srv->loop, on_token_expiry, q);
+    if (q->expiry == NULL) {
+        /* Without a timer the stream could outlive its token: it ends at once instead. */
+        if (q->tally.sub)
+            hub_subscriber_end(q->tally.sub, "out_of_memory", NULL, 0);
+        return;
+    }
+    q->auth_next = srv->authed;
+    if (srv->authed)
+        srv->authed->auth_prev = q;
+    srv->authed = q;
+    auth_arm(srv, q);
+}
+
+void http_server_recheck_auth(struct http_server *srv)
+{
+    uint64_t now = auth_now_ms();
+    struct request *next;
+    for (struct request *q = srv->authed; q; q = next) {
+        next = q->auth_next;
+        if (srv->p.auth == NULL) {
+            /* Auth is off now: the stream needs no token any more. */
+            auth_untrack(srv, q);
+            continue;
+        }
+        struct auth_grant g;
+        char why[256] = "";
+        int ok = auth_check(srv->p.auth, q->token, now, &g, why, sizeof(why));
+        if (ok == AUTH_OK && !(q->grant_url ? auth_grant_allows_url(&g, q->grant_target)
+                                            : auth_grant_allows_stream(&g, q->grant_target))) {
+            ok = AUTH_INVALID;
+            snprintf(why, sizeof(why), "the token does not grant this %s",
+                     q->grant_url ? "URL" : "stream");
+        }
+        if (ok == AUTH_OK) {
+            q->exp_ms = g.exp_ms;
+            auth_arm(srv, q);
+        } else if (ok == AUTH_INVALID) {
+            char detail[300];
+            snprintf(detail, sizeof(detail), "the reloaded [auth] refuses the token: %s", why);
+            auth_end_stream(srv, q, ENDED_AUTH_CHANGED, detail);
+        }
+        /* Out of memory: the stream goes on under its old check. */
+        auth_grant_dispose(&g);
+    }
+}
+
 static enum MHD_Result start_stream(struct http_server *srv, struct MHD_Connection *c,
                                     const char *key, struct topic_spec *spec, enum hub_mode mode)
 {
@@ -505,6 +660,8 @@ static enum MHD_Result start_stream(struct http_server *srv, struct MHD_Connecti
         q->opened = 1;
         if (per_addr && addr_take(srv, q->client) == 0)
             q->counted = 1;
+        if (q->token && q->grant_target)
+            auth_track(srv, q);
         if (srv->p.access_log && q->stream)
             log_event(
                 LOG_INFO, "stream opened",
@@ -569,6 +726,18 @@ static int authenticate(struct http_server *srv, struct MHD_Connection *c, struc
     int status = MHD_HTTP_UNAUTHORIZED;
     if (found == 1) {
         int ok = auth_check(srv->p.auth, token, auth_now_ms(), grant, why, sizeof(why));
+        /* The stream keeps its token, to end when it expires and to be checked again when the
+         * keys change. */
+        struct request *q = srv->cur;
+        if (ok == AUTH_OK && q) {
+            free(q->token);
+            q->token = strdup(token);
+            q->exp_ms = grant->exp_ms;
+            if (q->token == NULL) {
+                auth_grant_dispose(grant);
+                ok = AUTH_NOMEM;
+            }
+        }
         if (ok == AUTH_OK)
             return 1;
         if (ok == AUTH_NOMEM)
@@ -614,6 +783,8 @@ static enum MHD_Result route_stream(struct http_server *srv, struct MHD_Connecti
         return rc;
     int granted = authed == 0 || auth_grant_allows_stream(&grant, name);
     auth_grant_dispose(&grant);
+    if (authed == 1 && granted && auth_keep_target(srv, name, 0) != 0)
+        return MHD_NO;
     const struct http_stream *st = NULL;
     for (size_t i = 0; i < srv->p.nstreams; i++)
         if (strcmp(srv->p.streams[i].name, name) == 0)
@@ -622,8 +793,7 @@ static enum MHD_Result route_stream(struct http_server *srv, struct MHD_Connecti
         return send_problem(srv, c, MHD_HTTP_NOT_FOUND, "Unknown stream",
                             "no upstream of that name is configured");
     if (!granted)
-        return send_problem(srv, c, MHD_HTTP_FORBIDDEN, "Not allowed",
-                            "the token does not grant this stream");
+        return send_insufficient_scope(srv, c, "the token does not grant this stream");
     struct topic_spec spec = st->spec;
     enum hub_mode mode = st->mode;
     if (query_interval(c, st->min_interval_ms, st->max_interval_ms, &spec.poll.interval_ms) != 0)
@@ -712,8 +882,9 @@ static int admit_adhoc(struct http_server *srv, struct MHD_Connection *c, const 
     else if (ssrf_check_literal(canon->data, srv->p.allow_cidrs, why, sizeof(why)) != 0)
         *rc = send_problem(srv, c, MHD_HTTP_FORBIDDEN, "URL not allowed", why);
     else if (grant && !auth_grant_allows_url(grant, canon->data))
-        *rc = send_problem(srv, c, MHD_HTTP_FORBIDDEN, "Not allowed",
-                           "the token does not grant this URL");
+        *rc = send_insufficient_scope(srv, c, "the token does not grant this URL");
+    else if (grant && auth_keep_target(srv, canon->data, 1) != 0)
+        *rc = MHD_NO;
     else
         return 1;
     return 0;
@@ -1030,6 +1201,11 @@ static int register_metrics(struct http_server *srv)
         rc |= metrics_add(m, "pollcast_requests_rejected_total", METRICS_COUNTER,
                           "Requests refused, by reason.", "reason", reject_names[i],
                           &srv->rejected[i]);
+    for (size_t i = 0; i < ENDED_COUNT; i++)
+        rc |= metrics_add(m, "pollcast_streams_ended_total", METRICS_COUNTER,
+                          "Streams the server ended while they went on, by reason: the token "
+                          "expired, or a reload's [auth] no longer accepts it.",
+                          "reason", ended_names[i], &srv->ended[i]);
     return rc ? -1 : 0;
 }
 
@@ -1264,6 +1440,8 @@ static void request_release(struct subscriber_tally *t)
         addr_release(q->srv, q->client);
     free(q->uri);
     free(q->stream);
+    free(q->token);
+    free(q->grant_target);
     free(q);
 }
 
@@ -1356,6 +1534,7 @@ static void on_request_done(void *cls, struct MHD_Connection *c, void **req_cls,
     *req_cls = NULL;
     if (q == NULL)
         return;
+    auth_untrack(srv, q);
     if (srv->p.access_log && q->stream) {
         const char *reason = q->tally.end_reason ? q->tally.end_reason
                              : q->opened         ? termination_reason(toe)

@@ -85,6 +85,13 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
  * params' arrays from then on and no longer into the previous ones. Cannot fail. */
 void http_server_update(struct http_server *srv, const struct http_params *params);
 
+/* Checks every authenticated stream going on against the current [auth] (after
+ * http_server_update on reload): a stream whose token the new keys or settings refuse, or whose
+ * claim no longer grants it, ends with a last "stream-end" event (reason auth_changed); the
+ * others' expiry follows the new leeway. With auth now off, streams go on untracked. One
+ * signature check per authenticated stream. Cannot fail. */
+void http_server_recheck_auth(struct http_server *srv);
+
 /* The registry /metrics writes: the hub's and the HTTP front's own series are in it; the caller
  * may add more (their values must outlive the server). */
 struct metrics *http_server_metrics(struct http_server *srv);

@@ -460,6 +460,7 @@ static void reload(struct daemon *d)
     /* From here on nothing points into the old config: the HTTP front takes the new arrays,
      * the address policy the new ranges, and topics hold their own copies. */
     http_server_update(d->http, &nhp);
+    http_server_recheck_auth(d->http);
     upstream_pool_set_policy(d->pool, ssrf_upstream_policy, (void *)&ncfg.allow.cidr);
     size_t added = 0;
     for (size_t i = 0; i < ncfg.n_upstreams; i++)

@@ -255,8 +255,6 @@ async function startPollcast(upstreamPort, names, intervalMs, tmp) {
     `max_subscribers_per_ip = 0\nconnect_rate_per_ip = 0\nlisten_backlog = 4096\n` +
     `max_pollers = ${Math.max(2048, names.length + 16)}\n` +
     `log_level = warn\naccess_log = false\n`;
-  // More [server] lines from the environment, e.g. "max_header_bytes = 1KiB".
-  if (process.env.POLLCAST_SERVER_EXTRA) ini += process.env.POLLCAST_SERVER_EXTRA.replace(/;/g, '\n') + '\n';
   for (const n of names)
     ini +=
       `\n[upstream ${n}]\nurl = http://127.0.0.1:${upstreamPort}/doc/${n}\n` +
