@@ -8,6 +8,8 @@
 #                    upstreams trusted
 # auth               JWT HS256 / RS256 / ES256: header, query, cookie; expired, nbf, forged,
 #                    alg none, algorithm confusion, DER signatures, aud, iss: 401; scope: 403
+# auth_live          tokens that stop being valid during their stream: exp (+ leeway) passes,
+#                    or a SIGHUP changes [auth]: a last stream-end event, counted and logged
 # headers            configured secrets never in events, errors, /metrics or logs; client
 #                    headers not forwarded unless listed
 # limits             max_subscribers, max_subscribers_per_ip, connect_rate_per_ip (the
@@ -31,7 +33,7 @@ find_program(POLLCAST_NODE node)
 if(NOT POLLCAST_NODE)
   set(POLLCAST_NODE node)
 endif()
-foreach(t ssrf auth headers limits hostile_upstreams)
+foreach(t ssrf auth auth_live headers limits hostile_upstreams)
   pollcast_test(NAME security.${t} LABELS security TIMEOUT 300
                 COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/security/${t}.js @POLLCAST@)
 endforeach()
