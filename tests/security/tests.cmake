@@ -7,13 +7,16 @@
 #                    connect (DNS rebinding) unless [allow] cidr, no ad-hoc redirects, named
 #                    upstreams trusted
 # auth               JWT HS256 / RS256 / ES256: header, query, cookie; expired, nbf, forged,
-#                    alg none, algorithm confusion, DER signatures, aud, iss: 401; scope: 403
+#                    alg none, algorithm confusion, DER signatures, aud, iss: 401
+#                    (error="invalid_token"); scope: 403 (error="insufficient_scope")
 # auth_live          tokens that stop being valid during their stream: exp (+ leeway) passes,
 #                    or a SIGHUP changes [auth]: a last stream-end event, counted and logged
 # headers            configured secrets never in events, errors, /metrics or logs; client
 #                    headers not forwarded unless listed
 # limits             max_subscribers, max_subscribers_per_ip, connect_rate_per_ip (the
-#                    limiter), URL and header sizes, malformed requests, bogus Last-Event-ID
+#                    limiter), URL and header sizes (every 64 bytes to twice each limit: 200
+#                    within, 414/431 problem+json over, at once; field and parameter counts),
+#                    malformed requests, bogus Last-Event-ID
 # hostile_upstreams  gzip bomb, endless body, slow drip, deep nesting, invalid UTF-8, huge
 #                    strings, 10,000-digit numbers, text/html, unverified TLS
 # hostile_clients    slowloris, 1,000 half-open connections, connection floods, while a
