@@ -557,17 +557,25 @@ static void auth_end_stream(struct http_server *srv, struct request *q, enum end
     buf_dispose(&b);
 }
 
+/* Arms q's timer for the moment its token stops being accepted: exp plus the leeway. Returns 0,
+ * or -1 when that moment has come. */
+static int auth_arm(struct http_server *srv, struct request *q)
+{
+    uint64_t end = q->exp_ms + auth_leeway_ms(srv->p.auth), now = auth_now_ms();
+    if (now >= end)
+        return -1;
+    loop_timer_start(q->expiry, end - now);
+    return 0;
+}
+
 static void on_token_expiry(struct loop *loop, struct loop_timer *timer, void *arg)
 {
     struct request *q = arg;
+    /* The loop's timers count from its cached clock, which may lag the wall clock by the time
+     * the current dispatch took: the stream ends only once the token would be refused. */
+    if (auth_arm(q->srv, q) == 0)
+        return;
     auth_end_stream(q->srv, q, ENDED_TOKEN_EXPIRED, "the token expired");
-}
-
-/* Arms q's timer for the moment its token stops being accepted: exp plus the leeway. */
-static void auth_arm(struct http_server *srv, struct request *q)
-{
-    uint64_t end = q->exp_ms + auth_leeway_ms(srv->p.auth), now = auth_now_ms();
-    loop_timer_start(q->expiry, end > now ? end - now : 0);
 }
 
 /* Puts a stream that has just started on the list of authenticated streams, with its timer. */
@@ -584,7 +592,8 @@ static void auth_track(struct http_server *srv, struct request *q)
     if (srv->authed)
         srv->authed->auth_prev = q;
     srv->authed = q;
-    auth_arm(srv, q);
+    if (auth_arm(srv, q) != 0)
+        loop_timer_start(q->expiry, 0);
 }
 
 void http_server_recheck_auth(struct http_server *srv)
@@ -609,7 +618,8 @@ void http_server_recheck_auth(struct http_server *srv)
         }
         if (ok == AUTH_OK) {
             q->exp_ms = g.exp_ms;
-            auth_arm(srv, q);
+            if (auth_arm(srv, q) != 0)
+                loop_timer_start(q->expiry, 0);
         } else if (ok == AUTH_INVALID) {
             char detail[300];
             snprintf(detail, sizeof(detail), "the reloaded [auth] refuses the token: %s", why);
