@@ -771,8 +771,12 @@ static int authenticate(struct http_server *srv, struct MHD_Connection *c, struc
     if (r == NULL)
         return -1;
     MHD_add_response_header(r, "Content-Type", "application/problem+json");
-    MHD_add_response_header(r, "WWW-Authenticate",
-                            found < 0 || found == 1 ? "Bearer error=\"invalid_token\"" : "Bearer");
+    /* RFC 6750, 3.1: no error code when the request had no token; invalid_token when the one
+     * it had is refused. A 503 (out of memory) is no challenge. */
+    if (status == MHD_HTTP_UNAUTHORIZED)
+        MHD_add_response_header(r, "WWW-Authenticate",
+                                found < 0 || found == 1 ? "Bearer error=\"invalid_token\""
+                                                        : "Bearer");
     add_cors(srv, c, r);
     *rc = MHD_queue_response(c, (unsigned)status, r);
     MHD_destroy_response(r);
