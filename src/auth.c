@@ -402,7 +402,14 @@ static int read_grant(const struct auth *a, const struct json_node *claims, stru
                       struct buf *tmp, char *err, size_t errlen)
 {
     const struct json_node *list = member(claims, a->claim);
-    if (list == NULL || list->type != JSON_ARRAY) {
+    if (list == NULL) {
+        /* A valid token that grants nothing: the answer is 403 (insufficient_scope), not 401,
+         * since another token would not help the same client authenticate. */
+        g->streams = calloc(1, sizeof *g->streams);
+        g->urls = calloc(1, sizeof *g->urls);
+        return g->streams && g->urls ? AUTH_OK : AUTH_NOMEM;
+    }
+    if (list->type != JSON_ARRAY) {
         fail(err, errlen, "token has no %s claim (an array of stream names and URL prefixes)",
              a->claim);
         return AUTH_INVALID;
@@ -629,6 +636,11 @@ void auth_grant_dispose(struct auth_grant *g)
     free(g->urls);
     free(g->subject);
     memset(g, 0, sizeof *g);
+}
+
+uint64_t auth_leeway_ms(const struct auth *a)
+{
+    return a->leeway_ms;
 }
 
 bool auth_grant_allows_stream(const struct auth_grant *g, const char *name)

@@ -66,7 +66,8 @@ void auth_free(struct auth *a);
  *   - the configured claim (a top-level member whose name is the whole configured string,
  *     dots included, "pollcast.subscribe" by default) is an array of at most AUTH_MAX_GRANTS
  *     non-empty strings of at most AUTH_MAX_GRANT_BYTES without NUL bytes. A token without it
- *     is refused. Duplicate member names: the last one counts (RFC 7519 section 4).
+ *     is valid and grants nothing (the server answers 403). Duplicate member names: the last
+ *     one counts (RFC 7519 section 4).
  * Returns AUTH_OK with out filled (dispose it), or AUTH_INVALID / AUTH_NOMEM with a short
  * reason in err ("token expired", "token signature does not verify"; never the token's text
  * or a key) and out zeroed. Thread-safe for concurrent calls on one verifier. */
@@ -75,6 +76,9 @@ int auth_check(const struct auth *a, const char *token, uint64_t now_ms, struct 
 
 /* Releases what a grant holds and zeroes it. Accepts a zeroed grant. */
 void auth_grant_dispose(struct auth_grant *g);
+
+/* The leeway the verifier grants time claims: a token is valid until exp plus this. */
+uint64_t auth_leeway_ms(const struct auth *a);
 
 /* True when the grant names the stream exactly (case-sensitive). Cannot fail. */
 bool auth_grant_allows_stream(const struct auth_grant *g, const char *name);

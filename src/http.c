@@ -15,6 +15,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <netdb.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,6 +47,11 @@ enum reject_reason {
     REJECT_RATE_LIMITED,
     REJECT_COUNT
 };
+/* Why the server ended a stream that was going on, the label of pollcast_streams_ended_total
+ * (and the access log's reason). */
+enum ended_reason { ENDED_TOKEN_EXPIRED, ENDED_AUTH_CHANGED, ENDED_COUNT };
+static const char *const ended_names[ENDED_COUNT] = {"token_expired", "auth_changed"};
+
 static const char *const reject_names[REJECT_COUNT] = {"bad_request", "unauthorized", "forbidden",
                                                        "not_found",   "method",       "overload",
                                                        "unavailable", "rate_limited"};
@@ -57,12 +64,22 @@ struct request {
     char *uri;         /* the request target as received (path and query, still encoded) */
     uint64_t start_ms; /* loop clock */
     int seen;          /* handle() has had the headers */
+    int refused;       /* answered from the request line: nothing more to do */
     int counted;       /* holds one of its address's subscriber slots */
     int opened;        /* a stream was started */
     unsigned status;   /* of the answer, 0 until known */
     char *stream;      /* what the access log names (stream name, URL without its query);
                           NULL: not a stream request, not logged */
     char client[64];   /* numeric client address */
+    /* An authenticated stream, while it goes on: its token and what the token had to grant
+     * (a stream name, or a canonical URL when grant_url), checked again on reload, and the
+     * timer that ends it when the token expires. */
+    char *token;
+    char *grant_target;
+    int grant_url;
+    uint64_t exp_ms; /* the token's exp, wall clock */
+    struct loop_timer *expiry;
+    struct request *auth_prev, *auth_next; /* http_server.authed */
 };
 
 struct http_server {
@@ -81,7 +98,9 @@ struct http_server {
     struct ratelimit *rate; /* NULL: no per-address connection rate limit */
     unsigned port;
     uint64_t rejected[REJECT_COUNT];
-    struct request *cur; /* the request handle() is answering, for the helpers below */
+    uint64_t ended[ENDED_COUNT];
+    struct request *authed; /* the authenticated streams going on */
+    struct request *cur;    /* the request handle() is answering, for the helpers below */
     struct metrics *metrics;
 };
 
@@ -240,10 +259,10 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
     *socket_ctx = g;
 }
 
-/* What a request's headers add up to: their bytes, and whether a value holds a CR, LF or NUL
+/* What a request's headers add up to: their number, and whether a value holds a CR, LF or NUL
  * (a request could be split on them further along the way). */
 struct header_scan {
-    size_t bytes;
+    size_t fields;
     int control;
 };
 
@@ -251,11 +270,45 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
                                    size_t key_size, const char *value, size_t value_size)
 {
     struct header_scan *hs = cls;
-    hs->bytes += key_size + value_size + 4;
+    hs->fields++;
     for (size_t i = 0; value && i < value_size; i++)
         if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0')
             hs->control = 1;
     return MHD_YES;
+}
+
+/* Counts the values it is called with, into *cls (a size_t). */
+static enum MHD_Result count_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    ++*(size_t *)cls;
+    return MHD_YES;
+}
+
+/* The header bytes of a request, as max_header_bytes counts them: its header lines as received,
+ * each with its line ending, without the request line and the empty line that ends them. */
+static size_t header_bytes(struct MHD_Connection *c, const char *method, const char *uri,
+                           const char *version)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    size_t line = strlen(method) + 1 + strlen(uri) + 1 + strlen(version) + 2 + 2;
+    return ci && ci->header_size > line ? ci->header_size - line : 0;
+}
+
+size_t http_connection_memory(size_t max_url_length, size_t max_header_bytes)
+{
+    /* libmicrohttpd keeps in one pool per connection the request line and the header lines as
+     * received, a second copy of the Cookie value, a 64-byte record per header field, cookie and
+     * query parameter, and then the answer's header. Every request within the limits fits (the
+     * URL, the header lines and the cookie copy); so does one with twice the URL or twice the
+     * header lines, so that it is read whole and gets pollcast's own 414 or 431. */
+    size_t within = max_url_length + 2 * max_header_bytes;
+    size_t twice_url = 2 * max_url_length, twice_headers = 2 * max_header_bytes;
+    size_t most = within > twice_url ? within : twice_url;
+    if (twice_headers > most)
+        most = twice_headers;
+    return most + (HTTP_MAX_HEADER_FIELDS + HTTP_MAX_QUERY_PARAMS) * 64 + 1024;
 }
 
 /* The request's headers are complete: the connection met its deadline. */
@@ -322,9 +375,11 @@ static enum MHD_Result send_text(struct http_server *srv, struct MHD_Connection 
     return rc;
 }
 
-/* An RFC 9457 problem answer: {"status":..,"title":..,"detail":..}. */
-static enum MHD_Result send_problem(struct http_server *srv, struct MHD_Connection *c,
-                                    unsigned status, const char *title, const char *detail)
+/* An RFC 9457 problem answer: {"status":..,"title":..,"detail":..}, with one more header when
+ * hname is not NULL. */
+static enum MHD_Result send_problem_with(struct http_server *srv, struct MHD_Connection *c,
+                                         unsigned status, const char *title, const char *detail,
+                                         const char *hname, const char *hvalue)
 {
     enum reject_reason why = status == MHD_HTTP_BAD_REQUEST || status == MHD_HTTP_URI_TOO_LONG ||
                                      status == MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE
@@ -344,9 +399,36 @@ static enum MHD_Result send_problem(struct http_server *srv, struct MHD_Connecti
     cJSON_Delete(o);
     if (body == NULL)
         return MHD_NO;
-    enum MHD_Result rc = send_text(srv, c, status, "application/problem+json", body, strlen(body));
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
     free(body);
+    if (r == NULL)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "application/problem+json");
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    /* What follows an oversized request on the connection cannot be trusted to be a request. */
+    if (status == MHD_HTTP_URI_TOO_LONG || status == MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE)
+        MHD_add_response_header(r, "Connection", "close");
+    if (hname)
+        MHD_add_response_header(r, hname, hvalue);
+    add_cors(srv, c, r);
+    enum MHD_Result rc = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
     return rc;
+}
+
+static enum MHD_Result send_problem(struct http_server *srv, struct MHD_Connection *c,
+                                    unsigned status, const char *title, const char *detail)
+{
+    return send_problem_with(srv, c, status, title, detail, NULL, NULL);
+}
+
+/* 403 for a valid token that does not grant what the request asks for (RFC 6750, 3.1). */
+static enum MHD_Result send_insufficient_scope(struct http_server *srv, struct MHD_Connection *c,
+                                               const char *detail)
+{
+    return send_problem_with(srv, c, MHD_HTTP_FORBIDDEN, "Not allowed", detail, "WWW-Authenticate",
+                             "Bearer error=\"insufficient_scope\"");
 }
 
 static enum MHD_Result send_retry_later(struct http_server *srv, struct MHD_Connection *c)
@@ -465,6 +547,137 @@ static void addr_release(struct http_server *srv, const char *addr)
     }
 }
 
+/* ---- authenticated streams --------------------------------------------------------------- */
+
+/* Notes what the current request's token had to grant: target (a stream name, or a canonical
+ * URL when url). Returns 0, or -1 on OOM. */
+static int auth_keep_target(struct http_server *srv, const char *target, int url)
+{
+    struct request *q = srv->cur;
+    if (q == NULL)
+        return 0;
+    free(q->grant_target);
+    q->grant_target = strdup(target);
+    q->grant_url = url;
+    return q->grant_target ? 0 : -1;
+}
+
+/* Takes q off the list of authenticated streams and drops its timer and token. Safe on a request
+ * that is not on it, and from its timer's callback. */
+static void auth_untrack(struct http_server *srv, struct request *q)
+{
+    if (q->expiry == NULL)
+        return;
+    if (q->auth_prev)
+        q->auth_prev->auth_next = q->auth_next;
+    else
+        srv->authed = q->auth_next;
+    if (q->auth_next)
+        q->auth_next->auth_prev = q->auth_prev;
+    q->auth_prev = q->auth_next = NULL;
+    loop_timer_free(q->expiry);
+    q->expiry = NULL;
+    free(q->token);
+    q->token = NULL;
+}
+
+/* Ends q's stream with a last "stream-end" event that says why ({"reason","detail"}), counted
+ * and logged under ended_names[why]. An EventSource reconnects after it and, with the same
+ * token, gets the 401 or 403 that explains. */
+static void auth_end_stream(struct http_server *srv, struct request *q, enum ended_reason why,
+                            const char *detail)
+{
+    auth_untrack(srv, q);
+    if (q->tally.sub == NULL)
+        return;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "reason", ended_names[why]);
+    cJSON_AddStringToObject(o, "detail", detail);
+    char *data = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    struct buf b;
+    buf_init(&b, 0);
+    if (data)
+        buf_printf(&b, "event: stream-end\ndata: %s\n\n", data);
+    free(data);
+    srv->ended[why]++;
+    hub_subscriber_end(q->tally.sub, ended_names[why], b.data, b.len);
+    buf_dispose(&b);
+}
+
+/* Arms q's timer for the moment its token stops being accepted: exp plus the leeway. Returns 0,
+ * or -1 when that moment has come. */
+static int auth_arm(struct http_server *srv, struct request *q)
+{
+    uint64_t end = q->exp_ms + auth_leeway_ms(srv->p.auth), now = auth_now_ms();
+    if (now >= end)
+        return -1;
+    loop_timer_start(q->expiry, end - now);
+    return 0;
+}
+
+static void on_token_expiry(struct loop *loop, struct loop_timer *timer, void *arg)
+{
+    struct request *q = arg;
+    /* The loop's timers count from its cached clock, which may lag the wall clock by the time
+     * the current dispatch took: the stream ends only once the token would be refused. */
+    if (auth_arm(q->srv, q) == 0)
+        return;
+    auth_end_stream(q->srv, q, ENDED_TOKEN_EXPIRED, "the token expired");
+}
+
+/* Puts a stream that has just started on the list of authenticated streams, with its timer. */
+static void auth_track(struct http_server *srv, struct request *q)
+{
+    q->expiry = loop_timer_new(srv->loop, on_token_expiry, q);
+    if (q->expiry == NULL) {
+        /* Without a timer the stream could outlive its token: it ends at once instead. */
+        if (q->tally.sub)
+            hub_subscriber_end(q->tally.sub, "out_of_memory", NULL, 0);
+        return;
+    }
+    q->auth_next = srv->authed;
+    if (srv->authed)
+        srv->authed->auth_prev = q;
+    srv->authed = q;
+    if (auth_arm(srv, q) != 0)
+        loop_timer_start(q->expiry, 0);
+}
+
+void http_server_recheck_auth(struct http_server *srv)
+{
+    uint64_t now = auth_now_ms();
+    struct request *next;
+    for (struct request *q = srv->authed; q; q = next) {
+        next = q->auth_next;
+        if (srv->p.auth == NULL) {
+            /* Auth is off now: the stream needs no token any more. */
+            auth_untrack(srv, q);
+            continue;
+        }
+        struct auth_grant g;
+        char why[256] = "";
+        int ok = auth_check(srv->p.auth, q->token, now, &g, why, sizeof(why));
+        if (ok == AUTH_OK && !(q->grant_url ? auth_grant_allows_url(&g, q->grant_target)
+                                            : auth_grant_allows_stream(&g, q->grant_target))) {
+            ok = AUTH_INVALID;
+            snprintf(why, sizeof(why), "the token does not grant this %s",
+                     q->grant_url ? "URL" : "stream");
+        }
+        if (ok == AUTH_OK) {
+            q->exp_ms = g.exp_ms;
+            if (auth_arm(srv, q) != 0)
+                loop_timer_start(q->expiry, 0);
+        } else if (ok == AUTH_INVALID) {
+            char detail[300];
+            snprintf(detail, sizeof(detail), "the reloaded [auth] refuses the token: %s", why);
+            auth_end_stream(srv, q, ENDED_AUTH_CHANGED, detail);
+        }
+        /* Out of memory: the stream goes on under its old check. */
+        auth_grant_dispose(&g);
+    }
+}
+
 static enum MHD_Result start_stream(struct http_server *srv, struct MHD_Connection *c,
                                     const char *key, struct topic_spec *spec, enum hub_mode mode)
 {
@@ -505,6 +718,8 @@ static enum MHD_Result start_stream(struct http_server *srv, struct MHD_Connecti
         q->opened = 1;
         if (per_addr && addr_take(srv, q->client) == 0)
             q->counted = 1;
+        if (q->token && q->grant_target)
+            auth_track(srv, q);
         if (srv->p.access_log && q->stream)
             log_event(
                 LOG_INFO, "stream opened",
@@ -569,6 +784,18 @@ static int authenticate(struct http_server *srv, struct MHD_Connection *c, struc
     int status = MHD_HTTP_UNAUTHORIZED;
     if (found == 1) {
         int ok = auth_check(srv->p.auth, token, auth_now_ms(), grant, why, sizeof(why));
+        /* The stream keeps its token, to end when it expires and to be checked again when the
+         * keys change. */
+        struct request *q = srv->cur;
+        if (ok == AUTH_OK && q) {
+            free(q->token);
+            q->token = strdup(token);
+            q->exp_ms = grant->exp_ms;
+            if (q->token == NULL) {
+                auth_grant_dispose(grant);
+                ok = AUTH_NOMEM;
+            }
+        }
         if (ok == AUTH_OK)
             return 1;
         if (ok == AUTH_NOMEM)
@@ -592,8 +819,12 @@ static int authenticate(struct http_server *srv, struct MHD_Connection *c, struc
     if (r == NULL)
         return -1;
     MHD_add_response_header(r, "Content-Type", "application/problem+json");
-    MHD_add_response_header(r, "WWW-Authenticate",
-                            found < 0 || found == 1 ? "Bearer error=\"invalid_token\"" : "Bearer");
+    /* RFC 6750, 3.1: no error code when the request had no token; invalid_token when the one
+     * it had is refused. A 503 (out of memory) is no challenge. */
+    if (status == MHD_HTTP_UNAUTHORIZED)
+        MHD_add_response_header(r, "WWW-Authenticate",
+                                found < 0 || found == 1 ? "Bearer error=\"invalid_token\""
+                                                        : "Bearer");
     add_cors(srv, c, r);
     *rc = MHD_queue_response(c, (unsigned)status, r);
     MHD_destroy_response(r);
@@ -614,6 +845,8 @@ static enum MHD_Result route_stream(struct http_server *srv, struct MHD_Connecti
         return rc;
     int granted = authed == 0 || auth_grant_allows_stream(&grant, name);
     auth_grant_dispose(&grant);
+    if (authed == 1 && granted && auth_keep_target(srv, name, 0) != 0)
+        return MHD_NO;
     const struct http_stream *st = NULL;
     for (size_t i = 0; i < srv->p.nstreams; i++)
         if (strcmp(srv->p.streams[i].name, name) == 0)
@@ -622,8 +855,7 @@ static enum MHD_Result route_stream(struct http_server *srv, struct MHD_Connecti
         return send_problem(srv, c, MHD_HTTP_NOT_FOUND, "Unknown stream",
                             "no upstream of that name is configured");
     if (!granted)
-        return send_problem(srv, c, MHD_HTTP_FORBIDDEN, "Not allowed",
-                            "the token does not grant this stream");
+        return send_insufficient_scope(srv, c, "the token does not grant this stream");
     struct topic_spec spec = st->spec;
     enum hub_mode mode = st->mode;
     if (query_interval(c, st->min_interval_ms, st->max_interval_ms, &spec.poll.interval_ms) != 0)
@@ -712,8 +944,9 @@ static int admit_adhoc(struct http_server *srv, struct MHD_Connection *c, const 
     else if (ssrf_check_literal(canon->data, srv->p.allow_cidrs, why, sizeof(why)) != 0)
         *rc = send_problem(srv, c, MHD_HTTP_FORBIDDEN, "URL not allowed", why);
     else if (grant && !auth_grant_allows_url(grant, canon->data))
-        *rc = send_problem(srv, c, MHD_HTTP_FORBIDDEN, "Not allowed",
-                           "the token does not grant this URL");
+        *rc = send_insufficient_scope(srv, c, "the token does not grant this URL");
+    else if (grant && auth_keep_target(srv, canon->data, 1) != 0)
+        *rc = MHD_NO;
     else
         return 1;
     return 0;
@@ -1032,6 +1265,11 @@ static int register_metrics(struct http_server *srv)
         rc |= metrics_add(m, "pollcast_requests_rejected_total", METRICS_COUNTER,
                           "Requests refused, by reason.", "reason", reject_names[i],
                           &srv->rejected[i]);
+    for (size_t i = 0; i < ENDED_COUNT; i++)
+        rc |= metrics_add(m, "pollcast_streams_ended_total", METRICS_COUNTER,
+                          "Streams the server ended while they went on, by reason: the token "
+                          "expired, or a reload's [auth] no longer accepts it.",
+                          "reason", ended_names[i], &srv->ended[i]);
     return rc ? -1 : 0;
 }
 
@@ -1224,14 +1462,51 @@ static enum MHD_Result route(struct http_server *srv, struct MHD_Connection *c, 
     return send_problem(srv, c, MHD_HTTP_NOT_FOUND, "Not found", NULL);
 }
 
+/* The checks on a request whose headers are complete: its size against the limits and control
+ * bytes in its header values. Returns MHD_YES to go on (the answer comes once the request is
+ * whole), or the result of queueing the refusal. */
+static enum MHD_Result check_request(struct http_server *srv, struct MHD_Connection *c,
+                                     const char *method, const char *version)
+{
+    struct request *q = srv->cur;
+    struct header_scan hs = {0, 0};
+    size_t params = 0;
+    MHD_get_connection_values_n(c, MHD_HEADER_KIND, scan_header, &hs);
+    MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, count_value, &params);
+    /* Each cookie takes a record as a header field does. */
+    MHD_get_connection_values_n(c, MHD_COOKIE_KIND, count_value, &hs.fields);
+    /* The URL first: a long query is what the client should shorten. */
+    if (srv->p.max_url_length && strlen(q->uri) > srv->p.max_url_length)
+        return send_problem(srv, c, MHD_HTTP_URI_TOO_LONG, "URI too long",
+                            "the request target is longer than max_url_length");
+    if (params > HTTP_MAX_QUERY_PARAMS)
+        return send_problem(srv, c, MHD_HTTP_URI_TOO_LONG, "URI too long",
+                            "the query has more parameters than this server accepts");
+    if (srv->p.max_header_bytes &&
+        header_bytes(c, method, q->uri, version) > srv->p.max_header_bytes)
+        return send_problem(srv, c, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+                            "Request headers too large",
+                            "the header lines are longer than max_header_bytes");
+    if (hs.fields > HTTP_MAX_HEADER_FIELDS)
+        return send_problem(srv, c, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+                            "Request headers too large",
+                            "the request has more header fields and cookies than this server "
+                            "accepts");
+    if (hs.control)
+        return send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad header",
+                            "a header value holds a CR, LF or NUL byte");
+    /* Headers are in; answer on the next call, once MHD has the whole request. */
+    return MHD_YES;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *upload_data,
                               size_t *upload_data_size, void **req_cls)
 {
     struct http_server *srv = cls;
     struct request *q = *req_cls;
-    if (q == NULL)
-        return MHD_NO; /* the request record could not be allocated */
+    if (q == NULL || q->refused)
+        return MHD_NO; /* the request record could not be allocated, or it is answered */
     int get = strcmp(method, "GET") == 0, head = strcmp(method, "HEAD") == 0;
     int options = strcmp(method, "OPTIONS") == 0;
     if (!q->seen) {
@@ -1251,25 +1526,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             MHD_destroy_response(r);
             return rc;
         }
-        struct header_scan hs = {0, 0};
-        MHD_get_connection_values_n(c, MHD_HEADER_KIND, scan_header, &hs);
-        if (srv->p.max_header_bytes && hs.bytes > srv->p.max_header_bytes) {
-            q->status = MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE;
-            return send_problem(srv, c, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
-                                "Request headers too large", NULL);
-        }
-        if (hs.control) {
-            q->status = MHD_HTTP_BAD_REQUEST;
-            return send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad header",
-                                "a header value holds a CR, LF or NUL byte");
-        }
-        if (srv->p.max_url_length && strlen(q->uri) > srv->p.max_url_length) {
-            q->status = MHD_HTTP_URI_TOO_LONG;
-            return send_problem(srv, c, MHD_HTTP_URI_TOO_LONG, "URI too long",
-                                "the request target is longer than this server accepts");
-        }
-        /* Headers are in; answer on the next call, once MHD has the whole request. */
-        return MHD_YES;
+        srv->cur = q;
+        enum MHD_Result rc = check_request(srv, c, method, version);
+        srv->cur = NULL;
+        return rc;
     }
     if (*upload_data_size != 0) {
         /* A body on GET, HEAD or OPTIONS means nothing here: read and ignored. */
@@ -1291,7 +1551,50 @@ static void request_release(struct subscriber_tally *t)
         addr_release(q->srv, q->client);
     free(q->uri);
     free(q->stream);
+    free(q->token);
+    free(q->grant_target);
     free(q);
+}
+
+/* The number of query parameters libmicrohttpd will make of uri (it splits on '&'). */
+static size_t query_params(const char *uri)
+{
+    const char *qs = strchr(uri, '?');
+    if (qs == NULL || qs[1] == '\0')
+        return 0;
+    size_t n = 1;
+    for (const char *p = qs + 1; *p; p++)
+        n += *p == '&';
+    return n;
+}
+
+/* Refuses a request from its request line, before libmicrohttpd parses its query: the records of
+ * too many parameters would not fit in the connection's memory, and libmicrohttpd would then
+ * wait for the request timeout instead of answering. The answer is written on the socket, which
+ * is still quiet (libmicrohttpd reads a request only once the previous answer is out), and the
+ * connection is shut, which libmicrohttpd sees as the client leaving. */
+static void refuse_request_line(struct http_server *srv, struct MHD_Connection *c,
+                                struct request *q)
+{
+    static const char body[] = "{\"status\":414,\"title\":\"URI too long\",\"detail\":\"the query "
+                               "has more parameters than this server accepts\"}";
+    char head[256];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 414 URI Too Long\r\nContent-Type: application/problem+json\r\n"
+                     "Cache-Control: no-store\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n",
+                     sizeof(body) - 1);
+    srv->rejected[REJECT_BAD_REQUEST]++;
+    q->status = MHD_HTTP_URI_TOO_LONG;
+    q->refused = 1;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci == NULL)
+        return;
+    struct iovec iov[2] = {{head, (size_t)n}, {(void *)body, sizeof(body) - 1}};
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+    /* A short write leaves a cut answer; the shutdown below ends the connection either way. */
+    (void)sendmsg(ci->connect_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    shutdown(ci->connect_fd, SHUT_RDWR);
 }
 
 /* MHD's URI callback: the first thing known of a request. Its return value becomes *req_cls. */
@@ -1310,6 +1613,8 @@ static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *
         free(q);
         return NULL;
     }
+    if (query_params(q->uri) > HTTP_MAX_QUERY_PARAMS)
+        refuse_request_line(srv, c, q);
     return q;
 }
 
@@ -1340,6 +1645,7 @@ static void on_request_done(void *cls, struct MHD_Connection *c, void **req_cls,
     *req_cls = NULL;
     if (q == NULL)
         return;
+    auth_untrack(srv, q);
     if (srv->p.access_log && q->stream) {
         const char *reason = q->tally.end_reason ? q->tally.end_reason
                              : q->opened         ? termination_reason(toe)
@@ -1454,6 +1760,8 @@ void http_server_update(struct http_server *srv, const struct http_params *param
     p.connect_burst_per_ip = srv->p.connect_burst_per_ip;
     p.request_timeout_s = srv->p.request_timeout_s;
     p.connection_memory = srv->p.connection_memory;
+    p.max_url_length = srv->p.max_url_length;
+    p.max_header_bytes = srv->p.max_header_bytes;
     p.listen_backlog = srv->p.listen_backlog;
     srv->p = p;
 }

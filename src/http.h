@@ -49,11 +49,11 @@ struct http_params {
     uint64_t connect_rate_per_ip;    /* new connections per second per address; 0: no limit */
     uint64_t connect_burst_per_ip;
     size_t max_subscribers;
-    size_t max_url_length; /* request targets longer than this get 414; 0: MHD's own bound */
+    size_t max_url_length; /* request targets longer than this get 414; 0: no limit */
     size_t max_topics;
     unsigned request_timeout_s; /* for reading a request; streams have none */
-    size_t connection_memory;   /* MHD's per-connection pool (request line and headers fit) */
-    size_t max_header_bytes;    /* request headers (names and values) beyond this get 431 */
+    size_t connection_memory;   /* MHD's per-connection pool: http_connection_memory() */
+    size_t max_header_bytes;    /* header lines (as received) beyond this get 431; 0: no limit */
     unsigned listen_backlog;
     uint64_t overload_retry_ms;
     int demo;       /* serve the built-in demo document at /_demo/upstream.json */
@@ -65,6 +65,15 @@ struct http_params {
 
 struct metrics;
 
+/* Header fields (each cookie counting as one) and query parameters a request may have; more get
+ * 431 or 414. */
+#define HTTP_MAX_HEADER_FIELDS 48
+#define HTTP_MAX_QUERY_PARAMS  32
+
+/* The per-connection memory (libmicrohttpd's pool) that lets every request within the two limits
+ * be served, and one up to twice over them be refused with pollcast's own answer. */
+size_t http_connection_memory(size_t max_url_length, size_t max_header_bytes);
+
 /* Starts listening. Returns NULL with a message in err on failure (address in use, ...). The
  * server keeps pointers into params' arrays; they must outlive it. */
 struct http_server *http_server_new(struct loop *loop, struct hub *hub,
@@ -73,9 +82,16 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
 /* Takes the new values of a reloaded config: everything in params except what the listening
  * socket and MHD were started with (addr, max_connections, max_connections_per_ip,
  * connect_rate_per_ip, connect_burst_per_ip, request_timeout_s, connection_memory,
- * listen_backlog), which need a restart. The server points into params' arrays from then on and
- * no longer into the previous ones. Cannot fail. */
+ * max_url_length, max_header_bytes, listen_backlog), which need a restart. The server points into
+ * params' arrays from then on and no longer into the previous ones. Cannot fail. */
 void http_server_update(struct http_server *srv, const struct http_params *params);
+
+/* Checks every authenticated stream going on against the current [auth] (after
+ * http_server_update on reload): a stream whose token the new keys or settings refuse, or whose
+ * claim no longer grants it, ends with a last "stream-end" event (reason auth_changed); the
+ * others' expiry follows the new leeway. With auth now off, streams go on untracked. One
+ * signature check per authenticated stream. Cannot fail. */
+void http_server_recheck_auth(struct http_server *srv);
 
 /* The registry /metrics writes: the hub's and the HTTP front's own series are in it; the caller
  * may add more (their values must outlive the server). */

@@ -36,6 +36,7 @@ struct subscriber {
     unsigned closing : 1;       /* the stream ends at the next read */
     /* The frame being written and how far. */
     struct frame *cur;
+    struct frame *last; /* written once the stream ends, before its end (hub_subscriber_end) */
     size_t off;
     /* Pending frames: a ring, grown on demand up to the hub's queue bound. */
     struct frame **q;
@@ -353,7 +354,7 @@ long subscriber_read(struct subscriber *s, char *dst, size_t max)
     /* When the stream ends, the frame in progress is finished first so that the client never
      * sees half an event. */
     int ending = s->closing || t->hub->closing;
-    if (ending && s->cur == NULL)
+    if (ending && s->cur == NULL && s->last == NULL)
         return -1;
     if (s->prefix_off < s->prefix_len) {
         size_t k = s->prefix_len - s->prefix_off;
@@ -365,8 +366,15 @@ long subscriber_read(struct subscriber *s, char *dst, size_t max)
     }
     while (n < max) {
         if (s->cur == NULL) {
-            if (ending)
-                break;
+            if (ending) {
+                /* The stream's last words, after the event in progress. */
+                if (s->last == NULL)
+                    break;
+                s->cur = s->last;
+                s->last = NULL;
+                s->off = 0;
+                continue;
+            }
             if (s->need_snapshot && t->doc) {
                 /* Catching up: the backlog was dropped; the current snapshot replaces it, and
                  * the upstream's status events queued since follow it. */
@@ -885,8 +893,10 @@ struct subscriber *hub_subscribe(struct topic *t, enum hub_mode mode, const char
     s->last_write_ms = loop_now_ms(hub->loop);
     s->tally = hub->next_tally;
     hub->next_tally = NULL;
-    if (s->tally)
+    if (s->tally) {
         s->tally->refs++;
+        s->tally->sub = s;
+    }
     /* retry: jittered between 50% and 150% of the base, so that a restart does not bring every
      * client back in the same millisecond. */
     hub->rng ^= hub->rng << 13;
@@ -925,6 +935,19 @@ void hub_subscriber_close(struct subscriber *s)
     sub_end(s, "client_gone");
 }
 
+void hub_subscriber_end(struct subscriber *s, const char *reason, const char *last, size_t len)
+{
+    if (s->closing)
+        return;
+    struct buf b;
+    buf_init(&b, 0);
+    /* Out of memory, the stream ends without its last event. */
+    if (last && buf_append(&b, last, len) == 0)
+        s->last = frame_from_buf(&b, 0);
+    buf_dispose(&b);
+    sub_end(s, reason);
+}
+
 void hub_unsubscribe(struct subscriber *s)
 {
     if (s == NULL)
@@ -938,7 +961,10 @@ void hub_unsubscribe(struct subscriber *s)
         s->next->prev = s->prev;
     queue_clear(s);
     frame_unref(s->cur);
+    frame_unref(s->last);
     free(s->q);
+    if (s->tally)
+        s->tally->sub = NULL;
     if (s->tally && --s->tally->refs == 0)
         s->tally->release(s->tally);
     free(s);

@@ -97,7 +97,8 @@ struct subscriber_tally {
     unsigned refs;
     uint64_t events, bytes; /* frames (keepalives excluded) and bytes read by the transport */
     const char *end_reason; /* static: why the hub ended the stream ("shutdown", "reload",
-                               "client_gone"), NULL while it has not */
+                               "client_gone", "token_expired", ...), NULL while it has not */
+    struct subscriber *sub; /* the subscriber counting into it, NULL once it is gone */
     void (*release)(struct subscriber_tally *t);
 };
 
@@ -132,6 +133,12 @@ long subscriber_read(struct subscriber *s, char *dst, size_t max);
 /* Ends one subscriber's stream: it reads -1 after its current event and is woken. Used when its
  * client is known to be gone. */
 void hub_subscriber_close(struct subscriber *s);
+
+/* Ends one subscriber's stream for reason (static text, for its tally): after its current event
+ * it is sent last (len bytes, a whole SSE event or comment, copied; NULL: nothing), then it
+ * reads -1. Does nothing when the stream is already ending. Out of memory, the stream ends
+ * without last. */
+void hub_subscriber_end(struct subscriber *s, const char *reason, const char *last, size_t len);
 
 /* Removes and frees the subscriber. Accepts NULL. */
 void hub_unsubscribe(struct subscriber *s);

@@ -316,7 +316,7 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
     hp->request_timeout_s = (unsigned)((s->request_timeout_ms + 999) / 1000);
     /* MHD's per-connection pool holds the request and then the stream's write buffer; it is
      * the main cost of an idle subscriber (measured in bench/RESULTS.md). */
-    hp->connection_memory = s->max_header_bytes + 1024;
+    hp->connection_memory = http_connection_memory(s->max_url_length, s->max_header_bytes);
     hp->max_header_bytes = s->max_header_bytes;
     hp->listen_backlog = (unsigned)s->listen_backlog;
     hp->overload_retry_ms = s->overload_retry_ms;
@@ -442,6 +442,7 @@ static void log_restart_keys(const struct config_server *a, const struct config_
         {"connect_rate_per_ip", a->connect_rate_per_ip != b->connect_rate_per_ip},
         {"connect_burst_per_ip", a->connect_burst_per_ip != b->connect_burst_per_ip},
         {"max_header_bytes", a->max_header_bytes != b->max_header_bytes},
+        {"max_url_length", a->max_url_length != b->max_url_length},
         {"request_timeout", a->request_timeout_ms != b->request_timeout_ms},
         {"tcp_keepalive", a->tcp_keepalive_ms != b->tcp_keepalive_ms},
         {"keepalive", a->keepalive_ms != b->keepalive_ms},
@@ -505,6 +506,7 @@ static void reload(struct daemon *d)
     d->hp = nhp;
     wire_policies(d);
     http_server_update(d->http, &d->hp);
+    http_server_recheck_auth(d->http);
     d->reloads_ok++;
     log_event(LOG_INFO, "config reloaded",
               (struct log_field[]){LOG_NUM("upstreams", d->cfg.n_upstreams),

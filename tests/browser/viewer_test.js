@@ -6,7 +6,10 @@
 // an upstream change shown and highlighted within a second; upstream-error and recovery states;
 // reconnection with Last-Event-ID after a cut; a fresh snapshot after a patch that does not
 // apply; collapsing; switching streams. Writes a screenshot of the highlighted change to
-// SCREENSHOT (a .png path) and prints the path. Installs nothing: without Debian's chromium or tests/browser/node_modules it
+// SCREENSHOT (a .png path) and prints the path. With [auth] on (a second daemon, tokens minted
+// by the openssl CLI): /?access_token=TOKEN shows the live document, without a token or with a
+// refused one the page says why, a token that expires ends the stream with the reason shown,
+// and the token appears in neither the log nor /metrics. Installs nothing: without Debian's chromium or tests/browser/node_modules it
 // fails and says what is missing.
 // Usage: node viewer_test.js POLLCAST_BINARY SCREENSHOT
 'use strict';
@@ -15,7 +18,17 @@ const assert = require('assert');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
+const { execFileSync } = require('child_process');
 const h = require('../watch/harness');
+
+// An HS256 JWT signed with the openssl CLI (independent of pollcast's own code).
+function jwt(secret, claims) {
+  const b64 = (b) => Buffer.from(b).toString('base64url');
+  const input = `${b64(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64(JSON.stringify(claims))}`;
+  const sig = execFileSync('openssl', ['dgst', '-sha256', '-mac', 'HMAC', '-macopt',
+    `hexkey:${Buffer.from(secret).toString('hex')}`, '-binary'], { input });
+  return `${input}.${b64(sig)}`;
+}
 
 const bin = process.argv[2];
 const shot = path.resolve(process.argv[3] || path.join(h.SRC, 'build', 'browser', 'viewer.png'));
@@ -154,8 +167,59 @@ min_interval = 100ms
     assert.match(page.url(), /#stream=weather$/);
     assert.strictEqual(await page.textContent('[data-path="/temp_c"] .num'), '-3.5');
 
-    // The one error expected: Chromium's report of the connection the relay cut.
-    const unexpected = errors.filter((e) => !/Failed to load resource: net::ERR_INCOMPLETE_CHUNKED_ENCODING/.test(e));
+    // With [auth]: the token of /?access_token= reaches the EventSource.
+    const secret = 'viewer-test-secret-0123456789-abcdefghijklmnopq';
+    const apc = await h.startPollcast(bin, `retry = 200ms
+retry_jitter = 0s
+access_log = true
+[upstream prices]
+url = http://127.0.0.1:${up.port}/prices
+interval = 250ms
+[upstream weather]
+url = http://127.0.0.1:${up.port}/weather
+interval = 250ms
+[auth]
+algorithm = HS256
+secret = ${secret}
+leeway = 0s
+`);
+    const abase = `http://127.0.0.1:${apc.port}/`;
+    const now = Math.floor(Date.now() / 1000);
+    const good = jwt(secret, { sub: 'viewer', exp: now + 3600, 'pollcast.subscribe': ['prices'] });
+    await page.goto(`${abase}?access_token=${good}#stream=prices`);
+    await page.waitForFunction((want) => window.pollcastViewer.state() === 'live' && window.pollcastViewer.json() === want, after, { timeout: 10000 });
+    assert.ok(!(await page.isVisible('#problem')), 'no problem shown with a valid token');
+    // Without a token: a clear error, no retry loop against the 401.
+    await page.goto(`${abase}#stream=prices`);
+    await page.waitForFunction(() => /401/.test(document.querySelector('#problem').textContent), null, { timeout: 10000 });
+    assert.strictEqual(await page.evaluate(() => window.pollcastViewer.state()), 'closed');
+    assert.strictEqual(await page.textContent('#state'), 'unauthorized');
+    assert.match(await page.textContent('#problem'), /token is required.*\/\?access_token=TOKEN/);
+    assert.strictEqual(await page.evaluate(() => window.pollcastViewer.json()), null);
+    // A token that does not grant the stream: 403, said so.
+    await page.goto(`${abase}?access_token=${good}#stream=weather`);
+    await page.waitForFunction(() => /403/.test(document.querySelector('#problem').textContent), null, { timeout: 10000 });
+    assert.match(await page.textContent('#problem'), /does not grant this stream/);
+    // A token that expires while the page shows the stream: the end and its reason.
+    const brief = jwt(secret, { sub: 'viewer', exp: Math.floor(Date.now() / 1000) + 2, 'pollcast.subscribe': ['prices'] });
+    await page.goto(`${abase}?access_token=${brief}#stream=prices`);
+    await page.waitForFunction(() => window.pollcastViewer.state() === 'live', null, { timeout: 10000 });
+    await page.waitForFunction(() => /token expired/.test(document.querySelector('#problem').textContent), null, { timeout: 6000 });
+    assert.strictEqual(await page.textContent('#state'), 'ended');
+    assert.strictEqual(await page.evaluate(() => window.pollcastViewer.json()), after, 'the last document stays on the page');
+    // The tokens are in neither the log nor /metrics.
+    const metrics = await h.request(apc.port, 'GET', '/metrics');
+    const logged = apc.proc.err.join('');
+    assert.match(logged, /stream closed .*reason=token_expired/);
+    for (const tok of [good, brief]) {
+      const sig = tok.split('.')[2];
+      assert.ok(!logged.includes(sig) && !logged.includes('access_token'), 'no token in the log');
+      assert.ok(!metrics.body.includes(sig), 'no token in /metrics');
+    }
+
+    // The errors expected: Chromium's report of the connection the relay cut, and of the
+    // refused stream requests of the auth part.
+    const unexpected = errors.filter((e) => !/Failed to load resource: net::ERR_INCOMPLETE_CHUNKED_ENCODING|Failed to load resource: the server responded with a status of 40[13]/.test(e));
     assert.deepStrictEqual(unexpected, [], 'no errors in the page');
     console.log(`viewer_test: change shown and highlighted in ${shownMs} ms`);
     console.log(`viewer_test: screenshot ${shot}`);

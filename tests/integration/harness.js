@@ -612,7 +612,8 @@ class Follower {
       } catch (e) {
         this.fail(`${ev.event} ${ev.id}: ${e.message} (data ${String(ev.data).slice(0, 300)})`);
       }
-    } else if (ev.event === 'upstream-error' || ev.event === 'upstream-recovered') {
+    } else if (ev.event === 'upstream-error' || ev.event === 'upstream-recovered' ||
+      ev.event === 'stream-end') {
       try {
         ev.json = JSON.parse(ev.data);
       } catch (e) {

@@ -4,7 +4,8 @@
 // header, the access_token query parameter or the cookie: 200 and the snapshot; expired, not
 // yet valid, forged, tampered, alg none, algorithm confusion (HS256 signed with the RSA or EC
 // public key), DER ECDSA signatures, wrong audience or issuer: 401 with error="invalid_token";
-// a valid token whose claim lacks the stream or URL: 403; health needs no token.
+// a valid token whose claim lacks the stream or URL: 403 with error="insufficient_scope"
+// (RFC 6750) and a problem+json body; health needs no token.
 'use strict';
 
 const path = require('node:path');
@@ -44,6 +45,20 @@ async function expect401(base, p, headers, what, detailRe) {
   assert.match(String(s.headers['www-authenticate']), /^Bearer/, `${what}: WWW-Authenticate`);
   const j = JSON.parse(s.body);
   assert.equal(j.status, 401, `${what}: problem status`);
+  if (detailRe) assert.match(j.detail, detailRe, `${what}: detail`);
+  return j;
+}
+
+// A valid token that does not grant the stream or URL: 403 with the RFC 6750 challenge
+// (error="insufficient_scope") and a problem+json body.
+async function expect403(base, p, headers, what, detailRe) {
+  const s = await probe(base, p, headers);
+  assert.equal(s.status, 403, `${what}: status (${s.body})`);
+  assert.equal(s.headers['www-authenticate'], 'Bearer error="insufficient_scope"',
+    `${what}: WWW-Authenticate`);
+  assert.match(String(s.headers['content-type']), /^application\/problem\+json/, `${what}: type`);
+  const j = JSON.parse(s.body);
+  assert.equal(j.status, 403, `${what}: problem status`);
   if (detailRe) assert.match(j.detail, detailRe, `${what}: detail`);
   return j;
 }
@@ -148,26 +163,37 @@ L.run('security.auth', async (t) => {
     assert.match(s.headers['www-authenticate'], /error="invalid_token"/);
   });
 
-  await t.step('HS256: a valid token whose claim lacks the stream or URL: 403', async () => {
-    const orders = L.jwt('HS256', SECRET, claims({ 'pollcast.subscribe': ['orders'] }));
-    const s = await probe(hs.base, '/streams/prices', bearer(orders));
-    assert.equal(s.status, 403, s.body);
-    assert.match(JSON.parse(s.body).detail, /does not grant this stream/);
-    await expect200(hs.base, '/streams/orders', bearer(orders), 'the granted stream');
-    const none = L.jwt('HS256', SECRET, claims({ 'pollcast.subscribe': [] }));
-    assert.equal((await probe(hs.base, '/streams/prices', bearer(none))).status, 403);
-    // Ad-hoc URLs: granted by URL prefix only.
-    const url = `/proxy?url=${encodeURIComponent(`http://localhost:${up.port}/v1/x`)}`;
-    assert.equal((await probe(hs.base, url, bearer(good))).status, 403, 'stream names grant no URL');
-    const byUrl = L.jwt('HS256', SECRET, claims({ 'pollcast.subscribe':
-      [`http://localhost:${up.port}/v1/`] }));
-    await expect200(hs.base, url, bearer(byUrl), 'URL prefix grant');
-    const other = L.jwt('HS256', SECRET, claims({ 'pollcast.subscribe':
-      [`http://localhost:${up.port}/v2/`] }));
-    assert.equal((await probe(hs.base, url, bearer(other))).status, 403, 'another prefix');
-    assert.equal((await probe(hs.base, '/streams/prices', bearer(byUrl))).status, 403,
-      'a URL grant is no stream grant');
-  });
+  await t.step('HS256: a valid token whose claim lacks the stream or URL: 403 insufficient_scope',
+    async () => {
+      const orders = L.jwt('HS256', SECRET, claims({ 'pollcast.subscribe': ['orders'] }));
+      await expect403(hs.base, '/streams/prices', bearer(orders), 'another stream',
+        /does not grant this stream/);
+      await expect403(hs.base, `/streams/prices?access_token=${orders}`, {}, 'by query');
+      await expect200(hs.base, '/streams/orders', bearer(orders), 'the granted stream');
+      const none = L.jwt('HS256', SECRET, claims({ 'pollcast.subscribe': [] }));
+      await expect403(hs.base, '/streams/prices', bearer(none), 'an empty claim');
+      const noClaim = L.jwt('HS256', SECRET, claims({ 'pollcast.subscribe': undefined }));
+      await expect403(hs.base, '/streams/prices', bearer(noClaim), 'no pollcast.subscribe claim');
+      // Ad-hoc URLs: granted by URL prefix only.
+      const url = `/proxy?url=${encodeURIComponent(`http://localhost:${up.port}/v1/x`)}`;
+      await expect403(hs.base, url, bearer(good), 'stream names grant no URL',
+        /does not grant this URL/);
+      const byUrl = L.jwt('HS256', SECRET, claims({ 'pollcast.subscribe':
+        [`http://localhost:${up.port}/v1/`] }));
+      await expect200(hs.base, url, bearer(byUrl), 'URL prefix grant');
+      const other = L.jwt('HS256', SECRET, claims({ 'pollcast.subscribe':
+        [`http://localhost:${up.port}/v2/`] }));
+      await expect403(hs.base, url, bearer(other), 'another prefix');
+      await expect403(hs.base, '/streams/prices', bearer(byUrl), 'a URL grant is no stream grant');
+      // Still 401 (not 403) without a token or with an invalid one, with the matching challenge.
+      const n = await probe(hs.base, '/streams/prices');
+      assert.equal(n.status, 401);
+      assert.equal(n.headers['www-authenticate'], 'Bearer', 'no token: a bare challenge');
+      const bad = await probe(hs.base, '/streams/prices', bearer(L.jwt('HS256', OTHER_SECRET, claims())));
+      assert.equal(bad.status, 401);
+      assert.equal(bad.headers['www-authenticate'], 'Bearer error="invalid_token"');
+      assert.match(String(bad.headers['content-type']), /^application\/problem\+json/);
+    });
 
   await t.step('RS256: valid 200; other key, alg none, HS256 with the public key: 401', async () => {
     const priv = path.join(KEYS, 'rsa_private.pem');

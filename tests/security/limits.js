@@ -1,7 +1,8 @@
 // Limits on the wire (issue 4, "Limits"): max_subscribers (over: 200, retry: overload_retry,
 // end of stream), max_subscribers_per_ip, connect_rate_per_ip (src/ratelimit.c: connections
 // past the burst are closed at accept, the bucket refills at the rate), max_url_length and
-// max_header_bytes (over: 414 / 431, or the connection closed; the daemon stays healthy),
+// max_header_bytes (over: 414 / 431, or the connection closed; the daemon stays healthy; at every
+// 64 bytes to twice each limit, 200 within and 414 / 431 with problem+json over, at once),
 // malformed request lines and headers (4xx/5xx or closed, never served), and huge or bogus
 // Last-Event-ID values (treated as unknown: a fresh snapshot).
 'use strict';
@@ -159,6 +160,93 @@ L.run('security.limits', async (t) => {
     }
     await L.assertHealthy(pc, '/streams/x', doc);
   });
+
+  // Issue 10, bug 2: every request within max_header_bytes / max_url_length is served, every
+  // one over them gets 431 / 414 with a problem+json body at once. "Header bytes" are the header
+  // lines as received, each with its CRLF, without the request line and the final empty line.
+  for (const [hb, hbBytes] of [[undefined, 2048], ['1KiB', 1024]]) {
+    await t.step(`request sizes at every 64 bytes to twice each limit (max_header_bytes ${hbBytes})`,
+      async () => {
+        const server = { request_timeout: '5s' };
+        if (hb) server.max_header_bytes = hb;
+        const pc = await L.startPollcast({ server, upstreams }, { name: `pollcast-sizes-${hbBytes}` });
+        const urlLimit = 2048; // the default max_url_length
+        const get = (target, headers = '') => L.raw(pc.port,
+          `GET ${target} HTTP/1.1\r\nHost: x\r\n${headers}Connection: close\r\n\r\n`,
+          { ms: T(4000) });
+        const bad = [];
+        // One answer: 200 with /healthz's body, or the refusal with its problem+json, at once.
+        const expect = (what, r, status) => {
+          const [head, ...rest] = r.text.split('\r\n\r\n');
+          const body = rest.join('\r\n\r\n');
+          let why = null;
+          if (r.status !== status) why = `status ${r.status} (${r.closed ? 'closed' : 'open'}), want ${status}`;
+          else if (r.ms > T(2000)) why = `answered after ${r.ms} ms`;
+          else if (status === 200 && body !== '{"status":"ok"}') why = `body ${body.slice(0, 80)}`;
+          else if (status !== 200) {
+            if (!/\r\ncontent-type: application\/problem\+json/i.test(head)) {
+              why = `content type: ${head.replace(/\r\n/g, ' | ').slice(0, 200)}`;
+            } else {
+              let p;
+              try {
+                p = JSON.parse(body);
+              } catch {
+                p = null;
+              }
+              if (!p || p.status !== status || typeof p.title !== 'string') why = `body ${body.slice(0, 120)}`;
+            }
+          }
+          if (why) bad.push(`${what}: ${why}`);
+        };
+        // Fixed header lines around the padding: "Host: x" and "Connection: close" with their
+        // CRLFs (9 + 19 bytes).
+        const fixed = 9 + 19;
+        const sizes = (limit) => {
+          const out = [];
+          for (let n = 0; n <= 2 * limit; n += 64) out.push(n);
+          out.push(limit - 1, limit, limit + 1);
+          return out;
+        };
+        for (const [name, line] of [['X-Pad', (v) => `X-Pad: ${v}\r\n`],
+          ['Cookie', (v) => `Cookie: c=${v}\r\n`]]) {
+          const over = line('').length; // the field line around its value
+          for (const total of sizes(hbBytes)) {
+            const v = total - fixed - over;
+            if (v < 0) continue;
+            const r = await get('/healthz', line('v'.repeat(v)));
+            expect(`${name} header, ${total} header bytes`, r, total <= hbBytes ? 200 : 431);
+          }
+        }
+        for (const len of sizes(urlLimit)) {
+          const n = len - '/healthz?'.length;
+          if (n < 0) continue;
+          const r = await get(`/healthz?${'q'.repeat(n)}`);
+          expect(`request target of ${len} bytes`, r, len <= urlLimit ? 200 : 414);
+        }
+        // Counts: 48 header fields (cookies included) and 32 query parameters at most.
+        const fields = (k) => Array.from({ length: k }, (_, i) => `X-F${i}: v\r\n`).join('');
+        expect('48 header fields', await get('/healthz', fields(46)), 200);
+        expect('49 header fields', await get('/healthz', fields(47)), 431);
+        expect('40 fields and 8 cookies', await get('/healthz',
+          fields(37) + `Cookie: ${Array.from({ length: 8 }, (_, i) => `c${i}=1`).join('; ')}\r\n`), 200);
+        expect('40 fields and 9 cookies', await get('/healthz',
+          fields(37) + `Cookie: ${Array.from({ length: 9 }, (_, i) => `c${i}=1`).join('; ')}\r\n`), 431);
+        const params = (k) => Array.from({ length: k }, (_, i) => `p${i}=1`).join('&');
+        expect('32 query parameters', await get(`/healthz?${params(32)}`), 200);
+        for (const k of [33, 200, 1000]) {
+          expect(`${k} query parameters`, await get(`/healthz?${params(k)}`), 414);
+        }
+        log(`${bad.length} wrong answers`);
+        assert.deepEqual(bad, [], 'every request within the limits served, every one over them refused');
+        // And a stream request just within both limits is a stream.
+        const s = await L.openRaw(pc.base, `/streams/x?pad=${'p'.repeat(urlLimit - 20)}`,
+          { name: 'long-url-stream', headers: { 'X-Pad': 'h'.repeat(hbBytes - 200) } });
+        L.defer(() => s.close());
+        await s.waitDoc(doc, T(5000));
+        s.close();
+        await L.assertHealthy(pc, '/streams/x', doc);
+      });
+  }
 
   await t.step('malformed request lines and headers: never served, daemon healthy', async () => {
     const pc = await L.startPollcast({ server: { request_timeout: '2s' }, upstreams },

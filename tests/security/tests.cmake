@@ -11,11 +11,16 @@
 #                    is an upstream-error and is never requested (relative, other host, other
 #                    port, other path, a chain of 3, max_redirects, forwarded headers)
 # auth               JWT HS256 / RS256 / ES256: header, query, cookie; expired, nbf, forged,
-#                    alg none, algorithm confusion, DER signatures, aud, iss: 401; scope: 403
+#                    alg none, algorithm confusion, DER signatures, aud, iss: 401
+#                    (error="invalid_token"); scope: 403 (error="insufficient_scope")
+# auth_live          tokens that stop being valid during their stream: exp (+ leeway) passes,
+#                    or a SIGHUP changes [auth]: a last stream-end event, counted and logged
 # headers            configured secrets never in events, errors, /metrics or logs; client
 #                    headers not forwarded unless listed
 # limits             max_subscribers, max_subscribers_per_ip, connect_rate_per_ip (the
-#                    limiter), URL and header sizes, malformed requests, bogus Last-Event-ID
+#                    limiter), URL and header sizes (every 64 bytes to twice each limit: 200
+#                    within, 414/431 problem+json over, at once; field and parameter counts),
+#                    malformed requests, bogus Last-Event-ID
 # hostile_upstreams  gzip bomb, endless body, slow drip, deep nesting, invalid UTF-8, huge
 #                    strings, 10,000-digit numbers, text/html, unverified TLS
 # hostile_clients    slowloris, 1,000 half-open connections, connection floods, while a
@@ -35,7 +40,7 @@ find_program(POLLCAST_NODE node)
 if(NOT POLLCAST_NODE)
   set(POLLCAST_NODE node)
 endif()
-foreach(t ssrf ssrf_redirects auth headers limits hostile_upstreams)
+foreach(t ssrf ssrf_redirects auth auth_live headers limits hostile_upstreams)
   pollcast_test(NAME security.${t} LABELS security TIMEOUT 300
                 COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/security/${t}.js @POLLCAST@)
 endforeach()
