@@ -271,7 +271,7 @@ static const struct key keys[] = {
              "none. Named upstreams are not restricted."},
     {ALW("follow_redirects", T_BOOL, follow_redirects), .def = "false",
      .help = "Follow redirects of ad-hoc upstreams; each hop must pass url_prefix and the "
-             "address rules again."},
+             "address rules again, and a hop that does not is never requested."},
     {ALW("max_redirects", T_UINT, max_redirects), .def = "3", .min = 0, .max = 20,
      .help = "Most redirects followed for one request when follow_redirects is on."},
     {ALW("max_pollers", T_UINT, max_pollers), .def = "256", .min = 0, .max = 1000000,
@@ -295,7 +295,9 @@ static const struct key keys[] = {
      .help = "Longest time one request may take, connecting included; the poller also keeps it "
              "shorter than the poll interval."},
     {ALW("connect_timeout", T_DURATION, connect_timeout_ms), .def = "3s", .min = 100,
-     .max = 5 * MS_M, .help = "Longest time to connect (name lookup, TCP and TLS)."},
+     .max = 5 * MS_M,
+     .help = "Longest time to connect (name lookup, TCP and TLS); also the longest wait for the "
+             "name lookup that checks a new ad-hoc URL's addresses before its stream starts."},
     {ALW("max_body", T_SIZE, max_body), .def = "8MiB", .min = KIB, .max = GIB,
      .help = "Largest response body accepted, counted after decompression."},
     {ALW("id_key", T_STRING, id_key), .def = "id", .flags = F_EMPTY,

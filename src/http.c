@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -27,6 +28,7 @@
 #include "loop.h"
 #include "metrics.h"
 #include "ratelimit.h"
+#include "resolve.h"
 #include "sse.h"
 #include "ssrf.h"
 #include "viewer.h"
@@ -80,6 +82,13 @@ struct request {
     uint64_t exp_ms; /* the token's exp, wall clock */
     struct loop_timer *expiry;
     struct request *auth_prev, *auth_next; /* http_server.authed */
+    /* The first subscriber of an ad-hoc topic: its host name is resolved while the connection
+     * is suspended (lookup set, linked in srv->resolving), then the request is routed again. */
+    struct resolve_job *lookup;
+    struct MHD_Connection *conn;
+    struct request *rprev, *rnext;
+    int looked_up;     /* the lookup ended (or could not run): do not look up again */
+    char *lookup_refused; /* the lookup found a refused address: why, for the 403 (owned) */
 };
 
 struct http_server {
@@ -102,6 +111,8 @@ struct http_server {
     struct request *authed; /* the authenticated streams going on */
     struct request *cur;    /* the request handle() is answering, for the helpers below */
     struct metrics *metrics;
+    struct resolver *resolver; /* host lookups of ad-hoc URLs at admission */
+    struct request *resolving; /* requests suspended while their host resolves */
 };
 
 static void count_reject(struct http_server *srv, enum reject_reason why, unsigned status)
@@ -729,6 +740,112 @@ static enum MHD_Result start_stream(struct http_server *srv, struct MHD_Connecti
     return rc;
 }
 
+/* ---- resolving an ad-hoc host at admission ------------------------------------------------ */
+
+/* Lookups running at once; past that, a stream starts without one (the check at connect still
+ * refuses the address). */
+#define MAX_LOOKUPS 32
+
+/* Writes the host of a canonical URL into host when it is a name (not an address literal).
+ * Returns 0, or -1 for a literal (ssrf_check_literal judged it already) or a name too long. */
+static int url_host_name(const char *canonical, char *host, size_t hostlen)
+{
+    const char *h = strstr(canonical, "://");
+    if (h == NULL || h[3] == '[')
+        return -1;
+    h += 3;
+    size_t n = strcspn(h, ":/?#");
+    if (n == 0 || n >= hostlen)
+        return -1;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    struct in_addr a4;
+    return inet_pton(AF_INET, host, &a4) == 1 ? -1 : 0;
+}
+
+static void resolving_unlink(struct http_server *srv, struct request *q)
+{
+    if (q->rprev)
+        q->rprev->rnext = q->rnext;
+    else if (srv->resolving == q)
+        srv->resolving = q->rnext;
+    if (q->rnext)
+        q->rnext->rprev = q->rprev;
+    q->rprev = q->rnext = NULL;
+}
+
+/* The lookup of a suspended request ended: every address it gave must pass the address policy
+ * (a name with a refused address is refused, as rebinding setups mix them); a name that does
+ * not resolve in time is let through, and its poller reports what happens at connect. Then the
+ * request is routed again. */
+static void on_resolved(void *arg, enum resolve_status status, const struct addrinfo *ai)
+{
+    struct request *q = arg;
+    struct http_server *srv = q->srv;
+    char why[160];
+    q->lookup = NULL;
+    q->looked_up = 1;
+    for (; status == RESOLVE_OK && ai; ai = ai->ai_next) {
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+            continue;
+        if (!ssrf_addr_allowed(ai->ai_addr, ai->ai_addrlen, srv->p.allow_cidrs, why, sizeof(why))) {
+            char detail[256];
+            snprintf(detail, sizeof(detail), "the host resolves to a refused address: %s", why);
+            free(q->lookup_refused);
+            /* Out of memory leaves it NULL: the connect-time check still refuses the address. */
+            q->lookup_refused = strdup(detail);
+            break;
+        }
+    }
+    resolving_unlink(srv, q);
+    MHD_resume_connection(q->conn);
+    kick_daemon(srv);
+}
+
+/* Ends the lookups of suspended requests (their callbacks are not called) and resumes them. */
+static void resolving_abort(struct http_server *srv)
+{
+    while (srv->resolving) {
+        struct request *q = srv->resolving;
+        resolve_cancel(q->lookup);
+        q->lookup = NULL;
+        q->looked_up = 1;
+        resolving_unlink(srv, q);
+        MHD_resume_connection(q->conn);
+    }
+}
+
+/* Starts the stream of an admitted ad-hoc URL (canonical). When the topic is new and the host
+ * is a name, the connection is first suspended while the name resolves (at most [allow]
+ * connect_timeout), so that a name resolving to a refused address gets its 403 at once instead
+ * of a stream of upstream-error events; handle() runs again when the lookup ends. */
+static enum MHD_Result start_adhoc(struct http_server *srv, struct MHD_Connection *c,
+                                   const char *key, const char *canonical, struct topic_spec *spec,
+                                   enum hub_mode mode)
+{
+    struct request *q = srv->cur;
+    char host[256];
+    if (q && q->lookup_refused)
+        return send_problem(srv, c, MHD_HTTP_FORBIDDEN, "URL not allowed", q->lookup_refused);
+    if (q && !q->looked_up && srv->resolver && !srv->quiesced &&
+        hub_topic_find(srv->hub, key) == NULL &&
+        url_host_name(canonical, host, sizeof(host)) == 0) {
+        q->looked_up = 1;
+        uint64_t timeout = srv->p.adhoc.connect_timeout_ms ? srv->p.adhoc.connect_timeout_ms : 3000;
+        q->lookup = resolver_start(srv->resolver, host, timeout, on_resolved, q);
+        if (q->lookup) {
+            q->conn = c;
+            q->rnext = srv->resolving;
+            if (srv->resolving)
+                srv->resolving->rprev = q;
+            srv->resolving = q;
+            MHD_suspend_connection(c);
+            return MHD_YES;
+        }
+    }
+    return start_stream(srv, c, key, spec, mode);
+}
+
 /* Names the current request in the access log: a stream name, or a URL of which only the part
  * before the query is kept (queries may carry tokens). */
 static void name_request(struct http_server *srv, struct MHD_Connection *c, const char *what)
@@ -1000,7 +1117,7 @@ static enum MHD_Result route_proxy(struct http_server *srv, struct MHD_Connectio
                             (unsigned long long)spec.poll.interval_ms) != 0)
             rc = MHD_NO;
         else
-            rc = start_stream(srv, c, key.data, &spec, mode);
+            rc = start_adhoc(srv, c, key.data, canon.data, &spec, mode);
         buf_dispose(&key);
         free(name);
     }
@@ -1203,7 +1320,7 @@ static enum MHD_Result route_compat(struct http_server *srv, struct MHD_Connecti
             buf_printf(&key, "c:%s\n%llu", canon.data, (unsigned long long)spec.poll.interval_ms);
         for (size_t i = 0; i < cr.nheaders; i++)
             kr |= buf_printf(&key, "\n%s", cr.headers[i]);
-        rc = kr ? MHD_NO : start_stream(srv, c, key.data, &spec, HUB_MODE_PATCH);
+        rc = kr ? MHD_NO : start_adhoc(srv, c, key.data, canon.data, &spec, HUB_MODE_PATCH);
         buf_dispose(&key);
         free(name);
     }
@@ -1553,6 +1670,7 @@ static void request_release(struct subscriber_tally *t)
     free(q->stream);
     free(q->token);
     free(q->grant_target);
+    free(q->lookup_refused);
     free(q);
 }
 
@@ -1646,6 +1764,11 @@ static void on_request_done(void *cls, struct MHD_Connection *c, void **req_cls,
     if (q == NULL)
         return;
     auth_untrack(srv, q);
+    if (q->lookup) {
+        resolve_cancel(q->lookup);
+        q->lookup = NULL;
+        resolving_unlink(srv, q);
+    }
     if (srv->p.access_log && q->stream) {
         const char *reason = q->tally.end_reason ? q->tally.end_reason
                              : q->opened         ? termination_reason(toe)
@@ -1680,9 +1803,11 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
     srv->p = *params;
     srv->epoll_fd = -1;
     srv->metrics = metrics_new();
-    if (srv->metrics == NULL || register_metrics(srv) != 0) {
+    srv->resolver = resolver_new(loop, MAX_LOOKUPS);
+    if (srv->metrics == NULL || srv->resolver == NULL || register_metrics(srv) != 0) {
         snprintf(err, errlen, "out of memory");
         metrics_free(srv->metrics);
+        resolver_free(srv->resolver);
         free(srv->per_addr);
         free(srv);
         return NULL;
@@ -1695,6 +1820,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
         if (srv->rate == NULL) {
             snprintf(err, errlen, "out of memory");
             metrics_free(srv->metrics);
+            resolver_free(srv->resolver);
             free(srv->per_addr);
             free(srv);
             return NULL;
@@ -1723,6 +1849,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
                  host, serv);
         ratelimit_free(srv->rate);
         metrics_free(srv->metrics);
+        resolver_free(srv->resolver);
         free(srv->per_addr);
         free(srv);
         return NULL;
@@ -1739,6 +1866,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
         MHD_stop_daemon(srv->daemon);
         ratelimit_free(srv->rate);
         metrics_free(srv->metrics);
+        resolver_free(srv->resolver);
         free(srv->per_addr);
         free(srv);
         return NULL;
@@ -1798,7 +1926,10 @@ void http_server_free(struct http_server *srv)
         loop_defer_cancel(srv->loop, on_deferred_run, srv);
     loop_timer_free(srv->timer);
     loop_timer_free(srv->resume_timer);
+    /* MHD refuses to stop with suspended connections. */
+    resolving_abort(srv);
     MHD_stop_daemon(srv->daemon);
+    resolver_free(srv->resolver);
     ratelimit_free(srv->rate);
     metrics_free(srv->metrics);
     for (size_t b = 0; b < ADDR_BUCKETS; b++)

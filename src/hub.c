@@ -795,6 +795,14 @@ static char **copy_strv(const char *const *v)
     return out;
 }
 
+struct topic *hub_topic_find(struct hub *hub, const char *key)
+{
+    for (struct topic *t = hub->buckets[bucket_of(key)]; t; t = t->bucket_next)
+        if (!t->retired && strcmp(t->key, key) == 0)
+            return t;
+    return NULL;
+}
+
 struct topic *hub_topic_get(struct hub *hub, const char *key, const struct topic_spec *spec)
 {
     size_t b = bucket_of(key);

@@ -114,6 +114,9 @@ void hub_free(struct hub *hub);
  * the topic. */
 struct topic *hub_topic_get(struct hub *hub, const char *key, const struct topic_spec *spec);
 
+/* Returns the live topic for key, or NULL when there is none (nothing is created). */
+struct topic *hub_topic_find(struct hub *hub, const char *key);
+
 /* Adds a subscriber to topic. last_event_id (may be NULL) is the id the client saw last: when it
  * is in the topic's history only later patches are queued, otherwise the current snapshot.
  * The hub owns the subscriber until hub_unsubscribe. Returns NULL on OOM. */

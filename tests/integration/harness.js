@@ -222,10 +222,11 @@ async function requestJson(method, url, opts) {
 // ---- the scripted upstream ------------------------------------------------------------------
 
 class Upstream {
-  constructor(child, port) {
+  constructor(child, port, host = '127.0.0.1') {
     this.child = child;
     this.port = port;
-    this.base = `http://127.0.0.1:${port}`;
+    this.host = host;
+    this.base = `http://${host}:${port}`;
   }
 
   url(p) {
@@ -273,8 +274,10 @@ class Upstream {
   }
 }
 
-async function startUpstream() {
-  const child = track(spawn(process.execPath, [path.join(__dirname, 'upstream_server.js')],
+// host: the loopback address it listens on (127.0.0.1 unless told, e.g. 127.0.0.2).
+async function startUpstream({ host = '127.0.0.1' } = {}) {
+  const child = track(spawn(process.execPath,
+    [path.join(__dirname, 'upstream_server.js'), '--host', host],
     { stdio: ['pipe', 'pipe', 'pipe'] }));
   const errLines = [];
   lines(child.stderr, (l) => errLines.push(l));
@@ -297,7 +300,7 @@ async function startUpstream() {
       // gone
     }
   });
-  return new Upstream(child, port);
+  return new Upstream(child, port, host);
 }
 
 // ---- pollcast -------------------------------------------------------------------------------

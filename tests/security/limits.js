@@ -236,6 +236,25 @@ L.run('security.limits', async (t) => {
         for (const k of [33, 200, 1000]) {
           expect(`${k} query parameters`, await get(`/healthz?${params(k)}`), 414);
         }
+        // The worst case within both limits at once: a target of max_url_length bytes with 32
+        // parameters, header lines of max_header_bytes bytes in 48 fields and cookies, one big
+        // cookie (libmicrohttpd keeps a second copy of the Cookie value): a stream. One header
+        // byte more: 431.
+        {
+          const params = Array.from({ length: 31 }, (_, i) => `p${i}=1`).join('&');
+          let target = `/streams/x?${params}&pad=`;
+          target += 'u'.repeat(urlLimit - target.length);
+          const fixed = 'Host: x\r\n' + Array.from({ length: 38 }, (_, i) => `X-F${i}: v\r\n`).join('');
+          let cookie = `Cookie: ${Array.from({ length: 7 }, (_, i) => `c${i}=1`).join('; ')}; big=`;
+          cookie += `${'c'.repeat(hbBytes - fixed.length - cookie.length - 2)}\r\n`;
+          assert.equal((fixed + cookie).length, hbBytes);
+          const req = (extra) => `GET ${target} HTTP/1.1\r\n${fixed}${cookie.replace('big=', `big=${extra}`)}\r\n`;
+          const worst = await L.raw(pc.port, req(''), { ms: T(1500) });
+          if (worst.status !== 200 || !/event: data/.test(worst.text)) {
+            bad.push(`worst case within the limits: ${worst.status} ${worst.text.slice(0, 100)}`);
+          }
+          expect('worst case plus one header byte', await L.raw(pc.port, req('c'), { ms: T(4000) }), 431);
+        }
         log(`${bad.length} wrong answers`);
         assert.deepEqual(bad, [], 'every request within the limits served, every one over them refused');
         // And a stream request just within both limits is a stream.

@@ -4,10 +4,11 @@
 // an allow prefix matches them (so the address policy is what refuses, not the prefix);
 // userinfo, backslashes, escaped dot segments, CR/LF/NUL and other schemes are 400; URLs
 // outside the allow prefixes (a look-alike host, another port, another scheme) are 403. A
-// hostname that resolves to loopback passes the literal checks but its poller's connect is
-// refused by the address policy (the DNS rebinding defence: the check is on the address
-// connected to), unless [allow] cidr covers it; ad-hoc redirects are not followed; a named
-// upstream at 127.0.0.1 (operator-trusted) is served.
+// hostname that resolves to loopback is resolved at admission and refused with 403 at once
+// (issue 10, gap 10), unless [allow] cidr covers it; the address policy at connect still refuses
+// a name that resolves to loopback when it is reached without that lookup (a redirect hop: the
+// DNS rebinding defence, the check on the address connected to); ad-hoc redirects are not
+// followed by default; a named upstream at 127.0.0.1 (operator-trusted) is served.
 'use strict';
 
 const L = require('./lib');
@@ -171,22 +172,46 @@ L.run('security.ssrf', async (t) => {
     assert.deepEqual(bad, [], 'outside the prefixes');
   });
 
-  await t.step('a hostname that resolves to loopback: the connect is refused (DNS rebinding)',
+  await t.step('a hostname that resolves to loopback: 403 at admission, naming the address',
     async () => {
-      const s = await L.openRaw(pc.base, `/proxy?url=${encodeURIComponent(`http://localhost:${up.port}/rebind`)}`,
-        { name: 'rebinding' });
+      const pollers = async () => Number(/^pollcast_pollers (\d+)$/m
+        .exec((await L.requestJson('GET', `${pc.base}/metrics`)).body)[1]);
+      const p0 = await pollers();
+      const t0 = Date.now();
+      const r = await L.requestJson('GET', proxy(`http://localhost:${up.port}/rebind`));
+      const ms = Date.now() - t0;
+      log(`localhost: ${r.status} in ${ms} ms: ${r.body}`);
+      assert.equal(r.status, 403, r.body);
+      assert.equal(r.headers['content-type'], 'application/problem+json');
+      assert.equal(r.json.status, 403);
+      assert.match(r.json.detail,
+        /^the host resolves to a refused address: address (127\.0\.0\.1|::1) is loopback$/);
+      assert.ok(ms < T(3000), 'answered at once, within the lookup timeout');
+      assert.equal((await up.stats('/rebind')).count, 0, 'no request reached the upstream');
+      assert.equal(await pollers(), p0, 'no poller was started for it');
+    });
+
+  await t.step('the check at connect still refuses a name resolving to loopback (a redirect hop)',
+    async () => {
+      // An upstream on 127.0.0.2 (allowed by cidr) redirects to localhost (allowed by a prefix,
+      // a name, so only the address policy at connect can refuse it).
+      const up2 = await L.startUpstream({ host: '127.0.0.2' });
+      await up2.mode('/redir', 'redirect', { status: 302, location: `http://localhost:${up2.port}/target` });
+      const pc3 = await L.startPollcast({
+        upstreams: {},
+        allow: { url_prefix: [`http://127.0.0.2:${up2.port}/`, `http://localhost:${up2.port}/`],
+          cidr: '127.0.0.2/32', follow_redirects: true, interval: '300ms' },
+      }, { name: 'pollcast-connect-check' });
+      const s = await L.openRaw(pc3.base,
+        `/proxy?url=${encodeURIComponent(`http://127.0.0.2:${up2.port}/redir`)}`, { name: 'hop' });
       L.defer(() => s.close());
-      assert.equal(s.status, 200, 'the request passes the literal checks (a name, allowed)');
+      assert.equal(s.status, 200, 'the first URL is admitted');
       const ev = await s.waitEvent('upstream-error', T(5000));
       log(`upstream-error: ${ev.data}`);
       assert.match(ev.json.detail, /^upstream address refused: address (127\.0\.0\.1|::1) is loopback$/,
-        'detail names the refused address');
-      assert.equal(ev.json.title, 'Upstream request failed');
-      assert.equal(ev.json.status, 502);
-      assert.ok(!('upstream_status' in ev.json), 'no upstream answer');
-      await L.sleep(T(700));
-      assert.equal(s.count('data'), 0, 'no document');
-      assert.equal((await up.stats('/rebind')).count, 0, 'no request reached the upstream');
+        'refused by the address policy at connect, not by a failed connection');
+      assert.ok((await up2.stats('/redir')).count >= 1);
+      assert.equal(s.count('data'), 0);
       s.close();
     });
 

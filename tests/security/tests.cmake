@@ -3,9 +3,10 @@
 # (tests/integration/harness.js), the scripted upstream and tokens minted by the openssl CLI.
 #
 # ssrf               /proxy: private addresses in every spelling 403 with the class, malformed
-#                    URLs 400, outside the prefixes 403, a name resolving to loopback refused at
-#                    connect (DNS rebinding) unless [allow] cidr, no ad-hoc redirects, named
-#                    upstreams trusted
+#                    URLs 400, outside the prefixes 403, a name resolving to loopback 403 at
+#                    admission (looked up) unless [allow] cidr, and still refused at connect (DNS
+#                    rebinding) when reached through a redirect hop, no ad-hoc redirects by
+#                    default, named upstreams trusted
 # ssrf_redirects     [allow] follow_redirects: every hop of an ad-hoc poller (/proxy and the
 #                    Streamdata.io form) passes url_prefix and the address policy; a refused hop
 #                    is an upstream-error and is never requested (relative, other host, other
