@@ -22,6 +22,7 @@
 #include "loop.h"
 #include "metrics.h"
 #include "ssrf.h"
+#include "store/store.h"
 #include "upstream.h"
 
 /* What the HTTP front and the hub are given, built from the config and kept alive for as long
@@ -41,6 +42,7 @@ struct wiring {
 struct daemon {
     struct loop *loop;
     struct upstream_pool *pool;
+    struct store *store;
     struct hub *hub;
     struct http_server *http;
     struct loop_timer *shutdown_timer;
@@ -290,9 +292,6 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
     hp->compat = s->streamdata_compat;
 
     memset(hubp, 0, sizeof(*hubp));
-    hubp->history_events = s->history_events;
-    hubp->history_bytes = s->history_bytes;
-    hubp->history_age_ms = s->history_age_ms;
     hubp->queue_events = s->queue_events;
     hubp->queue_bytes = s->queue_bytes;
     hubp->idle_grace_ms = s->adhoc_grace_ms;
@@ -522,7 +521,11 @@ int cli_serve(int argc, char **argv)
      * must be public unless an [allow] cidr opens it. */
     if (d.pool)
         upstream_pool_set_policy(d.pool, ssrf_upstream_policy, (void *)&cfg->allow.cidr);
-    d.hub = d.pool ? hub_new(d.loop, d.pool, &hubp) : NULL;
+    const struct store_params sp = {.history_events = cfg->server.history_events,
+                                    .history_bytes = cfg->server.history_bytes,
+                                    .history_age_ms = cfg->server.history_age_ms};
+    d.store = d.loop ? store_memory_new(d.loop, &sp) : NULL;
+    d.hub = d.pool && d.store ? hub_new(d.loop, d.pool, d.store, &hubp) : NULL;
     d.shutdown_timer = d.loop ? loop_timer_new(d.loop, on_shutdown_tick, &d) : NULL;
     if (d.sigfd < 0 || d.hub == NULL || d.shutdown_timer == NULL ||
         loop_watch(d.loop, d.sigfd, EPOLLIN, on_signal, &d) != 0) {
@@ -558,6 +561,8 @@ int cli_serve(int argc, char **argv)
 out:
     http_server_free(d.http);
     hub_free(d.hub);
+    if (d.store)
+        d.store->ops->free(d.store);
     upstream_pool_free(d.pool);
     loop_timer_free(d.shutdown_timer);
     if (d.sigfd >= 0) {
