@@ -745,6 +745,15 @@ static void on_store_sync(void *arg, uint64_t epoch, uint64_t seq, const char *d
     struct topic *t = arg;
     if (epoch == t->epoch && seq == t->seq && (doc == NULL || t->doc != NULL))
         return; /* the version the subscribers have already */
+    if (doc == NULL && seq > 0 && t->doc) {
+        /* The document stays, as version seq of another epoch (the Redis store going alone). */
+        t->epoch = epoch;
+        t->seq = seq;
+        frame_unref(t->data_frame);
+        t->data_frame = NULL;
+        fan_out_snapshot(t);
+        return;
+    }
     struct json_doc *d = doc ? doc_parse(t, doc, len) : NULL;
     if (doc && d == NULL)
         log_event(LOG_ERROR, "stored document does not parse; waiting for the next poll",

@@ -491,6 +491,18 @@ static int parse_args(int argc, char **argv, const char **file)
     return 0;
 }
 
+static const uint64_t one = 1;
+
+/* /readyz in cluster mode: the node's cluster state and id; not ready while it first connects
+ * (it serves alone, ready, when Redis is unreachable). */
+static int cluster_ready(void *arg, struct buf *out)
+{
+    const struct store *s = arg;
+    const char *st = store_redis_state(s);
+    buf_printf(out, "\"cluster\":\"%s\",\"node\":\"%s\"", st, store_redis_node_id(s));
+    return strcmp(st, "connecting") != 0;
+}
+
 int cli_serve(int argc, char **argv)
 {
     struct daemon d;
@@ -524,7 +536,26 @@ int cli_serve(int argc, char **argv)
     const struct store_params sp = {.history_events = cfg->server.history_events,
                                     .history_bytes = cfg->server.history_bytes,
                                     .history_age_ms = cfg->server.history_age_ms};
-    d.store = d.loop ? store_memory_new(d.loop, &sp) : NULL;
+    if (cfg->cluster.redis && d.loop) {
+        struct config_redis_addr addr;
+        if (config_redis_url_parse(cfg->cluster.redis, &addr, err, sizeof(err)) != 0) {
+            fprintf(stderr, "pollcast: [cluster] redis: %s\n", err);
+            rc = 2;
+            goto out;
+        }
+        const struct store_redis_params rp = {
+            .addr = &addr,
+            .node_id = cfg->cluster.node_id,
+            .lease_ms = cfg->cluster.lease_ms,
+            .history = sp,
+        };
+        d.store = store_redis_new(d.loop, &rp, err, sizeof(err));
+        explicit_bzero(&addr, sizeof(addr));
+        if (d.store)
+            log_set_node(store_redis_node_id(d.store));
+    } else if (d.loop) {
+        d.store = store_memory_new(d.loop, &sp);
+    }
     d.hub = d.pool && d.store ? hub_new(d.loop, d.pool, d.store, &hubp) : NULL;
     d.shutdown_timer = d.loop ? loop_timer_new(d.loop, on_shutdown_tick, &d) : NULL;
     if (d.sigfd < 0 || d.hub == NULL || d.shutdown_timer == NULL ||
@@ -547,6 +578,15 @@ int cli_serve(int argc, char **argv)
         fprintf(stderr, "pollcast: out of memory\n");
         goto out;
     }
+    if (cfg->cluster.redis && (store_redis_add_metrics(d.store, m) != 0 ||
+                               metrics_add(m, "pollcast_cluster_info", METRICS_GAUGE,
+                                           "Always 1; the node id of this node in cluster mode.",
+                                           "node", store_redis_node_id(d.store), &one) != 0)) {
+        fprintf(stderr, "pollcast: out of memory\n");
+        goto out;
+    }
+    if (cfg->cluster.redis)
+        http_server_set_ready(d.http, cluster_ready, d.store);
     d.port = http_server_port(d.http);
     /* The demo upstream is this server's own /_demo/upstream.json: known once bound. */
     if (wire_demo(cfg, &d.w, d.port) != 0)

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "hub.h"
 
 struct loop;
@@ -36,9 +37,10 @@ struct store_event {
  * may call store_ops.close on the topic. */
 struct store_topic_cbs {
     /* The hub serves version seq of epoch from now on; doc (len bytes, not NUL-terminated, the
-     * store keeps it) is that version's document, or NULL when there is none yet (seq 0). The
-     * hub keeps its subscribers' streams as they are when (epoch, seq) is what it already
-     * served, and sends them the new snapshot otherwise. */
+     * store keeps it) is that version's document, or NULL: with seq 0, there is none yet; with
+     * seq > 0, the document the hub has (if any) stays, as that version. The hub keeps its
+     * subscribers' streams as they are when (epoch, seq) is what it already served, and sends them
+     * the new snapshot otherwise. */
     void (*sync)(void *arg, uint64_t epoch, uint64_t seq, const char *doc, size_t len);
     /* This node polls the topic from now on (writer 1) or no longer does (writer 0). */
     void (*role)(void *arg, int writer);
@@ -132,5 +134,34 @@ void store_ring_push(struct store_ring *r, struct frame *f);
 /* As store_ops.history. */
 int store_ring_history(struct store_ring *r, uint64_t after_seq,
                        void (*push)(void *arg, struct frame *f), void *arg);
+
+/* ---- the Redis store (store/redis.c; its header comment documents the key layout) ---- */
+
+struct store_redis_params {
+    const struct config_redis_addr *addr; /* copied */
+    const char *node_id;                  /* NULL or "": hostname-pid */
+    uint64_t lease_ms;
+    struct store_params history; /* local ring, and the stream's MAXLEN ~ history_events */
+};
+
+/* Returns the Redis store; it connects on the loop (never blocking, except for resolving the
+ * host name) and serves alone (degraded) until Redis answers. Returns NULL with a message in
+ * err on OOM. */
+struct store *store_redis_new(struct loop *loop, const struct store_redis_params *p, char *err,
+                              size_t errlen);
+
+/* Writes into out the 32 hex digits that name a topic in Redis: SHA-256 over the hub key and
+ * the definition (spec), so that every node derives the same name, a changed definition gives
+ * another, and no header value is stored in clear. Returns 0, or -1 when hashing fails. */
+int store_redis_topic_id(const char *key, const struct topic_spec *spec, char out[33]);
+
+/* The node's cluster state: "connecting", "up" or "degraded". */
+const char *store_redis_state(const struct store *s);
+
+/* The node id in use (configured, or hostname-pid). */
+const char *store_redis_node_id(const struct store *s);
+
+/* Registers the pollcast_cluster_* metrics in m. Returns 0, or -1 on OOM. */
+int store_redis_add_metrics(struct store *s, struct metrics *m);
 
 #endif
