@@ -37,6 +37,7 @@
  * them, appends are refused (the hub drops that poll's events and diffs again at the next one)
  * and lease and load attempts wait. */
 #include <errno.h>
+#include <poll.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/sds.h>
@@ -143,6 +144,7 @@ struct store_topic {
     const struct store_topic_cbs *cbs;
     void *arg;
     struct store_topic *next, *prev; /* all topics */
+    struct store_topic *bnext;       /* in the bucket of k_log */
     char name[80];                   /* the stream name for logs (no secret) */
     char hash[33];
     char k_lease[64], k_snap[64], k_log[64];
@@ -172,8 +174,9 @@ struct redis_store {
     struct loop_timer *tick;
     uint64_t backoff_ms, next_connect_ms;
     struct store_topic *topics;
-    int read_pending; /* an XREAD is in flight */
-    int read_stale;   /* the topic set changed since it was sent */
+    struct store_topic *buckets[TOPIC_BUCKETS]; /* by k_log, for XREAD replies */
+    int read_pending;                           /* an XREAD is in flight */
+    int read_stale;                             /* the topic set changed since it was sent */
     int freeing;
     uint64_t rng;
     /* Metrics. */
@@ -826,9 +829,14 @@ static void on_append(redisAsyncContext *ac, void *reply, void *priv)
 
 /* ---- the reader --------------------------------------------------------------------------- */
 
+static size_t bucket_of(const char *k_log)
+{
+    return (size_t)(json_hash_bytes(k_log, strlen(k_log), 0x726473) % TOPIC_BUCKETS);
+}
+
 static struct store_topic *topic_by_log_key(struct redis_store *rs, const char *key)
 {
-    for (struct store_topic *rt = rs->topics; rt; rt = rt->next)
+    for (struct store_topic *rt = rs->buckets[bucket_of(key)]; rt; rt = rt->bnext)
         if (strcmp(rt->k_log, key) == 0)
             return rt;
     return NULL;
@@ -1165,6 +1173,9 @@ static struct store_topic *redis_open(struct store *s, const char *key,
     if (rs->topics)
         rs->topics->prev = rt;
     rs->topics = rt;
+    size_t b = bucket_of(rt->k_log);
+    rt->bnext = rs->buckets[b];
+    rs->buckets[b] = rt;
     if (rs->state == CLUSTER_UP)
         topic_load(rt);
     else if (rs->state == CLUSTER_DEGRADED)
@@ -1192,6 +1203,11 @@ static void redis_close(struct store_topic *rt)
         rs->topics = rt->next;
     if (rt->next)
         rt->next->prev = rt->prev;
+    struct store_topic **pp = &rs->buckets[bucket_of(rt->k_log)];
+    while (*pp && *pp != rt)
+        pp = &(*pp)->bnext;
+    if (*pp)
+        *pp = rt->bnext;
     topic_unref(rt);
 }
 
@@ -1288,9 +1304,23 @@ static void redis_free(struct store *s)
     struct redis_store *rs = (struct redis_store *)s;
     if (rs == NULL)
         return;
-    rs->freeing = 1;
     while (rs->topics)
         redis_close(rs->topics);
+    /* The releases (and anything else queued) go out before the process ends: the loop may
+     * not run again. Bounded by 200 ms; Redis need not answer. */
+    if (rs->cmd.state == CONN_UP && rs->cmd.ac) {
+        redisContext *c = &rs->cmd.ac->c;
+        int done = 0;
+        for (int i = 0; i < 20 && !done; i++) {
+            if (redisBufferWrite(c, &done) != REDIS_OK)
+                break;
+            if (!done) {
+                struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
+                poll(&pfd, 1, 10);
+            }
+        }
+    }
+    rs->freeing = 1;
     struct conn *both[] = {&rs->cmd, &rs->rd};
     for (int i = 0; i < 2; i++)
         if (both[i]->ac) {
