@@ -70,6 +70,8 @@ struct subscriber_ops {
  * polls: a body refused as not JSON counts as rejected, not also as failed. */
 struct hub_stats {
     uint64_t topics, subscribers;
+    uint64_t pollers; /* topics this node polls (all of them with one node; in cluster mode,
+                         those it holds the lease of, or polls alone while Redis is away) */
     uint64_t polls_changed, polls_unchanged, polls_not_modified, polls_failed, polls_rejected;
     uint64_t events_published, frames_queued, subscribers_reset;
     uint64_t events_delivered; /* frames written out whole to subscribers, keepalives excluded */
