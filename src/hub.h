@@ -57,6 +57,9 @@ struct topic_spec {
     uint64_t error_repeat_ms;   /* upstream-error at most once per this while failing */
     int compat;                 /* Streamdata.io events: upstream trouble as "error" events
                                    {"cause","status","message"}, no upstream-recovered */
+    const char *identity_url;   /* the URL as configured when poll.url is this node's own
+                                   rewriting of it (builtin:demo); NULL: poll.url. Nodes of a
+                                   cluster name the topic by it */
 };
 
 /* The transport side of a subscriber. */

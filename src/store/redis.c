@@ -336,7 +336,7 @@ int store_redis_topic_id(const char *key, const struct topic_spec *spec, char ou
     }
     sha_field(c, "v", "pollcast-topic-v1");
     sha_field(c, "key", key);
-    sha_field(c, "url", spec->poll.url);
+    sha_field(c, "url", spec->identity_url ? spec->identity_url : spec->poll.url);
     sha_num(c, "nheaders", spec->poll.nheaders);
     for (size_t i = 0; i < spec->poll.nheaders; i++)
         sha_field(c, "header", spec->poll.headers[i]);
