@@ -2,11 +2,11 @@
  * and EVAL scripts only) poll each topic once between them and share its history and ids.
  *
  * Roles. A topic's writer is the node holding its lease; only nodes with local subscribers of
- * the topic compete for it (SET NX PX, tried every lease/3). The writer polls, and appends each
- * publication with one script that checks the lease token first (fencing: a paused or
- * partitioned former writer can never append), adds the events to the topic's stream and
- * replaces the snapshot. It renews every lease/3 (compare-and-renew) and releases on close
- * (compare-and-delete). Every node reads the streams of the topics it serves with one XREAD
+ * the topic compete for it (SET NX PX, tried again when the holder's lease would lapse: PTTL). The
+ * writer polls, and appends each publication with one script that checks the lease token first
+ * (fencing: a paused or partitioned former writer can never append), adds the events to the topic's
+ * stream and replaces the snapshot. It renews every lease/3 (compare-and-renew) and releases on
+ * close (compare-and-delete). Every node reads the streams of the topics it serves with one XREAD
  * BLOCK for all of them on a connection of its own (Redis work per change: O(nodes)), and
  * feeds the events to its hub, which serializes nothing again (the stream holds the frames).
  * A node keeps a local ring of each topic's recent patch frames, loaded from the stream when it
@@ -75,9 +75,12 @@ static const char *const state_names[] = {"connecting", "up", "degraded"};
 /* ---- scripts ------------------------------------------------------------------------------ */
 
 /* KEYS: lease snap log. ARGV: token lease_ms after_id count. Takes the lease when it is free and
- * returns {1, epoch, seq, doc, entries after after_id} (false for missing fields), or {0}. */
+ * returns {1, epoch, seq, doc, entries after after_id} (false for missing fields), or {0, ms}
+ * with the time the current holder's lease has left (the next attempt is due then). */
 static const char script_acquire[] =
-    "if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end\n"
+    "if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
+    "  return {0, redis.call('PTTL', KEYS[1])}\n"
+    "end\n"
     "local s = redis.call('HMGET', KEYS[2], 'e', 's', 'd')\n"
     "local tail = {}\n"
     "if ARGV[3] ~= '' then\n"
@@ -701,10 +704,19 @@ static void on_acquire(redisAsyncContext *ac, void *reply, void *priv)
     }
     if (r->element[0]->type != REDIS_REPLY_INTEGER || r->element[0]->integer != 1 ||
         r->elements != 5) {
-        /* Someone else holds it. A node that was polling alone stops. */
+        /* Someone else holds it. A node that was polling alone stops. The next attempt is due
+         * when that lease would lapse without renewal: a dead holder is replaced at once, and
+         * a live one costs one attempt per renewal period or so, not one per tick. */
         if (rt->local)
             topic_set_writer(rt, 0, 0);
         rt->token[0] = '\0';
+        long long left = (long long)rs->lease_ms / 3;
+        if (r->elements == 2 && r->element[1]->type == REDIS_REPLY_INTEGER &&
+            r->element[1]->integer > 0)
+            left = r->element[1]->integer;
+        if (left > (long long)rs->lease_ms)
+            left = (long long)rs->lease_ms;
+        rt->next_lease_ms = loop_now_ms(rs->loop) + (uint64_t)left + 5;
         cmd_release(x);
         return;
     }
