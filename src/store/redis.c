@@ -22,11 +22,12 @@
  *                               k: kind (1 data, 2 patch, 3 upstream-error, 4 upstream-recovered),
  *                               s: seq (0 for 3 and 4), e: epoch, f: the SSE frame as sent,
  *                               t: the writer's lease token
- * snap and log expire STORE_REDIS_TTL_MS after the last append or renewal, so that abandoned
- * topics vanish. The {H} hash tag keeps a topic's keys in one slot.
+ * snap and log expire STORE_REDIS_TTL_MS (1 hour) after the last append or renewal, so that
+ * abandoned topics vanish; the lease lapses on its own. The {H} hash tag keeps a topic's keys in
+ * one slot.
  *
  * Redis trouble (degraded mode). When a connection fails or a command goes unanswered for
- * STORE_REDIS_STALL_MS, the node serves alone: each topic with subscribers gets a new local
+ * STORE_REDIS_STALL_MS (5 s), the node serves alone: each topic with subscribers gets a new local
  * epoch (one fresh data event for its subscribers, same document) and is polled by this node,
  * with history in its local ring. Reconnection is tried with exponential backoff (100 ms
  * doubling to 5 s, with jitter). When Redis is back, each topic reloads the stored snapshot and
@@ -35,7 +36,22 @@
  * ids are never reused with other contents. Commands toward Redis are bounded
  * (STORE_REDIS_MAX_PENDING commands, STORE_REDIS_MAX_OUTPUT bytes not yet written): beyond
  * them, appends are refused (the hub drops that poll's events and diffs again at the next one)
- * and lease and load attempts wait. */
+ * and lease and load attempts wait.
+ *
+ * Sizing. Per topic, Redis holds the document once (snap) and up to history_events frames
+ * (MAXLEN ~ trims by count, in whole macro nodes of about 100 entries, so a few more may stay;
+ * history_bytes bounds only the local rings), each frame the SSE event as sent (a patch: its
+ * JSON plus about 40 bytes). Work per change: one EVAL by the writer and one XREAD reply per
+ * node; in the background, per topic, one renewal per lease/3 by the writer and about one
+ * acquire attempt per lease by each other node with subscribers.
+ *
+ * Operations (what other modules show): /readyz {"status":"ready","cluster":"up"|"degraded",
+ * "node":ID} and 503 {"status":"starting","cluster":"connecting",...} before Redis first
+ * answers or is given up on (STORE_REDIS_CONNECT_MS); metrics registered by
+ * store_redis_add_metrics (pollcast_cluster_*); log lines "cluster: connected to redis",
+ * "cluster: redis unreachable; serving alone (degraded)", "cluster: redis is back; rejoining",
+ * "cluster: lease acquired", "cluster: lease lost" (reason=), "cluster: new epoch"; every
+ * structured line ends with node=ID (log_set_node). */
 #include <errno.h>
 #include <poll.h>
 #include <hiredis/async.h>
