@@ -156,6 +156,7 @@ struct conn {
     uint64_t oldest_ms;  /* when the oldest of them was sent (approximately: reset on reply) */
     uint64_t started_ms; /* connection attempt start */
     long long client_id; /* reader: CLIENT ID, for CLIENT UNBLOCK */
+    int ready;           /* AUTH, SELECT (and CLIENT ID) answered */
 };
 
 struct store_topic {
@@ -1018,7 +1019,8 @@ static void on_hello(redisAsyncContext *ac, void *reply, void *priv)
     }
     if (c->reader && r->type == REDIS_REPLY_INTEGER)
         c->client_id = r->integer;
-    if (rs->cmd.state == CONN_UP && rs->rd.state == CONN_UP && rs->rd.client_id > 0) {
+    c->ready = 1;
+    if (rs->cmd.ready && rs->rd.ready && rs->rd.client_id > 0) {
         rs->backoff_ms = 0;
         set_state(rs, CLUSTER_UP, NULL);
         reader_send(rs);
@@ -1082,6 +1084,7 @@ static void conn_fail(struct conn *c, const char *why)
     for (int i = 0; i < 2; i++) {
         struct conn *k = both[i];
         k->state = CONN_DOWN;
+        k->ready = 0;
         k->pending = 0;
         k->client_id = 0;
         if (k->ac) {
@@ -1142,8 +1145,10 @@ static void on_tick(struct loop *loop, struct loop_timer *timer, void *arg)
     struct conn *both[] = {&rs->cmd, &rs->rd};
     for (int i = 0; i < 2; i++) {
         struct conn *c = both[i];
-        if (c->state == CONN_CONNECTING && now - c->started_ms > STORE_REDIS_CONNECT_MS) {
-            conn_fail(c, "connect timeout");
+        /* Connecting counts until the first answers (AUTH, SELECT) came. */
+        if ((c->state == CONN_CONNECTING || (c->state == CONN_UP && !c->ready)) &&
+            now - c->started_ms > STORE_REDIS_CONNECT_MS) {
+            conn_fail(c, c->state == CONN_UP ? "redis does not answer" : "connect timeout");
             break;
         }
         /* The reader's XREAD legitimately blocks for STORE_REDIS_BLOCK_MS. */
