@@ -113,6 +113,8 @@ struct http_server {
     struct metrics *metrics;
     struct resolver *resolver; /* host lookups of ad-hoc URLs at admission */
     struct request *resolving; /* requests suspended while their host resolves */
+    http_ready_fn ready_fn; /* extra /readyz members (cluster state); NULL: none */
+    void *ready_arg;
 };
 
 static void count_reject(struct http_server *srv, enum reject_reason why, unsigned status)
@@ -1351,7 +1353,8 @@ static int register_metrics(struct http_server *srv)
     rc |= metrics_add(m, "pollcast_subscribers", METRICS_GAUGE, "Connected subscribers.", NULL,
                       NULL, &s->subscribers);
     rc |= metrics_add(m, "pollcast_pollers", METRICS_GAUGE,
-                      "Upstream pollers (topics), named and ad-hoc.", NULL, NULL, &s->topics);
+                      "Upstream pollers running on this node, named and ad-hoc.", NULL, NULL,
+                      &s->pollers);
     static const char *const outcomes[] = {"changed", "unchanged", "not_modified", "failed",
                                            "rejected"};
     const uint64_t *polls[] = {&s->polls_changed, &s->polls_unchanged, &s->polls_not_modified,
@@ -1543,6 +1546,35 @@ static enum MHD_Result preflight(struct http_server *srv, struct MHD_Connection 
     return rc;
 }
 
+/* {"status":"ready"}, plus what the ready hook adds; 503 while shutting down or while the hook
+ * says the node is not ready yet. */
+static enum MHD_Result route_readyz(struct http_server *srv, struct MHD_Connection *c)
+{
+    if (srv->quiesced)
+        return send_problem(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "Shutting down", NULL);
+    if (srv->ready_fn == NULL)
+        return send_text(srv, c, MHD_HTTP_OK, "application/json", "{\"status\":\"ready\"}", 18);
+    struct buf b;
+    buf_init(&b, 0);
+    int ready = srv->ready_fn(srv->ready_arg, &b);
+    struct buf out;
+    buf_init(&out, 0);
+    int rc = buf_printf(&out, "{\"status\":\"%s\"%s%.*s}", ready ? "ready" : "starting",
+                        b.len ? "," : "", (int)b.len, b.data ? b.data : "");
+    buf_dispose(&b);
+    enum MHD_Result r = rc ? MHD_NO
+                           : send_text(srv, c, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+                                       "application/json", out.data, out.len);
+    buf_dispose(&out);
+    return r;
+}
+
+void http_server_set_ready(struct http_server *srv, http_ready_fn fn, void *arg)
+{
+    srv->ready_fn = fn;
+    srv->ready_arg = arg;
+}
+
 static enum MHD_Result route(struct http_server *srv, struct MHD_Connection *c, const char *url,
                              int head, int options)
 {
@@ -1551,10 +1583,7 @@ static enum MHD_Result route(struct http_server *srv, struct MHD_Connection *c, 
     if (strcmp(url, "/healthz") == 0)
         return send_text(srv, c, MHD_HTTP_OK, "application/json", "{\"status\":\"ok\"}", 15);
     if (strcmp(url, "/readyz") == 0)
-        return srv->quiesced
-                   ? send_problem(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "Shutting down", NULL)
-                   : send_text(srv, c, MHD_HTTP_OK, "application/json", "{\"status\":\"ready\"}",
-                               18);
+        return route_readyz(srv, c);
     if (strcmp(url, "/metrics") == 0 && srv->p.metrics)
         return route_metrics(srv, c);
     if (srv->p.demo && strcmp(url, "/_demo/upstream.json") == 0)

@@ -97,6 +97,13 @@ void http_server_recheck_auth(struct http_server *srv);
  * may add more (their values must outlive the server). */
 struct metrics *http_server_metrics(struct http_server *srv);
 
+/* Appends JSON members (without braces or a leading comma, e.g. "\"cluster\":\"up\"") to out
+ * for /readyz, and returns 1 when the node is ready, 0 when it is not yet (503). */
+typedef int (*http_ready_fn)(void *arg, struct buf *out);
+
+/* Installs the /readyz hook (NULL: plain {"status":"ready"}). Cannot fail. */
+void http_server_set_ready(struct http_server *srv, http_ready_fn fn, void *arg);
+
 /* The port actually bound (useful with port 0). */
 unsigned http_server_port(const struct http_server *srv);
 

@@ -13,6 +13,7 @@
 #include "upstream.h"
 
 struct loop;
+struct store;
 struct hub;
 struct topic;
 struct subscriber;
@@ -37,25 +38,14 @@ enum hub_mode {
     HUB_MODE_SNAPSHOT, /* a data event on every change */
 };
 
-/* A source of topic epochs: returns a new epoch greater than last (the hub's previous epoch, 0
- * before the first), unique across the instances that may serve the same topic. The default is
- * hub_epoch_next on the wall clock; tests inject a fixed clock, and a cluster may take epochs
- * from a shared store. Must not fail. */
-typedef uint64_t (*hub_epoch_source)(void *arg, uint64_t last);
-
 struct hub_params {
-    size_t history_events;  /* patch events kept for resume, per topic */
-    size_t history_bytes;   /* and their bytes at most */
     size_t queue_events;    /* events a subscriber may have pending before it is reset */
     size_t queue_bytes;     /* and their bytes */
     uint64_t idle_grace_ms; /* a topic without subscribers stops polling after this */
     uint64_t keepalive_ms;  /* comment line when a subscriber had nothing for this long */
     uint64_t retry_ms;      /* retry: field, plus a random 0..retry_jitter_ms */
     uint64_t retry_jitter_ms;
-    uint64_t history_age_ms;       /* patch events older than this leave the history; 0: no limit */
-    size_t max_topics;             /* topics (pollers) at most; 0: no limit */
-    hub_epoch_source epoch_source; /* NULL: hub_epoch_next(wall clock, last) */
-    void *epoch_arg;
+    size_t max_topics; /* topics (pollers) at most; 0: no limit */
 };
 
 /* What a topic polls and how its patches are computed. Copied by hub_topic_get. */
@@ -69,6 +59,9 @@ struct topic_spec {
                                    {"cause","status","message"}, no upstream-recovered */
     int any_content_type;       /* 1: a body of any Content-Type is taken when it parses as
                                    JSON; 0: only JSON types (or none) */
+    const char *identity_url;   /* the URL as configured when poll.url is this node's own
+                                   rewriting of it (builtin:demo); NULL: poll.url. Nodes of a
+                                   cluster name the topic by it */
 };
 
 /* The transport side of a subscriber. */
@@ -82,6 +75,8 @@ struct subscriber_ops {
  * polls: a body refused as not JSON counts as rejected, not also as failed. */
 struct hub_stats {
     uint64_t topics, subscribers;
+    uint64_t pollers; /* topics this node polls (all of them with one node; in cluster mode,
+                         those it holds the lease of, or polls alone while Redis is away) */
     uint64_t polls_changed, polls_unchanged, polls_not_modified, polls_failed, polls_rejected;
     uint64_t events_published, frames_queued, subscribers_reset;
     uint64_t events_delivered; /* frames written out whole to subscribers, keepalives excluded */
@@ -102,8 +97,10 @@ struct subscriber_tally {
     void (*release)(struct subscriber_tally *t);
 };
 
-/* Returns a hub polling through pool, or NULL on OOM. params is copied. */
-struct hub *hub_new(struct loop *loop, struct upstream_pool *pool, const struct hub_params *params);
+/* Returns a hub polling through pool and keeping its topics' history and ids in store, or NULL
+ * on OOM. params is copied; store is not owned and must outlive the hub. */
+struct hub *hub_new(struct loop *loop, struct upstream_pool *pool, struct store *store,
+                    const struct hub_params *params);
 
 /* Frees every topic and subscriber (their transports are woken to close first by
  * hub_close_all) and the hub. Accepts NULL. */

@@ -22,6 +22,7 @@
 #include "loop.h"
 #include "metrics.h"
 #include "ssrf.h"
+#include "store/store.h"
 #include "upstream.h"
 
 /* What the HTTP front and the hub are given, built from the config and kept alive for as long
@@ -41,6 +42,7 @@ struct wiring {
 struct daemon {
     struct loop *loop;
     struct upstream_pool *pool;
+    struct store *store;
     struct hub *hub;
     struct http_server *http;
     struct loop_timer *shutdown_timer;
@@ -55,16 +57,8 @@ struct daemon {
     struct wiring w;
     struct http_params hp;
     struct ssrf_rules rules; /* what every redirect hop of an ad-hoc poller is admitted by */
-    uint64_t test_clock_ms;  /* POLLCAST_TEST_EPOCH_CLOCK_MS, 0: unset */
     uint64_t reloads_ok, reloads_failed;
 };
-
-/* A hub_epoch_source for tests: epochs made at the fixed wall-clock time *arg, as by
- * instances started in the same millisecond. */
-static uint64_t epoch_at_fixed_clock(void *arg, uint64_t last)
-{
-    return hub_epoch_next(*(const uint64_t *)arg, last);
-}
 
 /* Reads POLLCAST_TEST_EPOCH_CLOCK_MS, a hook for tests only (not documented for operators):
  * Unix milliseconds at which every topic epoch is made. Returns them, or 0 when unset or not
@@ -326,9 +320,6 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
     hp->compat = s->streamdata_compat;
 
     memset(hubp, 0, sizeof(*hubp));
-    hubp->history_events = s->history_events;
-    hubp->history_bytes = s->history_bytes;
-    hubp->history_age_ms = s->history_age_ms;
     hubp->queue_events = s->queue_events;
     hubp->queue_bytes = s->queue_bytes;
     hubp->idle_grace_ms = s->adhoc_grace_ms;
@@ -349,6 +340,7 @@ static int wire_demo(const struct config *cfg, struct wiring *w, unsigned port)
             if (w->demo_urls[i] == NULL)
                 return -1;
             w->streams[i].spec.poll.url = w->demo_urls[i];
+            w->streams[i].spec.identity_url = CONFIG_DEMO_URL;
         }
     return 0;
 }
@@ -462,6 +454,23 @@ static void log_restart_keys(const struct config_server *a, const struct config_
                       (struct log_field[]){LOG_STR("key", keys[i].key)}, 1);
 }
 
+static int str_differs(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+/* [cluster] is read at start only: the store is made once. */
+static void log_restart_cluster(const struct config_cluster *a, const struct config_cluster *b)
+{
+    const char *key = str_differs(a->redis, b->redis)       ? "redis"
+                      : str_differs(a->node_id, b->node_id) ? "node_id"
+                      : a->lease_ms != b->lease_ms          ? "lease"
+                                                            : NULL;
+    if (key)
+        log_event(LOG_WARN, "reload: this key needs a restart; the running value stays",
+                  (struct log_field[]){LOG_STR("key", key)}, 1);
+}
+
 /* SIGHUP: reads the config again, as at start. A config that fails to load or to wire is
  * refused and the running one kept. Otherwise the streams of removed and changed upstreams end
  * (their clients reconnect and get the new definition), the others go on untouched. */
@@ -491,6 +500,7 @@ static void reload(struct daemon *d)
     }
     log_setup((enum log_level)ncfg.server.log_level, ncfg.server.log_format == CONFIG_LOG_JSON);
     log_restart_keys(&d->cfg.server, &ncfg.server);
+    log_restart_cluster(&d->cfg.cluster, &ncfg.cluster);
     struct retire_ctx rc = {.old = &d->cfg, .cur = &ncfg, .hp = &nhp};
     hub_retire_topics(d->hub, retire_pred, &rc, "reload");
     size_t added = 0;
@@ -531,6 +541,18 @@ static int parse_args(int argc, char **argv, const char **file)
     return 0;
 }
 
+static const uint64_t one = 1;
+
+/* /readyz in cluster mode: the node's cluster state and id; not ready while it first connects
+ * (it serves alone, ready, when Redis is unreachable). */
+static int cluster_ready(void *arg, struct buf *out)
+{
+    const struct store *s = arg;
+    const char *st = store_redis_state(s);
+    buf_printf(out, "\"cluster\":\"%s\",\"node\":\"%s\"", st, store_redis_node_id(s));
+    return strcmp(st, "connecting") != 0;
+}
+
 int cli_serve(int argc, char **argv)
 {
     struct daemon d;
@@ -554,11 +576,7 @@ int cli_serve(int argc, char **argv)
         rc = 2;
         goto out;
     }
-    d.test_clock_ms = test_epoch_clock();
-    if (d.test_clock_ms) {
-        hubp.epoch_source = epoch_at_fixed_clock;
-        hubp.epoch_arg = &d.test_clock_ms;
-    }
+    store_epoch_fix_clock(test_epoch_clock());
     d.sigfd = setup_signals();
     d.loop = loop_new();
     d.pool = d.loop ? upstream_pool_new(d.loop) : NULL;
@@ -567,7 +585,30 @@ int cli_serve(int argc, char **argv)
      * allow rule. */
     if (d.pool)
         wire_policies(&d);
-    d.hub = d.pool ? hub_new(d.loop, d.pool, &hubp) : NULL;
+    const struct store_params sp = {.history_events = cfg->server.history_events,
+                                    .history_bytes = cfg->server.history_bytes,
+                                    .history_age_ms = cfg->server.history_age_ms};
+    if (cfg->cluster.redis && d.loop) {
+        struct config_redis_addr addr;
+        if (config_redis_url_parse(cfg->cluster.redis, &addr, err, sizeof(err)) != 0) {
+            fprintf(stderr, "pollcast: [cluster] redis: %s\n", err);
+            rc = 2;
+            goto out;
+        }
+        const struct store_redis_params rp = {
+            .addr = &addr,
+            .node_id = cfg->cluster.node_id,
+            .lease_ms = cfg->cluster.lease_ms,
+            .history = sp,
+        };
+        d.store = store_redis_new(d.loop, &rp, err, sizeof(err));
+        explicit_bzero(&addr, sizeof(addr));
+        if (d.store)
+            log_set_node(store_redis_node_id(d.store));
+    } else if (d.loop) {
+        d.store = store_memory_new(d.loop, &sp);
+    }
+    d.hub = d.pool && d.store ? hub_new(d.loop, d.pool, d.store, &hubp) : NULL;
     d.shutdown_timer = d.loop ? loop_timer_new(d.loop, on_shutdown_tick, &d) : NULL;
     if (d.sigfd < 0 || d.hub == NULL || d.shutdown_timer == NULL ||
         loop_watch(d.loop, d.sigfd, EPOLLIN, on_signal, &d) != 0) {
@@ -589,6 +630,15 @@ int cli_serve(int argc, char **argv)
         fprintf(stderr, "pollcast: out of memory\n");
         goto out;
     }
+    if (cfg->cluster.redis && (store_redis_add_metrics(d.store, m) != 0 ||
+                               metrics_add(m, "pollcast_cluster_info", METRICS_GAUGE,
+                                           "Always 1; the node id of this node in cluster mode.",
+                                           "node", store_redis_node_id(d.store), &one) != 0)) {
+        fprintf(stderr, "pollcast: out of memory\n");
+        goto out;
+    }
+    if (cfg->cluster.redis)
+        http_server_set_ready(d.http, cluster_ready, d.store);
     d.port = http_server_port(d.http);
     /* The demo upstream is this server's own /_demo/upstream.json: known once bound. */
     if (wire_demo(cfg, &d.w, d.port) != 0)
@@ -606,6 +656,8 @@ int cli_serve(int argc, char **argv)
 out:
     http_server_free(d.http);
     hub_free(d.hub);
+    if (d.store)
+        d.store->ops->free(d.store);
     upstream_pool_free(d.pool);
     loop_timer_free(d.shutdown_timer);
     if (d.sigfd >= 0) {
