@@ -1,8 +1,9 @@
 # Valgrind runs (issue 4, "Prove it"; the cluster suite, issue 9): integration, security and
 # cluster tests with the plain daemon under valgrind --leak-check=full
 # --errors-for-leak-kinds=definite --error-exitcode=99, through the harness's POLLCAST_WRAPPER
-# (tests/integration/harness.js), which also scales the work down and stretches timing bounds. A memory error or a definite leak makes pollcast exit 99 at its
-# SIGTERM teardown, which fails the test. Label `valgrind`.
+# (tests/integration/harness.js), which also scales the work down and stretches timing bounds.
+# A memory error or a definite leak makes pollcast exit 99 at its SIGTERM teardown, which fails
+# the test. Label `valgrind`.
 #
 # Slow (minutes per test, and the machine is loaded meanwhile): registered only when the
 # tree is configured with -DPOLLCAST_VALGRIND=ON, never by default.
