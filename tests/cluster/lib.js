@@ -129,7 +129,7 @@ class Redis {
 
   // Every key of database 0 (SCAN, as an operator would).
   async keys() {
-    const out = await this.cli(['--scan', '--count', '1000']);
+    const out = await this.cli(['--scan']);
     return out.split('\n').filter(Boolean);
   }
 
