@@ -10,7 +10,7 @@ const c = require('./lib');
 const { h } = c;
 const { assert, T, log } = h;
 
-const INTERVAL = 300;
+const INTERVAL = 500;
 const LEASE = 1000;
 
 // The pollcast id an entry of the Redis stream carries, and what it says, from the key layout
@@ -61,8 +61,8 @@ h.run('cluster.fencing', async (t) => {
 
   await t.step('freeze the owner while its poll is in flight, past its lease', async () => {
     const before = (await up.stats('/board')).count;
-    // The next request is answered 400 ms late, with whatever document is current then.
-    await up.mode('/board', 'normal', { delay_ms: 400, times: 1 });
+    // The next request is answered 300 ms late (within the poll timeout), with whatever document is current then.
+    await up.mode('/board', 'normal', { delay_ms: 300, times: 1 });
     await up.waitRequests('/board', before + 1, T(5000), 'the owner\'s next poll');
     c.signal(owner, 'SIGSTOP');
     const stoppedAt = Date.now();
