@@ -6,9 +6,9 @@
 #   scripts/install-deps.sh --runtime  only the shared libraries the daemon runs with
 set -euo pipefail
 
-runtime_pkgs="libmicrohttpd12 libcurl4 libcjson1 libssl3 libinih1 ca-certificates"
+runtime_pkgs="libmicrohttpd12 libcurl4 libcjson1 libssl3 libinih1 libhiredis0.14 ca-certificates"
 build_pkgs="build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev libcjson-dev
-  libssl-dev libinih-dev curl ca-certificates"
+  libssl-dev libinih-dev libhiredis-dev curl ca-certificates"
 # Tests: node and npm for the independent oracles (fast-json-patch, eventsource, jsondiffpatch,
 # playwright-core), clang and its sanitizer runtime for the fuzz targets, Debian's chromium for the
 # viewer test, tmux for the terminal test of pollcast watch, openssl for the JWT fixtures, nginx

@@ -69,9 +69,10 @@ int cli_check_config(int argc, char **argv)
         snprintf(adhoc, sizeof adhoc, "off");
     else
         snprintf(adhoc, sizeof adhoc, "%zu url_prefix", cfg.allow.url_prefix.n);
-    printf("%s: OK: %zu upstream%s, listening on %s%s%s:%u, ad-hoc URLs %s, auth %s\n", path,
+    printf("%s: OK: %zu upstream%s, listening on %s%s%s:%u, ad-hoc URLs %s, auth %s%s\n", path,
            cfg.n_upstreams, cfg.n_upstreams == 1 ? "" : "s", l->family == AF_INET6 ? "[" : "",
-           l->host, l->family == AF_INET6 ? "]" : "", (unsigned)l->port, adhoc, alg);
+           l->host, l->family == AF_INET6 ? "]" : "", (unsigned)l->port, adhoc, alg,
+           cfg.cluster.redis ? ", cluster on" : "");
     config_dispose(&cfg);
     return 0;
 }

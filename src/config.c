@@ -19,10 +19,10 @@
 
 /* ---- the table --------------------------------------------------------------------------- */
 
-enum sec { SEC_SERVER, SEC_UPSTREAM, SEC_ALLOW, SEC_AUTH, SEC_COUNT };
+enum sec { SEC_SERVER, SEC_UPSTREAM, SEC_ALLOW, SEC_AUTH, SEC_CLUSTER, SEC_COUNT };
 
-static const char *const sec_names[SEC_COUNT] = {"server", "upstream", "allow", "auth"};
-static const char *const sec_env[SEC_COUNT] = {"SERVER", "UPSTREAM", "ALLOW", "AUTH"};
+static const char *const sec_names[SEC_COUNT] = {"server", "upstream", "allow", "auth", "cluster"};
+static const char *const sec_env[SEC_COUNT] = {"SERVER", "UPSTREAM", "ALLOW", "AUTH", "CLUSTER"};
 
 enum type {
     T_STRING, /* text without control characters */
@@ -101,6 +101,8 @@ _Static_assert(sizeof(enum config_auth_alg) == sizeof(int), "enum size");
     .sec = SEC_ALLOW, .name = n, .type = t, .offset = offsetof(struct config_allow, f)
 #define AUT(n, t, f)                                                                               \
     .sec = SEC_AUTH, .name = n, .type = t, .offset = offsetof(struct config_auth, f)
+#define CLU(n, t, f)                                                                               \
+    .sec = SEC_CLUSTER, .name = n, .type = t, .offset = offsetof(struct config_cluster, f)
 
 /* Every key pollcast knows. The order is the order of config.example.ini; a key's place among
  * those of its section indexes struct config_origin. */
@@ -327,13 +329,28 @@ static const struct key keys[] = {
      .help = "Clock difference tolerated when checking exp and nbf."},
     {AUT("cookie", T_TOKEN, cookie), .def = "pollcast_token",
      .help = "Name of the cookie that may carry the token."},
+
+    /* [cluster] */
+    {CLU("redis", T_STRING, redis), .flags = F_SECRET, .example = "redis://127.0.0.1:6379/0",
+     .help = "Turns cluster mode on: the Redis (or Valkey, KeyDB) that the nodes share, as "
+             "redis://host:port/db, redis://:PASSWORD@host:port/db (or USER:PASSWORD@) or "
+             "unix:/path/to/redis.sock (?db=N). Port 6379 and db 0 by default. Prefer the "
+             "environment (POLLCAST_CLUSTER_REDIS) when it holds a password."},
+    {CLU("node_id", T_STRING, node_id), .example = "web-1",
+     .help = "This node's name in the logs, the metrics and Redis: 1 to 64 of A-Z a-z 0-9 . _ -. "
+             "By default the host name and the process id (web-1-4242)."},
+    {CLU("lease", T_DURATION, lease_ms), .def = "3s", .min = 500, .max = MS_M,
+     .help = "How long a node's ownership of a topic (the right to poll it and append to its "
+             "history) lasts without renewal; it is renewed every third of this. When the "
+             "polling node dies, another one takes over within lease plus one interval."},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
 
 static const size_t origin_offset[SEC_COUNT] = {
     offsetof(struct config_server, origin), offsetof(struct config_upstream, origin),
-    offsetof(struct config_allow, origin), offsetof(struct config_auth, origin)};
+    offsetof(struct config_allow, origin), offsetof(struct config_auth, origin),
+    offsetof(struct config_cluster, origin)};
 
 static const char *const sec_help[SEC_COUNT] = {
     "The HTTP side: where pollcast listens, its limits, streams and logs.",
@@ -344,6 +361,9 @@ static const char *const sec_help[SEC_COUNT] = {
     "pollcast poll, and the settings those pollers use.",
     "JWT authentication of subscribers; off unless algorithm is set. /healthz, /readyz and "
     "/metrics need no token.",
+    "Cluster mode; off unless redis is set. Nodes sharing one Redis poll each upstream once "
+    "between them (a lease per topic), share one history and one id sequence (a Redis Stream "
+    "per topic), so that a client resumes on any node, and hand polling over when a node dies.",
 };
 
 /* The name of the upstream shown in config.example.ini. */
@@ -1462,6 +1482,138 @@ static int check_auth(const struct config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+static int check_cluster(const struct config *cfg, char *err, size_t errlen)
+{
+    const struct config_cluster *c = &cfg->cluster;
+    char at[320], msg[256];
+    if (c->redis == NULL) {
+        for (size_t i = 0; i < NKEYS; i++) {
+            if (keys[i].sec == SEC_CLUSTER && key_line(c, &keys[i]) != 0) {
+                where(cfg, &keys[i], c, at, sizeof at);
+                return report(err, errlen, at, "%s: [cluster] is off until redis is set",
+                              keys[i].name);
+            }
+        }
+        return 0;
+    }
+    struct config_redis_addr addr;
+    if (config_redis_url_parse(c->redis, &addr, msg, sizeof msg) != 0) {
+        where(cfg, find_key(SEC_CLUSTER, "redis"), c, at, sizeof at);
+        return report(err, errlen, at, "redis: %s", msg);
+    }
+    if (c->node_id != NULL) {
+        size_t n = strlen(c->node_id);
+        bool ok = n >= 1 && n <= 64;
+        for (size_t i = 0; i < n && ok; i++)
+            ok = is_alnum(c->node_id[i]) || strchr("._-", c->node_id[i]) != NULL;
+        if (!ok) {
+            where(cfg, find_key(SEC_CLUSTER, "node_id"), c, at, sizeof at);
+            return report(err, errlen, at, "node_id: 1 to 64 of A-Z a-z 0-9 . _ -");
+        }
+    }
+    return 0;
+}
+
+/* Copies n bytes of s into dst (cap bytes) as a string. Returns 0, or -1 when it does not fit
+ * or holds a NUL or a control character. */
+static int copy_part(char *dst, size_t cap, const char *s, size_t n)
+{
+    if (n >= cap)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return -1;
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+    return 0;
+}
+
+/* Reads a decimal number of at most 9 digits into *out. Returns 0 or -1. */
+static int parse_small_uint(const char *s, size_t n, unsigned *out)
+{
+    if (n == 0 || n > 9)
+        return -1;
+    unsigned v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!is_digit(s[i]))
+            return -1;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+int config_redis_url_parse(const char *url, struct config_redis_addr *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    out->port = 6379;
+    if (strncmp(url, "unix:", 5) == 0) {
+        const char *path = url + 5;
+        if (strncmp(path, "//", 2) == 0)
+            path += 2;
+        size_t n = strcspn(path, "?");
+        if (n == 0 || path[0] != '/')
+            return msgf(err, errlen, "unix: needs an absolute path (unix:/run/redis.sock)");
+        if (copy_part(out->path, sizeof(out->path), path, n) != 0)
+            return msgf(err, errlen, "socket path too long or not printable");
+        if (path[n] == '?') {
+            const char *q = path + n + 1;
+            if (strncmp(q, "db=", 3) != 0 || parse_small_uint(q + 3, strlen(q + 3), &out->db) != 0)
+                return msgf(err, errlen, "unix: takes only ?db=N");
+        }
+        return 0;
+    }
+    if (strncmp(url, "redis://", 8) != 0)
+        return msgf(err, errlen, "expected redis://host:port/db or unix:/path");
+    const char *p = url + 8;
+    const char *end = p + strcspn(p, "/?#");
+    const char *at = NULL;
+    for (const char *q = p; q < end; q++)
+        if (*q == '@')
+            at = q; /* the last one: a password may hold '@' */
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (colon == NULL)
+            return msgf(err, errlen, "credentials must be :PASSWORD@ or USER:PASSWORD@");
+        if (copy_part(out->user, sizeof(out->user), p, (size_t)(colon - p)) != 0 ||
+            copy_part(out->password, sizeof(out->password), colon + 1, (size_t)(at - colon - 1)) !=
+                0)
+            return msgf(err, errlen, "user or password too long or not printable");
+        p = at + 1;
+    }
+    const char *hend, *port = NULL;
+    if (*p == '[') {
+        hend = memchr(p, ']', (size_t)(end - p));
+        if (hend == NULL)
+            return msgf(err, errlen, "unclosed [ in the host");
+        if (copy_part(out->host, sizeof(out->host), p + 1, (size_t)(hend - p - 1)) != 0)
+            return msgf(err, errlen, "host too long");
+        hend++;
+        if (hend < end && *hend != ':')
+            return msgf(err, errlen, "unexpected text after the host");
+        port = hend < end ? hend + 1 : NULL;
+    } else {
+        hend = memchr(p, ':', (size_t)(end - p));
+        if (hend == NULL)
+            hend = end;
+        if (copy_part(out->host, sizeof(out->host), p, (size_t)(hend - p)) != 0)
+            return msgf(err, errlen, "host too long or not printable");
+        port = hend < end ? hend + 1 : NULL;
+    }
+    if (out->host[0] == '\0')
+        return msgf(err, errlen, "missing host");
+    if (port && (parse_small_uint(port, (size_t)(end - port), &out->port) != 0 || out->port == 0 ||
+                 out->port > 65535))
+        return msgf(err, errlen, "port must be 1 to 65535");
+    if (*end == '/' && end[1] != '\0') {
+        if (parse_small_uint(end + 1, strlen(end + 1), &out->db) != 0)
+            return msgf(err, errlen, "db must be a number (redis://host:port/0)");
+    } else if (*end != '\0' && !(*end == '/' && end[1] == '\0')) {
+        return msgf(err, errlen, "unexpected text after the address");
+    }
+    return 0;
+}
+
 /* Checks what no single value shows. Idempotent: the environment may change a config that
  * passed, and it is then checked again. */
 static int finalize(struct config *cfg, char *err, size_t errlen)
@@ -1479,7 +1631,9 @@ static int finalize(struct config *cfg, char *err, size_t errlen)
     }
     if (check_intervals(cfg, SEC_ALLOW, &cfg->allow, err, errlen) != 0)
         return -1;
-    return check_auth(cfg, err, errlen);
+    if (check_auth(cfg, err, errlen) != 0)
+        return -1;
+    return check_cluster(cfg, err, errlen);
 }
 
 /* ---- the INI reader ---------------------------------------------------------------------- */
@@ -1528,6 +1682,8 @@ static void *current_base(struct parser *p)
         return &p->cfg->allow;
     case SEC_AUTH:
         return &p->cfg->auth;
+    case SEC_CLUSTER:
+        return &p->cfg->cluster;
     default:
         return NULL;
     }
@@ -1591,7 +1747,9 @@ static void open_section(struct parser *p, const char *s)
         if (strcmp(inner, sec_names[i]) == 0)
             s_kind = (enum sec)i;
     if (s_kind == SEC_COUNT) {
-        fail(p, "unknown section [%s] (use [server], [upstream NAME], [allow] or [auth])", q);
+        fail(p,
+             "unknown section [%s] (use [server], [upstream NAME], [allow], [auth] or [cluster])",
+             q);
         return;
     }
     p->have_key = false;
@@ -1835,7 +1993,8 @@ int config_defaults(struct config *cfg)
     memset(cfg, 0, sizeof *cfg);
     if (section_defaults(SEC_SERVER, &cfg->server) != 0 ||
         section_defaults(SEC_ALLOW, &cfg->allow) != 0 ||
-        section_defaults(SEC_AUTH, &cfg->auth) != 0) {
+        section_defaults(SEC_AUTH, &cfg->auth) != 0 ||
+        section_defaults(SEC_CLUSTER, &cfg->cluster) != 0) {
         config_dispose(cfg);
         return -1;
     }
@@ -1874,6 +2033,7 @@ void config_dispose(struct config *cfg)
     free(cfg->upstreams);
     section_dispose(SEC_ALLOW, &cfg->allow);
     section_dispose(SEC_AUTH, &cfg->auth);
+    section_dispose(SEC_CLUSTER, &cfg->cluster);
     free(cfg->source);
     memset(cfg, 0, sizeof *cfg);
 }
@@ -2057,7 +2217,8 @@ int config_apply_env(struct config *cfg, char *const *env, char *err, size_t err
             }
             base = s == SEC_SERVER  ? (void *)&cfg->server
                    : s == SEC_ALLOW ? (void *)&cfg->allow
-                                    : (void *)&cfg->auth;
+                   : s == SEC_AUTH  ? (void *)&cfg->auth
+                                    : (void *)&cfg->cluster;
         }
         if (env_store(k, base, value, msg, sizeof msg) != 0)
             return report(err, errlen, var, "%s: %s", k->name, msg);
@@ -2293,7 +2454,7 @@ static const char example_header[] =
     "upstream of the file, it adds one, named in lower case, whose url must then be set too. "
     "A variable for a repeatable key replaces the file's values with its own, one per line "
     "(forward_header, cidr and cors_origin also take commas). Other POLLCAST_ variables "
-    "(not SERVER_, UPSTREAM_, ALLOW_ or AUTH_) are ignored.\n"
+    "(not SERVER_, UPSTREAM_, ALLOW_, AUTH_ or CLUSTER_) are ignored.\n"
     "\n"
     "Without a config file pollcast listens on 127.0.0.1:8080 with one upstream, demo, whose "
     "url is builtin:demo: a document served by pollcast itself that changes every second "

@@ -158,6 +158,30 @@ struct config_auth {
     struct config_origin origin;
 };
 
+/* [cluster]: cluster mode on Redis; off unless redis is set. */
+struct config_cluster {
+    char *redis;   /* redis://[[USER]:PASSWORD@]host[:port][/db] or unix:/path[?db=N]; NULL: off.
+                      A secret: it may hold a password */
+    char *node_id; /* NULL: hostname-pid */
+    uint64_t lease_ms;
+    struct config_origin origin;
+};
+
+/* A parsed [cluster] redis value. */
+struct config_redis_addr {
+    char host[256];     /* TCP: host name or address (IPv6 without brackets); "" for unix */
+    unsigned port;      /* 6379 by default */
+    char path[108];     /* unix: the socket path; "" for TCP */
+    char user[128];     /* ACL user, "" for none */
+    char password[512]; /* "" for none */
+    unsigned db;
+};
+
+/* Parses a [cluster] redis value into out. Returns 0, or -1 with a message (that never repeats
+ * the password) in err. Pure: touches no network. */
+int config_redis_url_parse(const char *url, struct config_redis_addr *out, char *err,
+                           size_t errlen);
+
 struct config {
     char *source; /* file name used in messages; NULL for defaults */
     struct config_server server;
@@ -165,6 +189,7 @@ struct config {
     size_t n_upstreams;
     struct config_allow allow;
     struct config_auth auth;
+    struct config_cluster cluster;
 };
 
 /* Fills cfg with every default and no upstream. cfg need not be initialised; it then owns heap

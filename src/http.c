@@ -80,6 +80,8 @@ struct http_server {
     uint64_t rejected[REJECT_COUNT];
     struct request *cur; /* the request handle() is answering, for the helpers below */
     struct metrics *metrics;
+    http_ready_fn ready_fn; /* extra /readyz members (cluster state); NULL: none */
+    void *ready_arg;
 };
 
 static void count_reject(struct http_server *srv, enum reject_reason why, unsigned status)
@@ -595,8 +597,7 @@ static enum MHD_Result route_stream(struct http_server *srv, struct MHD_Connecti
         goto out;
     for (size_t i = 0; i < spec.poll.nheaders && nlines < CONFIG_MAX_LIST_ITEMS; i++)
         lines[nlines++] = spec.poll.headers[i];
-    for (const char *const *f = st->forward_headers; f && *f && nfwd < CONFIG_MAX_LIST_ITEMS;
-         f++) {
+    for (const char *const *f = st->forward_headers; f && *f && nfwd < CONFIG_MAX_LIST_ITEMS; f++) {
         const char *v = NULL;
         size_t vlen = 0;
         if (MHD_lookup_connection_value_n(c, MHD_HEADER_KIND, *f, strlen(*f), &v, &vlen) !=
@@ -1092,6 +1093,35 @@ static enum MHD_Result preflight(struct http_server *srv, struct MHD_Connection 
     return rc;
 }
 
+/* {"status":"ready"}, plus what the ready hook adds; 503 while shutting down or while the hook
+ * says the node is not ready yet. */
+static enum MHD_Result route_readyz(struct http_server *srv, struct MHD_Connection *c)
+{
+    if (srv->quiesced)
+        return send_problem(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "Shutting down", NULL);
+    if (srv->ready_fn == NULL)
+        return send_text(srv, c, MHD_HTTP_OK, "application/json", "{\"status\":\"ready\"}", 18);
+    struct buf b;
+    buf_init(&b, 0);
+    int ready = srv->ready_fn(srv->ready_arg, &b);
+    struct buf out;
+    buf_init(&out, 0);
+    int rc = buf_printf(&out, "{\"status\":\"%s\"%s%.*s}", ready ? "ready" : "starting",
+                        b.len ? "," : "", (int)b.len, b.data ? b.data : "");
+    buf_dispose(&b);
+    enum MHD_Result r = rc ? MHD_NO
+                           : send_text(srv, c, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+                                       "application/json", out.data, out.len);
+    buf_dispose(&out);
+    return r;
+}
+
+void http_server_set_ready(struct http_server *srv, http_ready_fn fn, void *arg)
+{
+    srv->ready_fn = fn;
+    srv->ready_arg = arg;
+}
+
 static enum MHD_Result route(struct http_server *srv, struct MHD_Connection *c, const char *url,
                              int head, int options)
 {
@@ -1100,10 +1130,7 @@ static enum MHD_Result route(struct http_server *srv, struct MHD_Connection *c, 
     if (strcmp(url, "/healthz") == 0)
         return send_text(srv, c, MHD_HTTP_OK, "application/json", "{\"status\":\"ok\"}", 15);
     if (strcmp(url, "/readyz") == 0)
-        return srv->quiesced
-                   ? send_problem(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "Shutting down", NULL)
-                   : send_text(srv, c, MHD_HTTP_OK, "application/json", "{\"status\":\"ready\"}",
-                               18);
+        return route_readyz(srv, c);
     if (strcmp(url, "/metrics") == 0 && srv->p.metrics)
         return route_metrics(srv, c);
     if (srv->p.demo && strcmp(url, "/_demo/upstream.json") == 0)

@@ -22,7 +22,7 @@ struct http_stream {
     struct topic_spec spec;   /* spec.poll.interval_ms is the default interval */
     uint64_t min_interval_ms; /* ?interval= is clamped to [min, max] */
     uint64_t max_interval_ms;
-    enum hub_mode mode; /* default mode */
+    enum hub_mode mode;                 /* default mode */
     const char *const *forward_headers; /* client header names passed upstream; NULL: none */
 };
 
@@ -79,6 +79,13 @@ void http_server_update(struct http_server *srv, const struct http_params *param
 /* The registry /metrics writes: the hub's and the HTTP front's own series are in it; the caller
  * may add more (their values must outlive the server). */
 struct metrics *http_server_metrics(struct http_server *srv);
+
+/* Appends JSON members (without braces or a leading comma, e.g. "\"cluster\":\"up\"") to out
+ * for /readyz, and returns 1 when the node is ready, 0 when it is not yet (503). */
+typedef int (*http_ready_fn)(void *arg, struct buf *out);
+
+/* Installs the /readyz hook (NULL: plain {"status":"ready"}). Cannot fail. */
+void http_server_set_ready(struct http_server *srv, http_ready_fn fn, void *arg);
 
 /* The port actually bound (useful with port 0). */
 unsigned http_server_port(const struct http_server *srv);

@@ -1,6 +1,9 @@
-/* Topics, event frames, the history ring and subscriber queues. A poll result is turned into at
- * most one frame; every subscriber's queue holds references to it. A subscriber that falls
- * behind its queue bound drops its backlog and reads one fresh snapshot instead. */
+/* Topics, event frames and subscriber queues. A poll result is turned into at most one frame;
+ * every subscriber's queue holds references to it. A subscriber that falls behind its queue
+ * bound drops its backlog and reads one fresh snapshot instead. The history and the id sequence
+ * live in the store (store/store.h): the hub appends what a poll produced, publishes it once the
+ * store took it, polls only while the store says this node is the topic's writer, and serves
+ * what other nodes published when the store hands it over. */
 #include "hub.h"
 
 #include <cjson/cJSON.h>
@@ -10,10 +13,12 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "json/apply.h"
 #include "json/diff.h"
 #include "json/json.h"
 #include "log.h"
 #include "loop.h"
+#include "store/store.h"
 
 #define TOPIC_BUCKETS 1024
 
@@ -30,6 +35,9 @@ struct subscriber {
     unsigned idle : 1;          /* last read found nothing; wake on the next event */
     unsigned need_snapshot : 1; /* the backlog was dropped: the current data event comes next */
     unsigned closing : 1;       /* the stream ends at the next read */
+    unsigned awaiting : 1;      /* came before the topic had a document: starts when it has */
+    unsigned has_resume : 1;    /* resume_epoch, resume_seq hold the client's Last-Event-ID */
+    uint64_t resume_epoch, resume_seq;
     /* The frame being written and how far. */
     struct frame *cur;
     size_t off;
@@ -52,12 +60,17 @@ struct topic {
     uint64_t seq;   /* version of doc; 0 before the first snapshot */
     struct json_doc *doc;
     struct frame *data_frame; /* the current doc as a data event, built on first need */
-    /* History of patch frames: seq of history[i] is seq - count + 1 + i. */
-    struct frame **history;
-    size_t hhead, hcount, hbytes;
+    struct store_topic *st;   /* history and id sequence; NULL once closed */
     struct subscriber *subs;
     size_t nsubs;
-    struct poller *poller;
+    struct poller *poller;    /* only while this node is the topic's writer */
+    struct poller_spec pspec; /* owned copy, for the poller made when the node becomes writer */
+    int writer;
+    /* The publication the store is appending: its events and the document after them. */
+    struct store_event pub[2];
+    size_t npub;
+    struct json_doc *pub_doc;
+    int pub_pending;
     struct loop_timer *idle_timer;
     /* Upstream failure state. */
     int failing;
@@ -78,9 +91,9 @@ struct hub {
     struct upstream_pool *pool;
     struct hub_params params;
     struct topic *buckets[TOPIC_BUCKETS];
+    struct store *store;
     struct frame *keepalive;
     struct loop_timer *tick;
-    uint64_t last_epoch;
     uint64_t rng;
     int closing;
     struct subscriber_tally *next_tally;
@@ -192,23 +205,29 @@ static int put_event_head(struct buf *b, const struct topic *t, uint64_t seq, co
     return rc ? -1 : 0;
 }
 
+/* doc as the data event of version seq. Returns a new frame (one reference, the caller's), or
+ * NULL on OOM. */
+static struct frame *data_frame_new(const struct topic *t, const struct json_doc *doc, uint64_t seq)
+{
+    struct buf b;
+    buf_init(&b, 0);
+    if (put_event_head(&b, t, seq, "data") != 0 || buf_reserve(&b, doc->root->size + 2) != 0) {
+        buf_dispose(&b);
+        return NULL;
+    }
+    char *end = json_write_raw(b.data + b.len, doc->root);
+    b.len = (size_t)(end - b.data);
+    buf_append(&b, "\n\n", 2);
+    return frame_from_buf(&b, seq);
+}
+
 /* The current document as a data event, built once per version. NULL before the first
  * snapshot or on OOM. The topic keeps its reference; callers take their own. */
 static struct frame *topic_data_frame(struct topic *t)
 {
     if (t->data_frame || t->doc == NULL)
         return t->data_frame;
-    struct buf b;
-    buf_init(&b, 0);
-    if (put_event_head(&b, t, t->seq, "data") != 0 ||
-        buf_reserve(&b, t->doc->root->size + 2) != 0) {
-        buf_dispose(&b);
-        return NULL;
-    }
-    char *end = json_write_raw(b.data + b.len, t->doc->root);
-    b.len = (size_t)(end - b.data);
-    buf_append(&b, "\n\n", 2);
-    t->data_frame = frame_from_buf(&b, t->seq);
+    t->data_frame = data_frame_new(t, t->doc, t->seq);
     return t->data_frame;
 }
 
@@ -367,54 +386,6 @@ long subscriber_read(struct subscriber *s, char *dst, size_t max)
 
 /* ---- publishing -------------------------------------------------------------------------- */
 
-static void history_clear(struct topic *t)
-{
-    size_t cap = t->hub->params.history_events;
-    for (size_t i = 0; i < t->hcount; i++)
-        frame_unref(t->history[(t->hhead + i) % cap]);
-    t->hhead = t->hcount = t->hbytes = 0;
-}
-
-/* Drops patch events older than the history's age limit. */
-static void history_expire(struct topic *t, uint64_t now)
-{
-    const struct hub_params *p = &t->hub->params;
-    while (p->history_age_ms && t->hcount > 0) {
-        struct frame *old = t->history[t->hhead];
-        if (now - old->time_ms <= p->history_age_ms)
-            break;
-        t->hbytes -= old->len;
-        frame_unref(old);
-        t->hhead = (t->hhead + 1) % p->history_events;
-        t->hcount--;
-    }
-}
-
-static void history_push(struct topic *t, struct frame *f)
-{
-    history_expire(t, f->time_ms);
-    const struct hub_params *p = &t->hub->params;
-    size_t cap = p->history_events;
-    if (cap == 0)
-        return;
-    while (t->hcount > 0 && (t->hcount >= cap || t->hbytes + f->len > p->history_bytes)) {
-        struct frame *old = t->history[t->hhead];
-        t->hbytes -= old->len;
-        frame_unref(old);
-        t->hhead = (t->hhead + 1) % cap;
-        t->hcount--;
-    }
-    if (f->len > p->history_bytes) {
-        /* Resume needs every patch after the client's id: a gap would break it, so a patch
-         * too large to keep empties the history instead. */
-        history_clear(t);
-        return;
-    }
-    t->history[(t->hhead + t->hcount) % cap] = frame_ref(f);
-    t->hcount++;
-    t->hbytes += f->len;
-}
-
 /* Sends f to every subscriber of the given mode (all when mode is -1). */
 static void fan_out(struct topic *t, struct frame *f, int mode)
 {
@@ -426,12 +397,21 @@ static void fan_out(struct topic *t, struct frame *f, int mode)
     }
 }
 
-/* A new document version: every subscriber reads the snapshot next (first version). */
+static void sub_resume(struct subscriber *s);
+
+/* A new document version that is not a patch of the previous one (first version, new epoch):
+ * every subscriber reads the snapshot next, except those that came before the topic had a
+ * document, which start now as they asked (resume or snapshot). */
 static void fan_out_snapshot(struct topic *t)
 {
     for (struct subscriber *s = t->subs; s; s = s->next) {
-        queue_drop_doc_frames(s);
-        s->need_snapshot = 1;
+        if (s->awaiting) {
+            s->awaiting = 0;
+            sub_resume(s);
+        } else {
+            queue_drop_doc_frames(s);
+            s->need_snapshot = 1;
+        }
         sub_wake(s);
     }
 }
@@ -446,6 +426,14 @@ static void fan_out_snapshot_mode(struct topic *t)
         s->need_snapshot = 1;
         sub_wake(s);
     }
+}
+
+/* Adds an event to the publication being built; takes f's reference. */
+static void pub_add(struct topic *t, enum store_kind kind, struct frame *f)
+{
+    t->pub[t->npub].kind = kind;
+    t->pub[t->npub].frame = f;
+    t->npub++;
 }
 
 /* The upstream-error event; on a Streamdata.io topic, an "error" event shaped as Streamdata.io
@@ -481,12 +469,8 @@ static void publish_error(struct topic *t, const struct poll_result *r, uint64_t
     free(json);
     struct frame *f = rc ? NULL : frame_from_buf(&b, 0);
     buf_dispose(&b);
-    if (f == NULL)
-        return;
-    frame_unref(t->error_frame);
-    t->error_frame = f;
-    t->last_error_ms = now;
-    fan_out(t, f, -1);
+    if (f)
+        pub_add(t, STORE_ERROR, f);
 }
 
 static void publish_recovered(struct topic *t, uint64_t now)
@@ -495,28 +479,102 @@ static void publish_recovered(struct topic *t, uint64_t now)
               (struct log_field[]){LOG_STR("stream", t->name),
                                    LOG_NUM("failed_for_ms", now - t->failing_since_ms)},
               2);
-    if (t->compat) {
-        /* Streamdata.io had no such event: its clients only stop seeing errors. */
-        frame_unref(t->error_frame);
-        t->error_frame = NULL;
-        t->failing = 0;
-        return;
-    }
     struct buf b;
     buf_init(&b, 0);
-    int rc = put_event_head(&b, t, 0, "upstream-recovered");
-    rc |= buf_printf(&b,
-                     "{\"status\":200,\"title\":\"Upstream recovered\",\"failed_for_ms\":%llu}\n\n",
-                     (unsigned long long)(now - t->failing_since_ms));
+    /* Streamdata.io had no such event: its clients only stop seeing errors. The store still
+     * records the recovery (an empty frame) so that other nodes stop showing the error. */
+    int rc = 0;
+    if (!t->compat) {
+        rc |= put_event_head(&b, t, 0, "upstream-recovered");
+        rc |= buf_printf(
+            &b, "{\"status\":200,\"title\":\"Upstream recovered\",\"failed_for_ms\":%llu}\n\n",
+            (unsigned long long)(now - t->failing_since_ms));
+    }
     struct frame *f = rc ? NULL : frame_from_buf(&b, 0);
     buf_dispose(&b);
+    if (f)
+        pub_add(t, STORE_RECOVERED, f);
+}
+
+/* Publishes a document version the store has taken: doc (owned) becomes the topic's document
+ * and f (of version f->seq) goes to the subscribers. */
+static void commit_doc(struct topic *t, enum store_kind kind, struct frame *f, struct json_doc *doc)
+{
+    json_doc_free(t->doc);
+    t->doc = doc;
+    t->seq = f->seq;
+    frame_unref(t->data_frame);
+    t->data_frame = NULL;
+    t->hub->stats.events_published++;
+    if (kind == STORE_DATA) {
+        t->data_frame = frame_ref(f);
+        fan_out_snapshot(t);
+    } else {
+        fan_out(t, f, HUB_MODE_PATCH);
+        fan_out_snapshot_mode(t);
+    }
+}
+
+static void commit_error(struct topic *t, struct frame *f)
+{
+    uint64_t now = loop_now_ms(t->hub->loop);
+    if (!t->failing) {
+        t->failing = 1;
+        t->failing_since_ms = now;
+    }
+    frame_unref(t->error_frame);
+    t->error_frame = frame_ref(f);
+    t->last_error_ms = now;
+    fan_out(t, f, -1);
+}
+
+static void commit_recovered(struct topic *t, struct frame *f)
+{
     frame_unref(t->error_frame);
     t->error_frame = NULL;
     t->failing = 0;
-    if (f) {
+    if (f && f->len > 0)
         fan_out(t, f, -1);
+}
+
+/* The store's answer to topic_publish. */
+static void on_store_appended(void *arg, int ok)
+{
+    struct topic *t = arg;
+    t->pub_pending = 0;
+    for (size_t i = 0; i < t->npub; i++) {
+        struct frame *f = t->pub[i].frame;
+        if (ok) {
+            switch (t->pub[i].kind) {
+            case STORE_DATA:
+            case STORE_PATCH:
+                commit_doc(t, t->pub[i].kind, f, t->pub_doc);
+                t->pub_doc = NULL;
+                break;
+            case STORE_ERROR:
+                commit_error(t, f);
+                break;
+            case STORE_RECOVERED:
+                commit_recovered(t, f);
+                break;
+            }
+        }
         frame_unref(f);
     }
+    t->npub = 0;
+    json_doc_free(t->pub_doc);
+    t->pub_doc = NULL;
+}
+
+/* Hands the publication built from one poll to the store. */
+static void topic_publish(struct topic *t)
+{
+    struct hub *hub = t->hub;
+    const char *doc = t->pub_doc ? t->pub_doc->text : NULL;
+    size_t len = t->pub_doc ? t->pub_doc->len : 0;
+    t->pub_pending = 1;
+    if (t->st == NULL || hub->store->ops->append(t->st, t->pub, t->npub, doc, len) != 0)
+        on_store_appended(t, 0);
 }
 
 /* Returns 1 when a Content-Type is acceptable for JSON (missing counts as acceptable: the
@@ -568,10 +626,14 @@ static int topic_take_body(struct topic *t, struct poll_result *r)
     r->body = NULL; /* the document owns it now */
     hub->stats.polls_changed++;
     if (t->doc == NULL) {
-        t->doc = doc;
-        t->seq++;
-        hub->stats.events_published++;
-        fan_out_snapshot(t);
+        struct frame *f = data_frame_new(t, doc, t->seq + 1);
+        if (f == NULL) {
+            json_doc_free(doc);
+            snprintf(r->reject, sizeof(r->reject), "out of memory");
+            return -1;
+        }
+        t->pub_doc = doc;
+        pub_add(t, STORE_DATA, f);
         return 0;
     }
     struct buf *b = &t->diff_out;
@@ -588,46 +650,37 @@ static int topic_take_body(struct topic *t, struct poll_result *r)
         snprintf(r->reject, sizeof(r->reject), "out of memory while diffing");
         return -1;
     }
-    json_doc_free(t->doc);
-    t->doc = doc;
     if (nops == 0) {
         /* Equal in value (whitespace or key order changed): same version, new text. */
+        json_doc_free(t->doc);
+        t->doc = doc;
         frame_unref(t->data_frame);
         t->data_frame = NULL;
         return 0;
     }
     metrics_histogram_observe(&hub->stats.patch_bytes, (double)(b->len - head_len));
-    buf_append(b, "\n\n", 2);
+    rc = buf_append(b, "\n\n", 2);
     struct frame *f = malloc(sizeof(*f));
     char *data = malloc(b->len);
-    if (f == NULL || data == NULL) {
+    if (rc != 0 || f == NULL || data == NULL) {
+        /* Keep serving the old version, as for a failed poll. */
         free(f);
         free(data);
-        /* Nobody can be told the change: everyone gets the new snapshot instead. */
-        t->seq = seq;
-        history_clear(t);
-        frame_unref(t->data_frame);
-        t->data_frame = NULL;
-        fan_out_snapshot(t);
-        return 0;
+        json_doc_free(doc);
+        snprintf(r->reject, sizeof(r->reject), "out of memory");
+        return -1;
     }
     memcpy(data, b->data, b->len);
     f->refs = 1;
     f->len = b->len;
     f->seq = seq;
-    f->time_ms = loop_now_ms(hub->loop);
+    f->time_ms = 0;
     f->data = data;
     /* Keep the scratch buffer from growing without bound after one huge patch. */
     if (b->cap > (1u << 20))
         buf_dispose(b);
-    t->seq = seq;
-    frame_unref(t->data_frame);
-    t->data_frame = NULL;
-    history_push(t, f);
-    hub->stats.events_published++;
-    fan_out(t, f, HUB_MODE_PATCH);
-    fan_out_snapshot_mode(t);
-    frame_unref(f);
+    t->pub_doc = doc;
+    pub_add(t, STORE_PATCH, f);
     return 0;
 }
 
@@ -643,6 +696,10 @@ static int on_poll(void *arg, struct poll_result *r)
     t->rejected_pending = 0;
     if (!after_reject)
         metrics_histogram_observe(&hub->stats.upstream_latency, r->latency_ms / 1000.0);
+    /* The store has not taken the previous poll's events yet (a slow Redis): this poll is left
+     * out, and the next one diffs from what was committed. */
+    if (t->pub_pending)
+        return 0;
     switch (r->outcome) {
     case POLL_BODY:
         rc = topic_take_body(t, r);
@@ -658,7 +715,6 @@ static int on_poll(void *arg, struct poll_result *r)
         if (!after_reject)
             hub->stats.polls_failed++;
         if (!t->failing) {
-            t->failing = 1;
             t->failing_since_ms = now;
             log_event(LOG_WARN, "upstream failing",
                       (struct log_field[]){LOG_STR("stream", t->name),
@@ -671,14 +727,133 @@ static int on_poll(void *arg, struct poll_result *r)
         }
         break;
     }
+    if (t->npub > 0)
+        topic_publish(t);
     return rc;
 }
+
+/* ---- what the store tells the hub -------------------------------------------------------- */
+
+static struct json_doc *doc_parse(const struct topic *t, const char *text, size_t len)
+{
+    const struct json_parse_opts popts = {.max_values = t->max_values};
+    return json_parse(text, len, &popts, NULL);
+}
+
+static void on_store_sync(void *arg, uint64_t epoch, uint64_t seq, const char *doc, size_t len)
+{
+    struct topic *t = arg;
+    if (epoch == t->epoch && seq == t->seq && (doc == NULL || t->doc != NULL))
+        return; /* the version the subscribers have already */
+    if (doc == NULL && seq > 0 && t->doc) {
+        /* The document stays, as version seq of another epoch (the Redis store going alone). */
+        t->epoch = epoch;
+        t->seq = seq;
+        frame_unref(t->data_frame);
+        t->data_frame = NULL;
+        fan_out_snapshot(t);
+        return;
+    }
+    struct json_doc *d = doc ? doc_parse(t, doc, len) : NULL;
+    if (doc && d == NULL)
+        log_event(LOG_ERROR, "stored document does not parse; waiting for the next poll",
+                  (struct log_field[]){LOG_STR("stream", t->name)}, 1);
+    t->epoch = epoch;
+    t->seq = seq;
+    json_doc_free(t->doc);
+    t->doc = d;
+    frame_unref(t->data_frame);
+    t->data_frame = NULL;
+    if (d) {
+        fan_out_snapshot(t);
+        return;
+    }
+    /* No document at the new version yet: streams wait for the next one, then read it whole. */
+    for (struct subscriber *s = t->subs; s; s = s->next)
+        if (!s->awaiting) {
+            queue_drop_doc_frames(s);
+            s->need_snapshot = 1;
+        }
+}
+
+static void on_store_role(void *arg, int writer)
+{
+    struct topic *t = arg;
+    t->writer = writer;
+    if (!writer) {
+        poller_free(t->poller);
+        t->poller = NULL;
+        return;
+    }
+    if (t->poller || t->retired || t->hub->closing)
+        return;
+    t->poller = poller_new(t->hub->pool, &t->pspec, on_poll, t);
+    if (t->poller == NULL)
+        log_event(LOG_ERROR, "cannot start the poller",
+                  (struct log_field[]){LOG_STR("stream", t->name)}, 1);
+}
+
+/* Another node's event. Returns -1 when it does not follow what this node serves (the store
+ * then hands over the stored snapshot). */
+static int on_store_event(void *arg, struct frame *f, enum store_kind kind, const char *payload,
+                          size_t len)
+{
+    struct topic *t = arg;
+    struct json_doc *doc = NULL;
+    switch (kind) {
+    case STORE_DATA:
+        doc = doc_parse(t, payload, len);
+        if (doc == NULL || f == NULL)
+            break;
+        commit_doc(t, kind, f, doc);
+        return 0;
+    case STORE_PATCH: {
+        if (t->doc == NULL || f == NULL || f->seq != t->seq + 1)
+            return -1;
+        struct json_doc *patch = json_parse(payload, len, NULL, NULL);
+        struct buf out;
+        buf_init(&out, 0);
+        struct json_patch_error perr;
+        if (patch && json_patch_apply_node(t->doc->root, patch->root, &out, &perr) == 0)
+            doc = doc_parse(t, out.data, out.len);
+        json_doc_free(patch);
+        buf_dispose(&out);
+        if (doc == NULL)
+            break;
+        commit_doc(t, kind, f, doc);
+        return 0;
+    }
+    case STORE_ERROR:
+        if (f)
+            commit_error(t, f);
+        return 0;
+    case STORE_RECOVERED:
+        commit_recovered(t, f);
+        return 0;
+    }
+    json_doc_free(doc);
+    return -1;
+}
+
+static const struct store_topic_cbs store_cbs = {
+    .sync = on_store_sync,
+    .role = on_store_role,
+    .appended = on_store_appended,
+    .event = on_store_event,
+};
 
 /* ---- topics ------------------------------------------------------------------------------ */
 
 static size_t bucket_of(const char *key)
 {
     return (size_t)(json_hash_bytes(key, strlen(key), 0x746f70) % TOPIC_BUCKETS);
+}
+
+static void free_strv(char **v)
+{
+    for (char **p = v; p && *p; p++)
+        free(*p);
+    free(v);
 }
 
 static void topic_free(struct topic *t)
@@ -692,17 +867,18 @@ static void topic_free(struct topic *t)
     while (t->subs)
         hub_unsubscribe(t->subs);
     poller_free(t->poller);
+    hub->store->ops->close(t->st);
     loop_timer_free(t->idle_timer);
-    history_clear(t);
-    free(t->history);
+    for (size_t i = 0; i < t->npub; i++)
+        frame_unref(t->pub[i].frame);
+    json_doc_free(t->pub_doc);
     frame_unref(t->data_frame);
     frame_unref(t->error_frame);
     json_doc_free(t->doc);
-    if (t->id_keys) {
-        for (char **k = t->id_keys; *k; k++)
-            free(*k);
-        free(t->id_keys);
-    }
+    free_strv(t->id_keys);
+    free((char *)t->pspec.url);
+    free((char *)t->pspec.ca_file);
+    free_strv((char **)t->pspec.headers);
     buf_dispose(&t->diff_out);
     free(t->key);
     free(t->name);
@@ -717,26 +893,37 @@ static void on_idle_timeout(struct loop *loop, struct loop_timer *timer, void *a
         topic_free(t);
 }
 
-static char **copy_strv(const char *const *v)
+/* Copies the first n strings of v (all of them up to the NULL when n is SIZE_MAX) into a
+ * NULL-terminated array. Returns NULL on OOM. */
+static char **copy_strv(const char *const *v, size_t n)
 {
-    if (v == NULL)
-        return NULL;
-    size_t n = 0;
-    while (v[n])
-        n++;
+    if (n == SIZE_MAX)
+        for (n = 0; v && v[n]; n++)
+            ;
     char **out = calloc(n + 1, sizeof(*out));
     if (out == NULL)
         return NULL;
     for (size_t i = 0; i < n; i++) {
         out[i] = strdup(v[i]);
         if (out[i] == NULL) {
-            for (size_t j = 0; j < i; j++)
-                free(out[j]);
-            free(out);
+            free_strv(out);
             return NULL;
         }
     }
     return out;
+}
+
+/* Copies what a poller needs of spec into t->pspec. Returns 0, or -1 on OOM. */
+static int topic_copy_spec(struct topic *t, const struct poller_spec *spec)
+{
+    t->pspec = *spec;
+    t->pspec.url = spec->url ? strdup(spec->url) : NULL;
+    t->pspec.ca_file = spec->ca_file ? strdup(spec->ca_file) : NULL;
+    t->pspec.headers = (const char *const *)copy_strv(spec->headers, spec->nheaders);
+    if ((spec->url && !t->pspec.url) || (spec->ca_file && !t->pspec.ca_file) ||
+        t->pspec.headers == NULL)
+        return -1;
+    return 0;
 }
 
 struct topic *hub_topic_get(struct hub *hub, const char *key, const struct topic_spec *spec)
@@ -752,38 +939,33 @@ struct topic *hub_topic_get(struct hub *hub, const char *key, const struct topic
         return NULL;
     t->hub = hub;
     buf_init(&t->diff_out, 0);
-    uint64_t now = loop_wall_ms();
-    t->epoch = now > hub->last_epoch ? now : hub->last_epoch + 1;
-    hub->last_epoch = t->epoch;
     t->error_repeat_ms = spec->error_repeat_ms ? spec->error_repeat_ms : 30000;
     t->compat = spec->compat;
     size_t cap = spec->poll.max_body ? spec->poll.max_body : (size_t)8 << 20;
     t->max_values = cap / 4 > 65536 ? cap / 4 : 65536;
     t->key = strdup(key);
     t->name = strdup(spec->name ? spec->name : key);
-    t->history =
-        calloc(hub->params.history_events ? hub->params.history_events : 1, sizeof(*t->history));
     t->idle_timer = loop_timer_new(hub->loop, on_idle_timeout, t);
     if (spec->id_keys)
-        t->id_keys = copy_strv(spec->id_keys);
-    if (t->key == NULL || t->name == NULL || t->history == NULL || t->idle_timer == NULL ||
-        (spec->id_keys && t->id_keys == NULL))
-        goto fail;
+        t->id_keys = copy_strv(spec->id_keys, SIZE_MAX);
     t->bucket_next = hub->buckets[b];
     hub->buckets[b] = t;
     hub->stats.topics++;
-    t->poller = poller_new(hub->pool, &spec->poll, on_poll, t);
-    if (t->poller == NULL) {
-        topic_free(t);
-        return NULL;
-    }
+    if (topic_copy_spec(t, &spec->poll) != 0 || t->key == NULL || t->name == NULL ||
+        t->idle_timer == NULL || (spec->id_keys && t->id_keys == NULL))
+        goto fail;
+    t->st = hub->store->ops->open(hub->store, key, spec, &store_cbs, t);
+    if (t->st == NULL)
+        goto fail;
+    /* The topic is made for a subscriber about to come: it competes to poll at once. A store
+     * that makes this node the writer at once has it poll now, and a spec the poller refuses
+     * fails here, as it always did. */
+    hub->store->ops->interest(t->st, 1);
+    if (t->writer && t->poller == NULL)
+        goto fail;
     return t;
 fail:
-    loop_timer_free(t->idle_timer);
-    free(t->history);
-    free(t->key);
-    free(t->name);
-    free(t);
+    topic_free(t);
     return NULL;
 }
 
@@ -792,30 +974,26 @@ int topic_ready(const struct topic *topic)
     return topic->doc != NULL;
 }
 
-/* Queues what a new subscriber must read first: the missed patches when its last id is in the
- * history, otherwise the current snapshot; then the upstream's trouble if it is failing. */
-static void sub_start(struct subscriber *s, const char *last_event_id)
+static void sub_push_cb(void *arg, struct frame *f)
+{
+    sub_push(arg, f);
+}
+
+/* Queues what a subscriber must read first: the missed patches when its last id is in the
+ * history, otherwise the current snapshot. Before the topic has a document, it waits. */
+static void sub_resume(struct subscriber *s)
 {
     struct topic *t = s->topic;
-    uint64_t epoch, seq;
-    history_expire(t, loop_now_ms(t->hub->loop));
-    if (t->doc) {
-        int resumable = s->mode == HUB_MODE_PATCH && last_event_id &&
-                        hub_parse_id(last_event_id, &epoch, &seq) == 0 && epoch == t->epoch &&
-                        seq <= t->seq && t->seq - seq <= t->hcount;
-        if (resumable) {
-            size_t cap = t->hub->params.history_events;
-            for (size_t i = t->hcount - (size_t)(t->seq - seq); i < t->hcount; i++)
-                if (sub_push(s, t->history[(t->hhead + i) % cap]) != 0)
-                    break;
-        } else if (!(s->mode == HUB_MODE_SNAPSHOT && last_event_id &&
-                     hub_parse_id(last_event_id, &epoch, &seq) == 0 && epoch == t->epoch &&
-                     seq == t->seq)) {
-            s->need_snapshot = 1;
-        }
+    if (t->doc == NULL) {
+        s->awaiting = 1;
+        return;
     }
-    if (t->failing && t->error_frame)
-        sub_push(s, t->error_frame);
+    int same_epoch = s->has_resume && s->resume_epoch == t->epoch;
+    if (s->mode == HUB_MODE_PATCH && same_epoch && t->st &&
+        t->hub->store->ops->history(t->st, s->resume_seq, sub_push_cb, s) == 0)
+        return;
+    if (!(s->mode == HUB_MODE_SNAPSHOT && same_epoch && s->resume_seq == t->seq))
+        s->need_snapshot = 1;
 }
 
 struct subscriber *hub_subscribe(struct topic *t, enum hub_mode mode, const char *last_event_id,
@@ -849,7 +1027,13 @@ struct subscriber *hub_subscribe(struct topic *t, enum hub_mode mode, const char
     t->nsubs++;
     hub->stats.subscribers++;
     loop_timer_stop(t->idle_timer);
-    sub_start(s, last_event_id);
+    if (t->nsubs == 1 && t->st)
+        hub->store->ops->interest(t->st, 1);
+    s->has_resume =
+        last_event_id && hub_parse_id(last_event_id, &s->resume_epoch, &s->resume_seq) == 0;
+    sub_resume(s);
+    if (t->failing && t->error_frame)
+        sub_push(s, t->error_frame);
     return s;
 }
 
@@ -891,6 +1075,8 @@ void hub_unsubscribe(struct subscriber *s)
     free(s);
     t->nsubs--;
     t->hub->stats.subscribers--;
+    if (t->nsubs == 0 && t->st)
+        t->hub->store->ops->interest(t->st, 0);
     /* The topic is not freed here, inside its subscriber's teardown, but from its timer. */
     if (t->nsubs == 0 && !t->hub->closing)
         loop_timer_start(t->idle_timer, t->retired ? 0 : t->hub->params.idle_grace_ms);
@@ -912,13 +1098,15 @@ static void on_tick(struct loop *loop, struct loop_timer *timer, void *arg)
     loop_timer_start(timer, 1000);
 }
 
-struct hub *hub_new(struct loop *loop, struct upstream_pool *pool, const struct hub_params *params)
+struct hub *hub_new(struct loop *loop, struct upstream_pool *pool, struct store *store,
+                    const struct hub_params *params)
 {
     struct hub *hub = calloc(1, sizeof(*hub));
     if (hub == NULL)
         return NULL;
     hub->loop = loop;
     hub->pool = pool;
+    hub->store = store;
     hub->params = *params;
     if (hub->params.queue_events == 0)
         hub->params.queue_events = 64;
@@ -951,6 +1139,9 @@ void hub_close_all(struct hub *hub)
         for (struct topic *t = hub->buckets[b]; t; t = t->bucket_next) {
             poller_free(t->poller);
             t->poller = NULL;
+            /* A lease held is released now, while the loop still runs to send it. */
+            hub->store->ops->close(t->st);
+            t->st = NULL;
             for (struct subscriber *s = t->subs; s; s = s->next)
                 sub_end(s, "shutdown");
         }
@@ -969,6 +1160,8 @@ size_t hub_retire_topics(struct hub *hub, int (*pred)(void *arg, const char *key
             hub->stats.topics_retired++;
             poller_free(t->poller);
             t->poller = NULL;
+            hub->store->ops->close(t->st);
+            t->st = NULL;
             for (struct subscriber *s = t->subs; s; s = s->next)
                 sub_end(s, reason);
             if (t->nsubs == 0 && !hub->closing)

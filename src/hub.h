@@ -13,6 +13,7 @@
 #include "upstream.h"
 
 struct loop;
+struct store;
 struct hub;
 struct topic;
 struct subscriber;
@@ -38,16 +39,13 @@ enum hub_mode {
 };
 
 struct hub_params {
-    size_t history_events;  /* patch events kept for resume, per topic */
-    size_t history_bytes;   /* and their bytes at most */
     size_t queue_events;    /* events a subscriber may have pending before it is reset */
     size_t queue_bytes;     /* and their bytes */
     uint64_t idle_grace_ms; /* a topic without subscribers stops polling after this */
     uint64_t keepalive_ms;  /* comment line when a subscriber had nothing for this long */
     uint64_t retry_ms;      /* retry: field, plus a random 0..retry_jitter_ms */
     uint64_t retry_jitter_ms;
-    uint64_t history_age_ms; /* patch events older than this leave the history; 0: no limit */
-    size_t max_topics;       /* topics (pollers) at most; 0: no limit */
+    size_t max_topics; /* topics (pollers) at most; 0: no limit */
 };
 
 /* What a topic polls and how its patches are computed. Copied by hub_topic_get. */
@@ -91,8 +89,10 @@ struct subscriber_tally {
     void (*release)(struct subscriber_tally *t);
 };
 
-/* Returns a hub polling through pool, or NULL on OOM. params is copied. */
-struct hub *hub_new(struct loop *loop, struct upstream_pool *pool, const struct hub_params *params);
+/* Returns a hub polling through pool and keeping its topics' history and ids in store, or NULL
+ * on OOM. params is copied; store is not owned and must outlive the hub. */
+struct hub *hub_new(struct loop *loop, struct upstream_pool *pool, struct store *store,
+                    const struct hub_params *params);
 
 /* Frees every topic and subscriber (their transports are woken to close first by
  * hub_close_all) and the hub. Accepts NULL. */

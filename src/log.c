@@ -12,6 +12,12 @@
 
 static enum log_level threshold = LOG_INFO;
 static int as_json;
+static char node[80]; /* "" : lines name no node */
+
+void log_set_node(const char *node_id)
+{
+    snprintf(node, sizeof(node), "%s", node_id ? node_id : "");
+}
 
 void log_setup(enum log_level level, int json)
 {
@@ -106,6 +112,12 @@ void log_event(enum log_level level, const char *msg, const struct log_field *fi
             buf_printf(&line, " %s=", f->key);
             json_write_string(&line, str, strlen(str));
         }
+    }
+    if (node[0] && as_json) {
+        buf_puts(&line, ",\"node\":");
+        json_write_string(&line, node, strlen(node));
+    } else if (node[0]) {
+        buf_printf(&line, " node=%s", node);
     }
     line_end(&line);
 }

@@ -22,6 +22,10 @@ struct log_field {
 /* Sets the threshold and the format (json != 0 for JSON lines). Cannot fail. */
 void log_setup(enum log_level level, int json);
 
+/* Names the node in every structured line from now on (a node=... field last, cluster mode);
+ * NULL or "": none. node_id must be [A-Za-z0-9._-]; it is copied (at most 79 bytes). */
+void log_set_node(const char *node_id);
+
 /* Returns 1 when messages of level are written. */
 int log_enabled(enum log_level level);
 

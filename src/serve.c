@@ -22,6 +22,7 @@
 #include "loop.h"
 #include "metrics.h"
 #include "ssrf.h"
+#include "store/store.h"
 #include "upstream.h"
 
 /* What the HTTP front and the hub are given, built from the config and kept alive for as long
@@ -41,6 +42,7 @@ struct wiring {
 struct daemon {
     struct loop *loop;
     struct upstream_pool *pool;
+    struct store *store;
     struct hub *hub;
     struct http_server *http;
     struct loop_timer *shutdown_timer;
@@ -290,9 +292,6 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
     hp->compat = s->streamdata_compat;
 
     memset(hubp, 0, sizeof(*hubp));
-    hubp->history_events = s->history_events;
-    hubp->history_bytes = s->history_bytes;
-    hubp->history_age_ms = s->history_age_ms;
     hubp->queue_events = s->queue_events;
     hubp->queue_bytes = s->queue_bytes;
     hubp->idle_grace_ms = s->adhoc_grace_ms;
@@ -492,6 +491,18 @@ static int parse_args(int argc, char **argv, const char **file)
     return 0;
 }
 
+static const uint64_t one = 1;
+
+/* /readyz in cluster mode: the node's cluster state and id; not ready while it first connects
+ * (it serves alone, ready, when Redis is unreachable). */
+static int cluster_ready(void *arg, struct buf *out)
+{
+    const struct store *s = arg;
+    const char *st = store_redis_state(s);
+    buf_printf(out, "\"cluster\":\"%s\",\"node\":\"%s\"", st, store_redis_node_id(s));
+    return strcmp(st, "connecting") != 0;
+}
+
 int cli_serve(int argc, char **argv)
 {
     struct daemon d;
@@ -522,7 +533,30 @@ int cli_serve(int argc, char **argv)
      * must be public unless an [allow] cidr opens it. */
     if (d.pool)
         upstream_pool_set_policy(d.pool, ssrf_upstream_policy, (void *)&cfg->allow.cidr);
-    d.hub = d.pool ? hub_new(d.loop, d.pool, &hubp) : NULL;
+    const struct store_params sp = {.history_events = cfg->server.history_events,
+                                    .history_bytes = cfg->server.history_bytes,
+                                    .history_age_ms = cfg->server.history_age_ms};
+    if (cfg->cluster.redis && d.loop) {
+        struct config_redis_addr addr;
+        if (config_redis_url_parse(cfg->cluster.redis, &addr, err, sizeof(err)) != 0) {
+            fprintf(stderr, "pollcast: [cluster] redis: %s\n", err);
+            rc = 2;
+            goto out;
+        }
+        const struct store_redis_params rp = {
+            .addr = &addr,
+            .node_id = cfg->cluster.node_id,
+            .lease_ms = cfg->cluster.lease_ms,
+            .history = sp,
+        };
+        d.store = store_redis_new(d.loop, &rp, err, sizeof(err));
+        explicit_bzero(&addr, sizeof(addr));
+        if (d.store)
+            log_set_node(store_redis_node_id(d.store));
+    } else if (d.loop) {
+        d.store = store_memory_new(d.loop, &sp);
+    }
+    d.hub = d.pool && d.store ? hub_new(d.loop, d.pool, d.store, &hubp) : NULL;
     d.shutdown_timer = d.loop ? loop_timer_new(d.loop, on_shutdown_tick, &d) : NULL;
     if (d.sigfd < 0 || d.hub == NULL || d.shutdown_timer == NULL ||
         loop_watch(d.loop, d.sigfd, EPOLLIN, on_signal, &d) != 0) {
@@ -544,6 +578,15 @@ int cli_serve(int argc, char **argv)
         fprintf(stderr, "pollcast: out of memory\n");
         goto out;
     }
+    if (cfg->cluster.redis && (store_redis_add_metrics(d.store, m) != 0 ||
+                               metrics_add(m, "pollcast_cluster_info", METRICS_GAUGE,
+                                           "Always 1; the node id of this node in cluster mode.",
+                                           "node", store_redis_node_id(d.store), &one) != 0)) {
+        fprintf(stderr, "pollcast: out of memory\n");
+        goto out;
+    }
+    if (cfg->cluster.redis)
+        http_server_set_ready(d.http, cluster_ready, d.store);
     d.port = http_server_port(d.http);
     /* The demo upstream is this server's own /_demo/upstream.json: known once bound. */
     if (wire_demo(cfg, &d.w, d.port) != 0)
@@ -558,6 +601,8 @@ int cli_serve(int argc, char **argv)
 out:
     http_server_free(d.http);
     hub_free(d.hub);
+    if (d.store)
+        d.store->ops->free(d.store);
     upstream_pool_free(d.pool);
     loop_timer_free(d.shutdown_timer);
     if (d.sigfd >= 0) {

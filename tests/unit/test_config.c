@@ -613,8 +613,8 @@ static void test_syntax(void)
 
 static void test_errors(void)
 {
-    EXPECT_ERR("[server]\n[foo]\n",
-               "t.ini:2: unknown section [foo] (use [server], [upstream NAME], [allow] or [auth])");
+    EXPECT_ERR("[server]\n[foo]\n", "t.ini:2: unknown section [foo] (use [server], [upstream "
+                                    "NAME], [allow], [auth] or [cluster])");
     EXPECT_ERR("[upstream prices]\nurl = http://x/\nintervl = 5s\n",
                "t.ini:3: unknown key \"intervl\" in [upstream prices] (did you mean "
                "\"interval\"?)");
@@ -1111,6 +1111,8 @@ static void test_example_values(void)
                 else
                     buf_puts(&t, "algorithm = RS256\npublic_key_file = /k.pem\n");
             }
+            if (strcmp(section, "[cluster]") == 0 && strcmp(key, "redis") != 0)
+                buf_puts(&t, "redis = redis://127.0.0.1:6379/0\n");
             buf_printf(&t, "%.*s\n", (int)n - 1, line + 1);
             struct config c;
             int rc = parse(t.data, &c);
