@@ -13,15 +13,22 @@ const { assert, T, log } = h;
 const INTERVAL = 500;
 const LEASE = 1000;
 
-// The pollcast id an entry of the Redis stream carries, and what it says, from the key layout
-// of src/store/redis.c: the event id is a field of the entry.
+// The pollcast id of an entry of a topic's Redis stream and the frame it holds, from the key
+// layout of src/store/redis.c: fields k (kind), s (seq), e (epoch, decimal), f (the SSE frame as
+// sent), t (the writer's lease token, "<node_id>:<hex>"). upstream-error and -recovered (s 0)
+// have no id.
 function entryId(e) {
-  for (const k of ['id', 'event_id', 'eid']) if (e.fields[k] !== undefined) return e.fields[k];
-  return e.entry;
+  const { s, e: epoch } = e.fields;
+  assert.ok(s !== undefined && epoch !== undefined, `stream entry without s or e: ${
+    JSON.stringify(e.fields)}`);
+  if (s === '0') return null;
+  return `${BigInt(epoch).toString(36)}.${BigInt(s).toString(36)}`;
 }
-function entryContent(e) {
-  const { data, event, type } = e.fields;
-  return JSON.stringify([event || type || null, data !== undefined ? data : e.fields]);
+
+// The data of an SSE frame.
+function frameData(f) {
+  return f.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.replace(/^data: ?/, ''))
+    .join('\n');
 }
 
 h.run('cluster.fencing', async (t) => {
@@ -82,12 +89,12 @@ h.run('cluster.fencing', async (t) => {
     // Past the lease for sure, then wake the old owner up.
     const frozen = Date.now() - stoppedAt;
     if (frozen < LEASE * 2) await h.sleep(LEASE * 2 - frozen);
-    const count = (await up.stats('/board')).count;
     c.signal(owner, 'SIGCONT');
-    return count;
   });
 
   await t.step('the old owner gives the topic up and does not append', async () => {
+    const before = await up.stats('/board');
+    const started = Date.now();
     await c.waitFor(async () => (await c.topicsOwned(owner)) === 0, T(LEASE + 3000),
       `${owner.name} to own no topic`);
     // Time for anything the old owner might still write.
@@ -95,6 +102,18 @@ h.run('cluster.fencing', async (t) => {
     let owned = 0;
     for (const n of nodes) owned += await c.topicsOwned(n);
     assert.equal(owned, 1, 'one owner cluster-wide');
+    // The old owner learnt that it lost the lease (on its renewal or its fenced append), and
+    // polls no more: the upstream still sees one poller.
+    const lost = await c.waitLog(owner, /lease lost/, T(3000));
+    log(`${owner.name}: ${lost}`);
+    const after = await up.stats('/board');
+    const n = after.count - before.count;
+    const ticks = (Date.now() - started) / INTERVAL;
+    const times = after.times_ms.slice(-n);
+    const close = times.slice(1).filter((x, i) => x - times[i] < INTERVAL / 2);
+    log(`${n} upstream requests in ${ticks.toFixed(1)} ticks after the SIGCONT`);
+    assert.ok(n <= ticks + 2, `${n} requests in ${ticks.toFixed(1)} ticks`);
+    assert.ok(close.length <= 1, `${close.length} requests closer than ${INTERVAL / 2} ms`);
     const m = await owner.metrics();
     const cl = Object.entries(m).filter(([k]) => /^pollcast_cluster_/.test(k));
     log(`${owner.name} cluster metrics: ${JSON.stringify(Object.fromEntries(cl))}`);
@@ -122,21 +141,30 @@ h.run('cluster.fencing', async (t) => {
     const twice = [];
     for (const e of entries) {
       const id = entryId(e);
-      const content = entryContent(e);
+      if (id === null) continue;
+      const content = e.fields.f;
       if (!byId.has(id)) byId.set(id, content);
       else if (byId.get(id) !== content) twice.push(`${id}: ${byId.get(id)} / ${content}`);
     }
     log(`${entries.length} stream entries in ${new Set(entries.map((e) => e.key)).size} ` +
-      `stream(s), ${byId.size} distinct ids; fields: ${Object.keys(entries[0].fields)}`);
+      `stream(s), ${byId.size} distinct ids; writers: ${entries.map((e) => e.fields.t
+        .split(':')[0]).join(' ')}`);
     assert.deepEqual(twice, [], 'ids written twice with different contents');
-    // Every id subscribers saw for a patch is in the stream with that same patch.
+    // Every patch any subscriber saw is in the stream, under its id, with the same data.
     for (const s of all()) {
       for (const ev of s.list('patch')) {
-        if (!byId.has(ev.id)) continue; // trimmed, or an id of a local epoch
-        const stored = byId.get(ev.id);
-        assert.ok(stored.includes(JSON.stringify(ev.data).slice(1, -1)) ||
-          stored.includes(ev.data), `${s.name}: patch ${ev.id} differs from the stream's`);
+        assert.ok(byId.has(ev.id), `${s.name}: patch ${ev.id} is not in the stream`);
+        assert.equal(frameData(byId.get(ev.id)), ev.data, `${s.name}: patch ${ev.id}`);
       }
     }
+    // Nothing the old owner wrote comes after the first entry of the node that took over.
+    const writers = entries.map((e) => e.fields.t.split(':')[0]);
+    const firstOld = writers.indexOf(owner.nodeId);
+    const firstNew = writers.findIndex((w, i) => i > firstOld && w !== owner.nodeId);
+    assert.ok(firstOld >= 0 && firstNew > firstOld, `entries of ${owner.name}, then of the ` +
+      `node that took over: ${writers}`);
+    const late = writers.slice(firstNew).filter((w) => w === owner.nodeId);
+    assert.equal(late.length, 0, `${owner.name} appended ${late.length} entries after the ` +
+      `takeover: ${writers.join(' ')}`);
   });
 }, { timeoutMs: 90000 });

@@ -15,7 +15,7 @@
 #                not append; no id with two contents in the Redis stream or at any subscriber
 # redis_restart  kill and restart redis-server: streams stay open, subscribers converge, the
 #                transitions are logged, counted and shown on /readyz, a new epoch
-# load_balancer  a real nginx round-robins 3,000 SSE clients over 3 nodes (750 under ASan)
+# load_balancer  a real nginx round-robins 3,000 SSE clients over 3 nodes (ASan too)
 # keys           no secret header, forwarded header value or URL token in any Redis key, value
 #                or DUMP; every key has a TTL
 #
