@@ -424,6 +424,23 @@ static void log_restart_keys(const struct config_server *a, const struct config_
                       (struct log_field[]){LOG_STR("key", keys[i].key)}, 1);
 }
 
+static int str_differs(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+/* [cluster] is read at start only: the store is made once. */
+static void log_restart_cluster(const struct config_cluster *a, const struct config_cluster *b)
+{
+    const char *key = str_differs(a->redis, b->redis)       ? "redis"
+                      : str_differs(a->node_id, b->node_id) ? "node_id"
+                      : a->lease_ms != b->lease_ms          ? "lease"
+                                                            : NULL;
+    if (key)
+        log_event(LOG_WARN, "reload: this key needs a restart; the running value stays",
+                  (struct log_field[]){LOG_STR("key", key)}, 1);
+}
+
 /* SIGHUP: reads the config again, as at start. A config that fails to load or to wire is
  * refused and the running one kept. Otherwise the streams of removed and changed upstreams end
  * (their clients reconnect and get the new definition), the others go on untouched. */
@@ -453,6 +470,7 @@ static void reload(struct daemon *d)
     }
     log_setup((enum log_level)ncfg.server.log_level, ncfg.server.log_format == CONFIG_LOG_JSON);
     log_restart_keys(&d->cfg.server, &ncfg.server);
+    log_restart_cluster(&d->cfg.cluster, &ncfg.cluster);
     struct retire_ctx rc = {.old = &d->cfg, .cur = &ncfg, .hp = &nhp};
     hub_retire_topics(d->hub, retire_pred, &rc, "reload");
     /* From here on nothing points into the old config: the HTTP front takes the new arrays,

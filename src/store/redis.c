@@ -706,6 +706,9 @@ static void on_acquire(redisAsyncContext *ac, void *reply, void *priv)
         return;
     }
     rs->m_acquired++;
+    /* The token was set when the script was sent; leaving local mode below must not lose it. */
+    char token[112];
+    snprintf(token, sizeof(token), "%s", rt->token);
     /* The events the former writer appended that this node has not read yet come first, so
      * that the snapshot below is what the hub already serves: no fresh data at a failover. */
     if (!rt->local && rt->loaded)
@@ -714,10 +717,9 @@ static void on_acquire(redisAsyncContext *ac, void *reply, void *priv)
     int had = topic_take_snapshot(rt, snap, NULL);
     if (!had) {
         /* No stored version (a new topic, or Redis lost its data): a new epoch, never the ids
-         * of an old one. The hub keeps its document, if any, as version 1. */
-        uint64_t seq = rt->seq > 0 ? 1 : 0;
-        store_ring_reset(&rt->ring, seq);
-        topic_sync(rt, store_epoch_new(), seq, NULL, 0);
+         * of an old one, starting with a data event (the poller polls at once). */
+        store_ring_reset(&rt->ring, 0);
+        topic_sync(rt, store_epoch_new(), 0, NULL, 0);
         log_event(LOG_INFO, "cluster: new epoch",
                   (struct log_field[]){LOG_STR("stream", rt->name), LOG_STR("topic", rt->hash)}, 2);
     }
@@ -728,9 +730,6 @@ static void on_acquire(redisAsyncContext *ac, void *reply, void *priv)
     rt->loaded = 1;
     if (rt->writer && rt->local)
         topic_set_writer(rt, 0, 0);
-    /* The token was set when the script was sent. */
-    char token[112];
-    snprintf(token, sizeof(token), "%s", rt->token);
     topic_set_writer(rt, 1, 0);
     snprintf(rt->token, sizeof(rt->token), "%s", token);
     rt->next_lease_ms = loop_now_ms(rs->loop) + rs->lease_ms / 3;
