@@ -23,7 +23,7 @@ for (const r of runs) {
   groups.get(k).push(r);
 }
 process.stdout.write('| setup | subs | runs | latency p50 ms | p99 ms | CPU % per node | ' +
-  'CPU % all nodes | Redis CPU % | Redis cmds per change | converged | errors | load avg |\n' +
+  'CPU % all nodes | Redis CPU % | Redis cmds per change (sent) | converged | errors | load avg |\n' +
   '|---|---|---|---|---|---|---|---|---|---|---|---|\n');
 for (const [, rs] of groups) {
   const r0 = rs[0];
@@ -37,7 +37,8 @@ for (const [, rs] of groups) {
     `${perNode.map(f1).join(' / ')} | ` +
     `${f1(median(rs.map((r) => r.node_cpu_pct.reduce((a, b) => a + b, 0))))} | ` +
     `${r0.redis ? f1(median(rs.map((r) => r.redis.cpu_pct))) : '–'} | ` +
-    `${r0.redis ? f1(median(rs.map((r) => r.redis.commands_per_change))) : '–'} | ` +
+    `${r0.redis ? `${f1(median(rs.map((r) => r.redis.commands_per_change)))} ` +
+      `(${f1(median(rs.map((r) => r.redis.sent_per_change)))})` : '–'} | ` +
     `${rs.filter((r) => r.converged).length}/${rs.length} | ${Math.max(...errors)} | ` +
     `${f1(median(rs.map((r) => r.machine.loadavg1[0])))} |\n`);
 }

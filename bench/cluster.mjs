@@ -278,7 +278,7 @@ async function main() {
     let total = 0;
     if (redis) {
       for (const [k, v] of Object.entries(cmds1)) {
-        const d = v - (cmds0[k] || 0);
+        const d = v - (cmds0[k] || 0) - (k === 'info' ? 1 : 0); // our own INFO
         if (d > 0) {
           commands[k] = d;
           total += d;
@@ -309,7 +309,11 @@ async function main() {
       redis: redis ? {
         cpu_pct: Math.round(((rcpu1 - rcpu0) / HZ / windowS) * 1000) / 10,
         commands,
+        // INFO commandstats counts the commands scripts run too: all of them, and the ones
+        // the nodes sent (EVAL for lease and append, XREAD for the readers).
         commands_per_change: changes ? Math.round((total / changes) * 10) / 10 : null,
+        sent_per_change: changes ? Math.round((['eval', 'evalsha', 'xread', 'client', 'select',
+          'ping', 'auth'].reduce((a, k) => a + (commands[k] || 0), 0) / changes) * 10) / 10 : null,
       } : null,
       window_s: Math.round(windowS * 100) / 100,
       tmp,
