@@ -5,7 +5,8 @@
 // and searched for the secret, the forwarded header values and the token: none may appear in
 // clear (nor base64-encoded). Every key must have a TTL, so that abandoned topics vanish. Both
 // nodes derive the same keys: two tenants make two topics, a subscriber on either node shares
-// the topic of its tenant.
+// the topic of its tenant; a node with another definition of the same name (another secret, as
+// in a rolling reload) gets topics of its own and mixes nothing into the others'.
 'use strict';
 
 const crypto = require('node:crypto');
@@ -68,6 +69,34 @@ h.run('cluster.keys', async (t) => {
       const ids = subs.filter((s) => s.name.endsWith(tenant)).map((s) => s.lastId.id);
       assert.equal(new Set(ids).size, 1, `${tenant}: the same ids on both nodes: ${ids}`);
     }
+  });
+
+  await t.step('a node with another definition for the same name keeps apart', async () => {
+    // As during a rolling reload: node-x has a changed definition of "vault" (another secret).
+    const before = new Set(await redis.keys());
+    const changedOpts = { ...opts, upstreams: { vault: { ...opts.upstreams.vault,
+      header: `Authorization: Bearer ${SECRET}-rotated` } } };
+    needles.push(`${SECRET}-rotated`);
+    const x = await h.startPollcast(c.nodeConfig(redis, 'node-x', changedOpts), { name: 'node-x' });
+    x.nodeId = 'node-x';
+    await c.waitReady(x);
+    const s = await h.openRaw(x.base, '/streams/vault', { name: `node-x/${TENANTS[0]}`,
+      headers: { 'X-Tenant': TENANTS[0] } });
+    subs.push(s);
+    await s.waitDoc(doc, T(8000), 'the snapshot on node-x');
+    await c.waitFor(async () => (await c.topicsOwned(x)) === 1, T(5000),
+      'node-x to own its own topic');
+    const added = (await redis.keys()).filter((k) => !before.has(k));
+    log(`keys added by node-x: ${added.join(' ')}`);
+    assert.equal(added.length, 3, 'a lease, a snapshot and a stream of its own');
+    const old = subs.find((o) => o.name === `${nodes[0].name}/${TENANTS[0]}`);
+    assert.notEqual(h.parseId(s.lastId.id)[0], h.parseId(old.lastId.id)[0],
+      'the other definition has its own epoch');
+    doc = { v: 3, rows: [9] };
+    await up.put('/vault', doc);
+    await Promise.all([s, old].map((f) => f.waitDoc(doc, T(8000), 'a change on both topics')));
+    assert.equal(s.count('data'), 1);
+    assert.equal(old.count('data'), 1, 'the old definition\'s subscribers saw nothing of node-x');
   });
 
   await t.step('no key, value or DUMP holds a secret, a forwarded value or a token', async () => {
