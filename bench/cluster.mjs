@@ -219,7 +219,8 @@ function startLoad(url, n, maxSecs, pid) {
       if (m) Object.assign(progress, { max: Number(m[1]), at: Number(m[2]), alive: Number(m[3]) });
     }
   });
-  const done = new Promise((resolve) => child.on('exit', (code) => {
+  // 'close', not 'exit': the report may still be in the pipe when the process has exited.
+  const done = new Promise((resolve) => child.on('close', (code) => {
     try {
       resolve(JSON.parse(out));
     } catch {
