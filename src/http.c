@@ -953,7 +953,8 @@ static int register_metrics(struct http_server *srv)
     rc |= metrics_add(m, "pollcast_subscribers", METRICS_GAUGE, "Connected subscribers.", NULL,
                       NULL, &s->subscribers);
     rc |= metrics_add(m, "pollcast_pollers", METRICS_GAUGE,
-                      "Upstream pollers (topics), named and ad-hoc.", NULL, NULL, &s->topics);
+                      "Upstream pollers running on this node, named and ad-hoc.", NULL, NULL,
+                      &s->pollers);
     static const char *const outcomes[] = {"changed", "unchanged", "not_modified", "failed",
                                            "rejected"};
     const uint64_t *polls[] = {&s->polls_changed, &s->polls_unchanged, &s->polls_not_modified,

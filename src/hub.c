@@ -776,18 +776,29 @@ static void on_store_sync(void *arg, uint64_t epoch, uint64_t seq, const char *d
         }
 }
 
+/* Stops the topic's poller, if it has one. */
+static void topic_stop_poller(struct topic *t)
+{
+    if (t->poller == NULL)
+        return;
+    poller_free(t->poller);
+    t->poller = NULL;
+    t->hub->stats.pollers--;
+}
+
 static void on_store_role(void *arg, int writer)
 {
     struct topic *t = arg;
     t->writer = writer;
     if (!writer) {
-        poller_free(t->poller);
-        t->poller = NULL;
+        topic_stop_poller(t);
         return;
     }
     if (t->poller || t->retired || t->hub->closing)
         return;
     t->poller = poller_new(t->hub->pool, &t->pspec, on_poll, t);
+    if (t->poller)
+        t->hub->stats.pollers++;
     if (t->poller == NULL)
         log_event(LOG_ERROR, "cannot start the poller",
                   (struct log_field[]){LOG_STR("stream", t->name)}, 1);
@@ -866,7 +877,7 @@ static void topic_free(struct topic *t)
         *pp = t->bucket_next;
     while (t->subs)
         hub_unsubscribe(t->subs);
-    poller_free(t->poller);
+    topic_stop_poller(t);
     hub->store->ops->close(t->st);
     loop_timer_free(t->idle_timer);
     for (size_t i = 0; i < t->npub; i++)
@@ -1137,8 +1148,7 @@ void hub_close_all(struct hub *hub)
     hub->closing = 1;
     for (size_t b = 0; b < TOPIC_BUCKETS; b++)
         for (struct topic *t = hub->buckets[b]; t; t = t->bucket_next) {
-            poller_free(t->poller);
-            t->poller = NULL;
+            topic_stop_poller(t);
             /* A lease held is released now, while the loop still runs to send it. */
             hub->store->ops->close(t->st);
             t->st = NULL;
@@ -1158,8 +1168,7 @@ size_t hub_retire_topics(struct hub *hub, int (*pred)(void *arg, const char *key
             t->retired = 1;
             n++;
             hub->stats.topics_retired++;
-            poller_free(t->poller);
-            t->poller = NULL;
+            topic_stop_poller(t);
             hub->store->ops->close(t->st);
             t->st = NULL;
             for (struct subscriber *s = t->subs; s; s = s->next)

@@ -57,6 +57,9 @@ struct topic_spec {
     uint64_t error_repeat_ms;   /* upstream-error at most once per this while failing */
     int compat;                 /* Streamdata.io events: upstream trouble as "error" events
                                    {"cause","status","message"}, no upstream-recovered */
+    const char *identity_url;   /* the URL as configured when poll.url is this node's own
+                                   rewriting of it (builtin:demo); NULL: poll.url. Nodes of a
+                                   cluster name the topic by it */
 };
 
 /* The transport side of a subscriber. */
@@ -70,6 +73,8 @@ struct subscriber_ops {
  * polls: a body refused as not JSON counts as rejected, not also as failed. */
 struct hub_stats {
     uint64_t topics, subscribers;
+    uint64_t pollers; /* topics this node polls (all of them with one node; in cluster mode,
+                         those it holds the lease of, or polls alone while Redis is away) */
     uint64_t polls_changed, polls_unchanged, polls_not_modified, polls_failed, polls_rejected;
     uint64_t events_published, frames_queued, subscribers_reset;
     uint64_t events_delivered; /* frames written out whole to subscribers, keepalives excluded */

@@ -312,6 +312,7 @@ static int wire_demo(const struct config *cfg, struct wiring *w, unsigned port)
             if (w->demo_urls[i] == NULL)
                 return -1;
             w->streams[i].spec.poll.url = w->demo_urls[i];
+            w->streams[i].spec.identity_url = CONFIG_DEMO_URL;
         }
     return 0;
 }

@@ -2,11 +2,11 @@
  * and EVAL scripts only) poll each topic once between them and share its history and ids.
  *
  * Roles. A topic's writer is the node holding its lease; only nodes with local subscribers of
- * the topic compete for it (SET NX PX, tried every lease/3). The writer polls, and appends each
- * publication with one script that checks the lease token first (fencing: a paused or
- * partitioned former writer can never append), adds the events to the topic's stream and
- * replaces the snapshot. It renews every lease/3 (compare-and-renew) and releases on close
- * (compare-and-delete). Every node reads the streams of the topics it serves with one XREAD
+ * the topic compete for it (SET NX PX, tried again when the holder's lease would lapse: PTTL). The
+ * writer polls, and appends each publication with one script that checks the lease token first
+ * (fencing: a paused or partitioned former writer can never append), adds the events to the topic's
+ * stream and replaces the snapshot. It renews every lease/3 (compare-and-renew) and releases on
+ * close (compare-and-delete). Every node reads the streams of the topics it serves with one XREAD
  * BLOCK for all of them on a connection of its own (Redis work per change: O(nodes)), and
  * feeds the events to its hub, which serializes nothing again (the stream holds the frames).
  * A node keeps a local ring of each topic's recent patch frames, loaded from the stream when it
@@ -37,6 +37,7 @@
  * them, appends are refused (the hub drops that poll's events and diffs again at the next one)
  * and lease and load attempts wait. */
 #include <errno.h>
+#include <poll.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/sds.h>
@@ -74,9 +75,12 @@ static const char *const state_names[] = {"connecting", "up", "degraded"};
 /* ---- scripts ------------------------------------------------------------------------------ */
 
 /* KEYS: lease snap log. ARGV: token lease_ms after_id count. Takes the lease when it is free and
- * returns {1, epoch, seq, doc, entries after after_id} (false for missing fields), or {0}. */
+ * returns {1, epoch, seq, doc, entries after after_id} (false for missing fields), or {0, ms}
+ * with the time the current holder's lease has left (the next attempt is due then). */
 static const char script_acquire[] =
-    "if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end\n"
+    "if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
+    "  return {0, redis.call('PTTL', KEYS[1])}\n"
+    "end\n"
     "local s = redis.call('HMGET', KEYS[2], 'e', 's', 'd')\n"
     "local tail = {}\n"
     "if ARGV[3] ~= '' then\n"
@@ -143,6 +147,7 @@ struct store_topic {
     const struct store_topic_cbs *cbs;
     void *arg;
     struct store_topic *next, *prev; /* all topics */
+    struct store_topic *bnext;       /* in the bucket of k_log */
     char name[80];                   /* the stream name for logs (no secret) */
     char hash[33];
     char k_lease[64], k_snap[64], k_log[64];
@@ -172,8 +177,9 @@ struct redis_store {
     struct loop_timer *tick;
     uint64_t backoff_ms, next_connect_ms;
     struct store_topic *topics;
-    int read_pending; /* an XREAD is in flight */
-    int read_stale;   /* the topic set changed since it was sent */
+    struct store_topic *buckets[TOPIC_BUCKETS]; /* by k_log, for XREAD replies */
+    int read_pending;                           /* an XREAD is in flight */
+    int read_stale;                             /* the topic set changed since it was sent */
     int freeing;
     uint64_t rng;
     /* Metrics. */
@@ -333,7 +339,7 @@ int store_redis_topic_id(const char *key, const struct topic_spec *spec, char ou
     }
     sha_field(c, "v", "pollcast-topic-v1");
     sha_field(c, "key", key);
-    sha_field(c, "url", spec->poll.url);
+    sha_field(c, "url", spec->identity_url ? spec->identity_url : spec->poll.url);
     sha_num(c, "nheaders", spec->poll.nheaders);
     for (size_t i = 0; i < spec->poll.nheaders; i++)
         sha_field(c, "header", spec->poll.headers[i]);
@@ -698,10 +704,19 @@ static void on_acquire(redisAsyncContext *ac, void *reply, void *priv)
     }
     if (r->element[0]->type != REDIS_REPLY_INTEGER || r->element[0]->integer != 1 ||
         r->elements != 5) {
-        /* Someone else holds it. A node that was polling alone stops. */
+        /* Someone else holds it. A node that was polling alone stops. The next attempt is due
+         * when that lease would lapse without renewal: a dead holder is replaced at once, and
+         * a live one costs one attempt per renewal period or so, not one per tick. */
         if (rt->local)
             topic_set_writer(rt, 0, 0);
         rt->token[0] = '\0';
+        long long left = (long long)rs->lease_ms / 3;
+        if (r->elements == 2 && r->element[1]->type == REDIS_REPLY_INTEGER &&
+            r->element[1]->integer > 0)
+            left = r->element[1]->integer;
+        if (left > (long long)rs->lease_ms)
+            left = (long long)rs->lease_ms;
+        rt->next_lease_ms = loop_now_ms(rs->loop) + (uint64_t)left + 5;
         cmd_release(x);
         return;
     }
@@ -826,9 +841,14 @@ static void on_append(redisAsyncContext *ac, void *reply, void *priv)
 
 /* ---- the reader --------------------------------------------------------------------------- */
 
+static size_t bucket_of(const char *k_log)
+{
+    return (size_t)(json_hash_bytes(k_log, strlen(k_log), 0x726473) % TOPIC_BUCKETS);
+}
+
 static struct store_topic *topic_by_log_key(struct redis_store *rs, const char *key)
 {
-    for (struct store_topic *rt = rs->topics; rt; rt = rt->next)
+    for (struct store_topic *rt = rs->buckets[bucket_of(key)]; rt; rt = rt->bnext)
         if (strcmp(rt->k_log, key) == 0)
             return rt;
     return NULL;
@@ -1165,6 +1185,9 @@ static struct store_topic *redis_open(struct store *s, const char *key,
     if (rs->topics)
         rs->topics->prev = rt;
     rs->topics = rt;
+    size_t b = bucket_of(rt->k_log);
+    rt->bnext = rs->buckets[b];
+    rs->buckets[b] = rt;
     if (rs->state == CLUSTER_UP)
         topic_load(rt);
     else if (rs->state == CLUSTER_DEGRADED)
@@ -1192,6 +1215,11 @@ static void redis_close(struct store_topic *rt)
         rs->topics = rt->next;
     if (rt->next)
         rt->next->prev = rt->prev;
+    struct store_topic **pp = &rs->buckets[bucket_of(rt->k_log)];
+    while (*pp && *pp != rt)
+        pp = &(*pp)->bnext;
+    if (*pp)
+        *pp = rt->bnext;
     topic_unref(rt);
 }
 
@@ -1288,9 +1316,23 @@ static void redis_free(struct store *s)
     struct redis_store *rs = (struct redis_store *)s;
     if (rs == NULL)
         return;
-    rs->freeing = 1;
     while (rs->topics)
         redis_close(rs->topics);
+    /* The releases (and anything else queued) go out before the process ends: the loop may
+     * not run again. Bounded by 200 ms; Redis need not answer. */
+    if (rs->cmd.state == CONN_UP && rs->cmd.ac) {
+        redisContext *c = &rs->cmd.ac->c;
+        int done = 0;
+        for (int i = 0; i < 20 && !done; i++) {
+            if (redisBufferWrite(c, &done) != REDIS_OK)
+                break;
+            if (!done) {
+                struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
+                poll(&pfd, 1, 10);
+            }
+        }
+    }
+    rs->freeing = 1;
     struct conn *both[] = {&rs->cmd, &rs->rd};
     for (int i = 0; i < 2; i++)
         if (both[i]->ac) {
