@@ -22,11 +22,12 @@
  *                               k: kind (1 data, 2 patch, 3 upstream-error, 4 upstream-recovered),
  *                               s: seq (0 for 3 and 4), e: epoch, f: the SSE frame as sent,
  *                               t: the writer's lease token
- * snap and log expire STORE_REDIS_TTL_MS after the last append or renewal, so that abandoned
- * topics vanish. The {H} hash tag keeps a topic's keys in one slot.
+ * snap and log expire STORE_REDIS_TTL_MS (1 hour) after the last append or renewal, so that
+ * abandoned topics vanish; the lease lapses on its own. The {H} hash tag keeps a topic's keys in
+ * one slot.
  *
  * Redis trouble (degraded mode). When a connection fails or a command goes unanswered for
- * STORE_REDIS_STALL_MS, the node serves alone: each topic with subscribers gets a new local
+ * STORE_REDIS_STALL_MS (5 s), the node serves alone: each topic with subscribers gets a new local
  * epoch (one fresh data event for its subscribers, same document) and is polled by this node,
  * with history in its local ring. Reconnection is tried with exponential backoff (100 ms
  * doubling to 5 s, with jitter). When Redis is back, each topic reloads the stored snapshot and
@@ -35,7 +36,22 @@
  * ids are never reused with other contents. Commands toward Redis are bounded
  * (STORE_REDIS_MAX_PENDING commands, STORE_REDIS_MAX_OUTPUT bytes not yet written): beyond
  * them, appends are refused (the hub drops that poll's events and diffs again at the next one)
- * and lease and load attempts wait. */
+ * and lease and load attempts wait.
+ *
+ * Sizing. Per topic, Redis holds the document once (snap) and up to history_events frames
+ * (MAXLEN ~ trims by count, in whole macro nodes of about 100 entries, so a few more may stay;
+ * history_bytes bounds only the local rings), each frame the SSE event as sent (a patch: its
+ * JSON plus about 40 bytes). Work per change: one EVAL by the writer and one XREAD reply per
+ * node; in the background, per topic, one renewal per lease/3 by the writer and about one
+ * acquire attempt per lease by each other node with subscribers.
+ *
+ * Operations (what other modules show): /readyz {"status":"ready","cluster":"up"|"degraded",
+ * "node":ID} and 503 {"status":"starting","cluster":"connecting",...} before Redis first
+ * answers or is given up on (STORE_REDIS_CONNECT_MS); metrics registered by
+ * store_redis_add_metrics (pollcast_cluster_*); log lines "cluster: connected to redis",
+ * "cluster: redis unreachable; serving alone (degraded)", "cluster: redis is back; rejoining",
+ * "cluster: lease acquired", "cluster: lease lost" (reason=), "cluster: new epoch"; every
+ * structured line ends with node=ID (log_set_node). */
 #include <errno.h>
 #include <poll.h>
 #include <hiredis/async.h>
@@ -140,6 +156,7 @@ struct conn {
     uint64_t oldest_ms;  /* when the oldest of them was sent (approximately: reset on reply) */
     uint64_t started_ms; /* connection attempt start */
     long long client_id; /* reader: CLIENT ID, for CLIENT UNBLOCK */
+    int ready;           /* AUTH, SELECT (and CLIENT ID) answered */
 };
 
 struct store_topic {
@@ -1002,7 +1019,8 @@ static void on_hello(redisAsyncContext *ac, void *reply, void *priv)
     }
     if (c->reader && r->type == REDIS_REPLY_INTEGER)
         c->client_id = r->integer;
-    if (rs->cmd.state == CONN_UP && rs->rd.state == CONN_UP && rs->rd.client_id > 0) {
+    c->ready = 1;
+    if (rs->cmd.ready && rs->rd.ready && rs->rd.client_id > 0) {
         rs->backoff_ms = 0;
         set_state(rs, CLUSTER_UP, NULL);
         reader_send(rs);
@@ -1066,6 +1084,7 @@ static void conn_fail(struct conn *c, const char *why)
     for (int i = 0; i < 2; i++) {
         struct conn *k = both[i];
         k->state = CONN_DOWN;
+        k->ready = 0;
         k->pending = 0;
         k->client_id = 0;
         if (k->ac) {
@@ -1126,8 +1145,10 @@ static void on_tick(struct loop *loop, struct loop_timer *timer, void *arg)
     struct conn *both[] = {&rs->cmd, &rs->rd};
     for (int i = 0; i < 2; i++) {
         struct conn *c = both[i];
-        if (c->state == CONN_CONNECTING && now - c->started_ms > STORE_REDIS_CONNECT_MS) {
-            conn_fail(c, "connect timeout");
+        /* Connecting counts until the first answers (AUTH, SELECT) came. */
+        if ((c->state == CONN_CONNECTING || (c->state == CONN_UP && !c->ready)) &&
+            now - c->started_ms > STORE_REDIS_CONNECT_MS) {
+            conn_fail(c, c->state == CONN_UP ? "redis does not answer" : "connect timeout");
             break;
         }
         /* The reader's XREAD legitimately blocks for STORE_REDIS_BLOCK_MS. */

@@ -401,6 +401,18 @@ static int got_event(void *arg)
     return f->events > 0;
 }
 
+static int got_synced(void *arg)
+{
+    struct fake *f = arg;
+    return f->synced > 0 && f->seq > 0;
+}
+
+static int seq4(void *arg)
+{
+    struct fake *f = arg;
+    return f->seq == 4;
+}
+
 static int is_writer(void *arg)
 {
     struct fake *f = arg;
@@ -495,6 +507,38 @@ static void test_redis_lease_and_fencing(void)
     w->seq = 1;
     frame_unref(d);
 
+    /* Patches 2..4; then a node that never served the topic opens it and can resume a client
+     * from any of them: its history comes from the stream. */
+    for (uint64_t sq = 2; sq <= 4; sq++) {
+        struct frame *pf = mkframe(w->epoch, sq, "patch", "[]");
+        struct store_event pev = {STORE_PATCH, pf};
+        w->appended = 0;
+        CHECK_INT(sw->ops->append(tw, &pev, 1, "{\"v\":1}", 7), 0);
+        REQUIRE(run_until(loop, writer_appended, w, 3000));
+        CHECK_INT(w->appended_ok, (int)sq);
+        frame_unref(pf);
+    }
+    w->seq = 4;
+    struct store_redis_params pc = pa;
+    pc.node_id = "node-c";
+    struct store *sc = store_redis_new(loop, &pc, err, sizeof(err));
+    struct fake fc = {.name = "c"};
+    struct store_topic *tc = sc->ops->open(sc, "s:t|1000", &spec, &fk_cbs, &fc);
+    REQUIRE(run_until(loop, got_synced, &fc, 3000));
+    CHECK(fc.epoch == w->epoch);
+    CHECK_INT(fc.seq, 4);
+    struct pushed hist = {0};
+    CHECK_INT(sc->ops->history(tc, 1, push_rec, &hist), 0);
+    CHECK_INT(hist.n, 3);
+    CHECK_INT(hist.seqs[0], 2);
+    CHECK_INT(hist.seqs[2], 4);
+    hist.n = 0;
+    CHECK_INT(sc->ops->history(tc, 0, push_rec, &hist), -1); /* before the data event */
+    sc->ops->close(tc);
+    sc->ops->free(sc);
+    /* The reader of the other node followed too. */
+    REQUIRE(run_until(loop, seq4, o, 3000));
+
     /* Fencing: the lease now holds another token (as when the writer was paused past its
      * lease and another node took over). The former writer's append is refused and nothing
      * reaches the stream. */
@@ -503,7 +547,7 @@ static void test_redis_lease_and_fencing(void)
     freeReplyObject(redisCommand(rc, "SET %s intruder:1 PX 1500", k_lease));
     size_t before, after;
     CHECK_INT(stream_check(rc, k_log, &before), 0);
-    struct frame *p = mkframe(w->epoch, 2, "patch", "[{\"op\":\"replace\",\"path\":\"/v\"}]");
+    struct frame *p = mkframe(w->epoch, 5, "patch", "[{\"op\":\"replace\",\"path\":\"/v\"}]");
     struct store_event pe = {STORE_PATCH, p};
     w->appended = w->appended_ok = 0;
     CHECK_INT(sw->ops->append(tw, &pe, 1, "{\"v\":2}", 7), 0);
@@ -519,7 +563,7 @@ static void test_redis_lease_and_fencing(void)
     struct pair pr2 = {&fa, &fb};
     REQUIRE(run_until(loop, one_writer, &pr2, 5000));
     struct fake *w2 = fa.writer ? &fa : &fb;
-    CHECK_INT(w2->seq, 1);
+    CHECK_INT(w2->seq, 4);
     CHECK(w2->epoch == o->epoch);
 
     /* Redis loses its data (FLUSHALL, as a restart without persistence): the writer's lease
