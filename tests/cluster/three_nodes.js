@@ -107,8 +107,13 @@ h.run('cluster.three_nodes', async (t) => {
   await t.step('one owner, still; Redis work per change does not grow with subscribers',
     async () => {
       let owned = 0;
-      for (const n of nodes) owned += await c.topicsOwned(n);
+      let pollers = 0;
+      for (const n of nodes) {
+        owned += await c.topicsOwned(n);
+        pollers += (await n.metrics()).pollcast_pollers;
+      }
       assert.equal(owned, 1, 'topics owned summed over the nodes');
+      assert.equal(pollers, 1, 'pollcast_pollers summed over the nodes');
       assert.equal(await c.topicsOwned(owner), 1, `${owner.name} still owns the topic`);
       const { cmds0, cmds1, changes } = result;
       const diff = {};
