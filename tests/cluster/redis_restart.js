@@ -138,7 +138,8 @@ h.run('cluster.redis_restart', async (t) => {
       const close = times.slice(1).filter((x, i) => x - times[i] < INTERVAL / 2);
       log(`${n} upstream requests in 2 s after the return; data events per subscriber: ` +
         `${[...new Set(subs.map((s) => s.count('data')))]}`);
-      assert.equal(close.length, 0, 'one poller cluster-wide again');
+      assert.ok(close.length <= 1, `${close.length} requests closer than ${INTERVAL / 2} ms: ` +
+        'one poller cluster-wide again (one handover allowed)');
       for (const node of nodes) {
         const diff = changed(healthy.get(node).metrics, await clusterMetrics(node));
         log(`${node.name} metrics since healthy: ${JSON.stringify(diff)}`);

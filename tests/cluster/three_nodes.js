@@ -90,16 +90,17 @@ h.run('cluster.three_nodes', async (t) => {
     const ticks = elapsed / INTERVAL;
     const times = after.times_ms.slice(-requests);
     const gaps = times.slice(1).map((v, i) => v - times[i]);
-    const close = gaps.filter((g) => g < INTERVAL / 2);
+    // A late tick followed by one on time makes one short gap; three pollers would make one
+    // in every tick.
+    const close = gaps.filter((g) => g < INTERVAL / 3);
     log(`${requests} requests in ${elapsed} ms (${ticks.toFixed(1)} ticks of ${INTERVAL} ms); ` +
       `gaps p0 ${Math.min(...gaps)} p50 ${h.percentile(gaps, 50)} max ${Math.max(...gaps)} ms; ` +
-      `${close.length} under ${INTERVAL / 2} ms`);
+      `${close.length} under ${INTERVAL / 3} ms`);
     assert.ok(requests <= ticks + 2, `${requests} requests in ${ticks.toFixed(1)} ticks: more ` +
       'than one poller');
-    assert.ok(requests >= ticks * (h.ASAN ? 0.4 : 0.6), `only ${requests} requests in ` +
+    assert.ok(requests >= ticks * (h.ASAN || h.WRAPPER.length ? 0.4 : 0.6), `only ${requests} requests in ` +
       `${ticks.toFixed(1)} ticks`);
-    // Three pollers would put three requests in every tick: gaps near zero on every tick.
-    assert.ok(close.length <= 1, `${close.length} requests less than ${INTERVAL / 2} ms after ` +
+    assert.ok(close.length <= 2, `${close.length} requests less than ${INTERVAL / 3} ms after ` +
       `the previous one: ${JSON.stringify(close)}`);
     assert.ok(after.max_inflight <= 1, `max_inflight ${after.max_inflight}`);
   });
