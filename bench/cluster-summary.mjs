@@ -23,7 +23,8 @@ for (const r of runs) {
   groups.get(k).push(r);
 }
 process.stdout.write('| setup | subs | runs | latency p50 ms | p99 ms | CPU % per node | ' +
-  'CPU % all nodes | Redis CPU % | Redis cmds per change (sent) | converged | errors | load avg |\n' +
+  'CPU % all nodes | Redis CPU % | Redis cmds per change (sent) | converged | errors | ' +
+  'load avg |\n' +
   '|---|---|---|---|---|---|---|---|---|---|---|---|\n');
 for (const [, rs] of groups) {
   const r0 = rs[0];

@@ -68,7 +68,8 @@ h.run('cluster.fencing', async (t) => {
 
   await t.step('freeze the owner while its poll is in flight, past its lease', async () => {
     const before = (await up.stats('/board')).count;
-    // The next request is answered 300 ms late (within the poll timeout), with whatever document is current then.
+    // The next request is answered 300 ms late (within the poll timeout), with whatever
+    // document is current then.
     await up.mode('/board', 'normal', { delay_ms: 300, times: 1 });
     await up.waitRequests('/board', before + 1, T(5000), 'the owner\'s next poll');
     c.signal(owner, 'SIGSTOP');

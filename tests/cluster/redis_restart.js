@@ -83,7 +83,8 @@ h.run('cluster.redis_restart', async (t) => {
       const line = await c.waitFor(() => c.logLines(n, /cluster: redis unreachable/, was.lines)[0],
         T(8000), `${n.name}: the "redis unreachable" line`);
       log(`${n.name}: ${line}`);
-      assert.match(line, / warn cluster: redis unreachable; serving alone \(degraded\) .*node=node-/);
+      assert.match(line,
+        / warn cluster: redis unreachable; serving alone \(degraded\) .*node=node-/);
       const m = await clusterMetrics(n);
       log(`${n.name} metrics changed: ${JSON.stringify(changed(was.metrics, m))}`);
       assert.equal(m['pollcast_cluster_transitions_total{to="degraded"}'],
