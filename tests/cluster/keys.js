@@ -6,7 +6,8 @@
 // clear (nor base64-encoded). Every key must have a TTL, so that abandoned topics vanish. Both
 // nodes derive the same keys: two tenants make two topics, a subscriber on either node shares
 // the topic of its tenant; a node with another definition of the same name (another secret, as
-// in a rolling reload) gets topics of its own and mixes nothing into the others'.
+// in a rolling reload) gets topics of its own and mixes nothing into the others'. A Redis
+// password (redis://:PASSWORD@, in the file or POLLCAST_CLUSTER_REDIS) is used and never shown.
 'use strict';
 
 const crypto = require('node:crypto');
@@ -139,5 +140,33 @@ h.run('cluster.keys', async (t) => {
       if (!(ttl > 0)) none.push(`${key} (PTTL ${ttl})`);
     }
     assert.deepEqual(none, [], 'keys without a TTL');
+  });
+
+  await t.step('a Redis password stays out of logs, /metrics, /readyz and check-config', async () => {
+    const PW = `pw${rand()}`;
+    const locked = await c.startRedis({ password: PW });
+    const ini = c.nodeConfig(locked, 'node-pw', opts);
+    assert.ok(ini.includes(PW));
+    const file = h.writeConfig(ini, 'password.ini');
+    const check = await h.runPollcast(['check-config', file]);
+    assert.equal(check.code, 0, check.stderr);
+    // The file form, and the environment form that the README recommends.
+    const fromFile = await h.startPollcast(ini, { name: 'node-pw' });
+    const fromEnv = await h.startPollcast(c.nodeConfig(locked, 'node-pw-env', opts)
+      .replace(/^redis = .*$/m, 'redis = redis://127.0.0.1:1/0'), { name: 'node-pw-env',
+      env: { POLLCAST_CLUSTER_REDIS: locked.url } });
+    for (const n of [fromFile, fromEnv]) {
+      const r = await c.waitReady(n);
+      assert.equal(r.json.cluster, 'up', `${n.name}: authenticated to Redis: ${r.body}`);
+      const s = await h.openRaw(n.base, '/streams/vault', { name: `${n.name}/s`,
+        headers: { 'X-Tenant': TENANTS[0] } });
+      subs.push(s);
+      await s.waitDoc(doc, T(8000), `the snapshot through ${n.name}`);
+      const m = await h.request('GET', `${n.base}/metrics`);
+      const seen = [['stderr', n.stderr()], ['/metrics', m.body], ['/readyz', r.body],
+        ['check-config', check.stdout + check.stderr]].filter(([, text]) => text.includes(PW));
+      assert.deepEqual(seen.map(([w]) => w), [], `${n.name}: the Redis password shown`);
+    }
+    assert.ok((await locked.keys()).length >= 3, 'the nodes wrote to the password-protected Redis');
   });
 }, { timeoutMs: 60000 });

@@ -57,10 +57,12 @@ function exec(argv, { ms = T(10000), input = null } = {}) {
 // ---- redis-server -----------------------------------------------------------------------------
 
 class Redis {
-  constructor(port, dir) {
+  // password: the server then requires it (requirepass), and url carries it.
+  constructor(port, dir, password = null) {
     this.port = port;
     this.dir = dir;
-    this.url = `redis://127.0.0.1:${port}/0`;
+    this.password = password;
+    this.url = `redis://${password ? `:${password}@` : ''}127.0.0.1:${port}/0`;
     this.child = null;
     this.pid = 0;
     this.starts = 0;
@@ -76,6 +78,7 @@ class Redis {
       // DUMP then holds string payloads as they are, so that a grep of DUMP's bytes is a
       // grep of the values.
       '--rdbcompression', 'no', '--loglevel', 'notice', '--logfile', '',
+      ...(this.password ? ['--requirepass', this.password] : []),
     ], { stdio: ['ignore', 'pipe', 'pipe'] }));
     this.child = child;
     this.pid = child.pid;
@@ -112,6 +115,7 @@ class Redis {
   // redis-cli with args; resolves its stdout as a string (or a Buffer with {raw: true}).
   async cli(args, { raw = false, json = false } = {}) {
     const argv = ['redis-cli', '-h', '127.0.0.1', '-p', String(this.port)];
+    if (this.password) argv.push('-a', this.password, '--no-auth-warning');
     if (json) argv.push('--json');
     const r = await exec([...argv, ...args]);
     assert.equal(r.code, 0, `redis-cli ${args.join(' ')}: ${r.stderr}`);
@@ -161,9 +165,9 @@ class Redis {
 }
 
 let redisDir = null;
-async function startRedis() {
+async function startRedis({ password = null } = {}) {
   if (!redisDir) redisDir = fs.mkdtempSync(path.join(h.tmpDir(), 'redis-'));
-  const r = new Redis(await freePort(), redisDir);
+  const r = new Redis(await freePort(), redisDir, password);
   await r.start();
   h.defer(() => r.stop('SIGKILL'));
   return r;
