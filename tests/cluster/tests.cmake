@@ -17,7 +17,8 @@
 #                transitions are logged, counted and shown on /readyz, a new epoch
 # load_balancer  a real nginx round-robins 3,000 SSE clients over 3 nodes (ASan too)
 # keys           no secret header, forwarded header value or URL token in any Redis key, value
-#                or DUMP; every key has a TTL
+#                or DUMP; every key has a TTL; another definition of a name is another topic; a
+#                Redis password authenticates and is never shown
 #
 # ops.compose    compose.yaml parsed by podman-compose; the image, Dockerfile and mounted files it
 #                names exist; the nginx config it mounts passes nginx -t; the configs pass
