@@ -363,7 +363,8 @@ static const char *const sec_help[SEC_COUNT] = {
     "/metrics need no token.",
     "Cluster mode; off unless redis is set. Nodes sharing one Redis poll each upstream once "
     "between them (a lease per topic), share one history and one id sequence (a Redis Stream "
-    "per topic), so that a client resumes on any node, and hand polling over when a node dies.",
+    "per topic), so that a client resumes on any node, and hand polling over when a node dies. "
+    "One Redis server, not Redis Cluster: a node reads all its topics with one command.",
 };
 
 /* The name of the upstream shown in config.example.ini. */

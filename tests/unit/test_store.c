@@ -646,6 +646,55 @@ static void test_redis_unreachable(void)
     loop_free(loop);
 }
 
+static int redis_writer(void *arg)
+{
+    struct fake *f = arg;
+    return f->writer && f->roles >= 3; /* local writer, stepped down, Redis writer */
+}
+
+/* Redis comes up after the node started alone: the topic leaves local mode, takes the lease
+ * under a new epoch and its next append is taken (it once lost its lease token on the way). */
+static void test_redis_rejoin(void)
+{
+    struct loop *loop = loop_new();
+    snprintf(redis_sock, sizeof(redis_sock), "/tmp/pollcast-test-store-%d.sock", (int)getpid());
+    unlink(redis_sock);
+    char url[160], err[256];
+    snprintf(url, sizeof(url), "unix:%s", redis_sock);
+    struct config_redis_addr addr;
+    REQUIRE(config_redis_url_parse(url, &addr, err, sizeof(err)) == 0);
+    struct store_redis_params p = {.addr = &addr,
+                                   .node_id = "late",
+                                   .lease_ms = 600,
+                                   .history = {.history_events = 8, .history_bytes = 1 << 20}};
+    struct store *s = store_redis_new(loop, &p, err, sizeof(err));
+    REQUIRE(s != NULL);
+    struct fake f = {0};
+    struct topic_spec spec = {.poll = {.url = "http://late/", .interval_ms = 1000}, .name = "l"};
+    struct store_topic *t = s->ops->open(s, "s:l|1000", &spec, &fk_cbs, &f);
+    s->ops->interest(t, 1);
+    REQUIRE(run_until(loop, is_writer, &f, 3000));
+    CHECK_STR(store_redis_state(s), "degraded");
+    uint64_t local_epoch = f.epoch;
+    REQUIRE(redis_start() == 0);
+    REQUIRE(run_until(loop, redis_writer, &f, 10000));
+    CHECK_STR(store_redis_state(s), "up");
+    CHECK(f.epoch != local_epoch);
+    CHECK_INT(f.seq, 0);
+    struct frame *d = mkframe(f.epoch, 1, "data", "{}");
+    struct store_event ev = {STORE_DATA, d};
+    f.appended = f.appended_ok = 0;
+    CHECK_INT(s->ops->append(t, &ev, 1, "{}", 2), 0);
+    REQUIRE(run_until(loop, writer_appended, &f, 3000));
+    CHECK_INT(f.appended_ok, 1);
+    CHECK_INT(f.writer, 1);
+    frame_unref(d);
+    s->ops->close(t);
+    s->ops->free(s);
+    loop_free(loop);
+    redis_stop();
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -656,6 +705,7 @@ int main(void)
     RUN(test_redis_url);
     RUN(test_redis_unreachable);
     RUN(test_redis_lease_and_fencing);
+    RUN(test_redis_rejoin);
     redis_stop();
     return harness_report("test_store");
 }
