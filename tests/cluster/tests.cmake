@@ -16,6 +16,8 @@
 # redis_restart  kill and restart redis-server: streams stay open, subscribers converge, the
 #                transitions are logged, counted and shown on /readyz, a new epoch
 # load_balancer  a real nginx round-robins 3,000 SSE clients over 3 nodes (ASan too)
+# reload         SIGHUP one node with a changed definition: its own topic and epoch; the other
+#                node's subscribers go on with the old one without a fresh data
 # keys           no secret header, forwarded header value or URL token in any Redis key, value
 #                or DUMP; every key has a TTL; another definition of a name is another topic; a
 #                Redis password authenticates and is never shown
@@ -30,7 +32,7 @@ find_program(POLLCAST_NODE node)
 if(NOT POLLCAST_NODE)
   set(POLLCAST_NODE node)
 endif()
-foreach(t three_nodes resume failover fencing redis_restart load_balancer keys)
+foreach(t three_nodes resume failover fencing redis_restart load_balancer reload keys)
   pollcast_test(NAME cluster.${t} LABELS cluster TIMEOUT 600
                 RESOURCE_LOCK pollcast_integration_timing
                 COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/cluster/${t}.js @POLLCAST@)

@@ -37,7 +37,7 @@ if(POLLCAST_VALGRIND)
   endforeach()
   # The cluster suite (issue 9): every node of a test runs under valgrind; the harness scales the
   # work down (the load balancer test to 300 clients) and stretches its timing bounds.
-  foreach(t three_nodes resume failover fencing redis_restart load_balancer keys)
+  foreach(t three_nodes resume failover fencing redis_restart load_balancer reload keys)
     set(vg_env "POLLCAST_WRAPPER=${VG_WRAPPER};POLLCAST_SRC=${CMAKE_SOURCE_DIR};POLLCAST_TESTDATA=${SHARED_TESTDATA}")
     if(t STREQUAL "load_balancer")
       list(APPEND vg_env "POLLCAST_IT_SCALE=0.1")
