@@ -14,9 +14,11 @@ build_pkgs="build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-
 # Tests: node and npm for the independent oracles (fast-json-patch, eventsource, jsondiffpatch,
 # playwright-core), clang and its sanitizer runtime for the fuzz targets, Debian's chromium for the
 # viewer test, tmux for the terminal test of pollcast watch, openssl for the JWT fixtures, nginx
-# for the README's reverse-proxy example, strace for the system-call count of integration.syscalls,
-# redis-server for the cluster tests.
-test_pkgs="nodejs npm clang libclang-rt-14-dev chromium tmux openssl nginx strace redis-server"
+# for the README's reverse-proxy example and the cluster tests' load balancer, strace for the
+# system-call count of integration.syscalls, redis-server for the cluster tests, docker-compose
+# (its `config` command) and python3-yaml to check compose.yaml.
+test_pkgs="nodejs npm clang libclang-rt-14-dev chromium tmux openssl nginx strace redis-server
+  docker-compose python3-yaml"
 
 mode=${1:-}
 sudo=""
