@@ -56,7 +56,14 @@ struct poller {
     int tls_no_verify;
     char **headers;
     size_t nheaders;
-    int has_accept; /* a configured header replaces our Accept */
+    int has_accept;       /* a configured header replaces our Accept */
+    int has_content_type; /* a configured header replaces our Content-Type */
+    char *method;         /* NULL: GET */
+    char *req_body;       /* NULL: none */
+    size_t req_body_len;
+    char *req_content_type;
+    int conditional;             /* the method allows If-None-Match / If-Modified-Since */
+    uint64_t cache_floor_max_ms; /* 0: Cache-Control is not looked at */
     uint64_t interval_ms, timeout_ms, connect_timeout_ms, backoff_max_ms;
     size_t max_body;
     int adhoc;
@@ -86,6 +93,8 @@ struct poller {
     char resp_etag[256];
     char resp_last_modified[64];
     char retry_after[64];
+    char cache_control[256];
+    char age[32];
     char content_type[128];
     char policy_why[128];
     char errbuf[CURL_ERROR_SIZE];
@@ -164,6 +173,114 @@ out:
     curl_free(port);
     curl_url_cleanup(u);
     return rc;
+}
+
+static void put_encoded(struct buf *b, const char *s, size_t n, int *rc)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n && *rc == 0; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '.' || c == '_' || c == '~';
+        if (plain) {
+            *rc |= buf_append(b, (const char *)&s[i], 1);
+        } else {
+            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+            *rc |= buf_append(b, e, 3);
+        }
+    }
+}
+
+char *upstream_url_add_query(const char *url, const char *const *pairs, size_t n)
+{
+    struct buf b;
+    int rc = 0;
+    buf_init(&b, 0);
+    rc |= buf_puts(&b, url);
+    const char *q = strchr(url, '?');
+    char last = url[0] ? url[strlen(url) - 1] : '\0';
+    int need_sep = q == NULL ? 0 : (last != '?' && last != '&');
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const char *eq = strchr(pairs[i], '=');
+        size_t nlen = eq ? (size_t)(eq - pairs[i]) : strlen(pairs[i]);
+        if (q == NULL && i == 0)
+            rc |= buf_puts(&b, "?");
+        else if (need_sep || i > 0)
+            rc |= buf_puts(&b, "&");
+        put_encoded(&b, pairs[i], nlen, &rc);
+        if (eq) {
+            rc |= buf_puts(&b, "=");
+            put_encoded(&b, eq + 1, strlen(eq + 1), &rc);
+        }
+    }
+    if (rc != 0) {
+        buf_dispose(&b);
+        return NULL;
+    }
+    return buf_steal(&b, NULL);
+}
+
+/* Reads a number of seconds at *s (digits, or digits in double quotes). Returns 0 and advances
+ * *s, or -1. Large values saturate. */
+static int read_seconds(const char **s, uint64_t *out)
+{
+    const char *p = *s;
+    int quoted = *p == '"';
+    p += quoted;
+    if (*p < '0' || *p > '9')
+        return -1;
+    uint64_t v = 0;
+    for (; *p >= '0' && *p <= '9'; p++)
+        v = v < 1000000000000ull ? v * 10 + (uint64_t)(*p - '0') : v;
+    if (quoted && *p++ != '"')
+        return -1;
+    *s = p;
+    *out = v;
+    return 0;
+}
+
+uint64_t upstream_fresh_seconds(const char *cache_control, const char *age)
+{
+    uint64_t max_age = 0, age_s = 0;
+    int have = 0;
+    const char *p = cache_control ? cache_control : "";
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *name = p;
+        while (*p && *p != '=' && *p != ',' && *p != ' ' && *p != '\t')
+            p++;
+        size_t n = (size_t)(p - name);
+        if (name_is(name, n, "no-store") || name_is(name, n, "no-cache"))
+            return 0;
+        if (*p == '=') {
+            p++;
+            uint64_t v;
+            const char *vp = p;
+            if (name_is(name, n, "max-age") && read_seconds(&vp, &v) == 0) {
+                max_age = v;
+                have = 1;
+            }
+            /* Skip the value, quoted strings included. */
+            if (*p == '"') {
+                p++;
+                while (*p && *p != '"')
+                    p += (*p == '\\' && p[1]) ? 2 : 1;
+                if (*p == '"')
+                    p++;
+            }
+            while (*p && *p != ',')
+                p++;
+        } else {
+            while (*p && *p != ',')
+                p++;
+        }
+    }
+    if (!have)
+        return 0;
+    if (age != NULL && read_seconds(&age, &age_s) != 0)
+        age_s = 0;
+    return max_age > age_s ? max_age - age_s : 0;
 }
 
 /* ---- curl <-> loop glue ---- */
@@ -292,7 +409,7 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *userdata)
     if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) {
         p->resp_status = 0;
         p->resp_etag[0] = p->resp_last_modified[0] = p->retry_after[0] = '\0';
-        p->content_type[0] = '\0';
+        p->content_type[0] = p->cache_control[0] = p->age[0] = '\0';
         const char *sp = memchr(line, ' ', n);
         if (sp && (size_t)(sp - line) + 4 <= n) {
             long code = 0;
@@ -326,6 +443,10 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *userdata)
         copy_field(p->retry_after, sizeof(p->retry_after), v, vlen);
     else if (name_is(line, namelen, "content-type"))
         copy_field(p->content_type, sizeof(p->content_type), v, vlen);
+    else if (name_is(line, namelen, "cache-control") && p->cache_floor_max_ms)
+        copy_field(p->cache_control, sizeof(p->cache_control), v, vlen);
+    else if (name_is(line, namelen, "age") && p->cache_floor_max_ms)
+        copy_field(p->age, sizeof(p->age), v, vlen);
     else if (name_is(line, namelen, "location") && !p->adhoc && p->nheaders &&
              p->resp_status >= 300 && p->resp_status < 400 && vlen < 8192) {
         /* curl keeps Authorization and Cookie to the original host, but every other configured
@@ -578,6 +699,27 @@ static int is_redirect(long status)
     return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
 }
 
+/* After an answer that confirms the document (a body taken, or a 304): when the upstream said
+ * how long it stays fresh (Cache-Control: max-age, less Age) and that is longer than the
+ * interval, the next poll waits for it, at most cache_floor_max_ms. */
+static void apply_cache_floor(struct poller *p)
+{
+    if (p->cache_floor_max_ms == 0)
+        return;
+    uint64_t fresh = upstream_fresh_seconds(p->cache_control, p->age[0] ? p->age : NULL);
+    if (fresh == 0)
+        return;
+    uint64_t ms = fresh > p->cache_floor_max_ms / 1000 + 1 ? p->cache_floor_max_ms : fresh * 1000;
+    if (ms > p->cache_floor_max_ms)
+        ms = p->cache_floor_max_ms;
+    if (ms <= p->interval_ms)
+        return;
+    uint64_t now = loop_now_ms(p->pool->loop);
+    p->next_tick = now + ms;
+    p->anchored = 1;
+    loop_timer_start(p->tick, ms);
+}
+
 /* Handles a finished transfer: reports it, then schedules what comes next. */
 static void request_done(struct poller *p, CURLcode rc)
 {
@@ -625,6 +767,8 @@ static void request_done(struct poller *p, CURLcode rc)
         deliver(p, &r);
         if (p->closing)
             poller_destroy(p);
+        else
+            apply_cache_floor(p);
         return;
     }
     if (rc == CURLE_OK && status >= 200 && status < 300) {
@@ -654,10 +798,11 @@ static void request_done(struct poller *p, CURLcode rc)
         }
         p->failures = 0;
         /* Only a 200 carries validators for this representation. */
-        if (status == 200) {
+        if (status == 200 && p->conditional) {
             memcpy(p->etag, p->resp_etag, sizeof(p->etag));
             memcpy(p->last_modified, p->resp_last_modified, sizeof(p->last_modified));
         }
+        apply_cache_floor(p);
         return;
     }
     buf_dispose(&p->body);
@@ -705,13 +850,25 @@ static int build_headers(struct poller *p)
     for (size_t i = 0; i < p->nheaders; i++)
         if (add_header(&list, p->headers[i]) != 0)
             goto fail;
-    if (p->etag[0]) {
+    if (p->method != NULL) {
+        /* curl would label a body application/x-www-form-urlencoded, and ask large ones to
+         * wait for 100-continue, which some servers never send. */
+        if (!p->has_content_type) {
+            snprintf(line, sizeof(line), "Content-Type:%s%s", p->req_body ? " " : "",
+                     p->req_body ? p->req_content_type : "");
+            if (add_header(&list, line) != 0)
+                goto fail;
+        }
+        if (add_header(&list, "Expect:") != 0)
+            goto fail;
+    }
+    if (p->conditional && p->etag[0]) {
         snprintf(line, sizeof(line), "If-None-Match: %s", p->etag);
         if (add_header(&list, line) != 0)
             goto fail;
         p->cond_sent = 1;
     }
-    if (p->last_modified[0]) {
+    if (p->conditional && p->last_modified[0]) {
         snprintf(line, sizeof(line), "If-Modified-Since: %s", p->last_modified);
         if (add_header(&list, line) != 0)
             goto fail;
@@ -869,6 +1026,9 @@ static void poller_destroy(struct poller *p)
     for (size_t i = 0; i < p->nheaders; i++)
         free(p->headers[i]);
     free(p->headers);
+    free(p->method);
+    free(p->req_body);
+    free(p->req_content_type);
     free(p->url);
     free(p->hop_url);
     free(p->ca_file);
@@ -906,7 +1066,14 @@ static int setup_easy(struct poller *p)
     SET(CURLOPT_URL, p->url);
     SET(CURLOPT_PRIVATE, p);
     SET(CURLOPT_NOSIGNAL, 1L);
-    SET(CURLOPT_HTTPGET, 1L);
+    if (p->method == NULL) {
+        SET(CURLOPT_HTTPGET, 1L);
+    } else {
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)p->req_body_len);
+        SET(CURLOPT_POSTFIELDS, p->req_body ? p->req_body : "");
+        if (strcmp(p->method, "POST") != 0)
+            SET(CURLOPT_CUSTOMREQUEST, p->method);
+    }
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     /* An ad-hoc poller follows its redirects itself (follow_redirect), so that each hop is
@@ -981,11 +1148,31 @@ struct poller *poller_new(struct upstream_pool *pool, const struct poller_spec *
         p->max_redirects = MAX_REDIRECTS;
     buf_init(&p->body, p->max_body);
 
-    p->url = dup_str(spec->url);
+    p->url = spec->nquery ? upstream_url_add_query(spec->url, spec->query, spec->nquery)
+                          : dup_str(spec->url);
     p->origin = dup_str(origin);
     p->ca_file = spec->ca_file ? dup_str(spec->ca_file) : NULL;
     if (p->url == NULL || p->origin == NULL || (spec->ca_file && p->ca_file == NULL))
         goto fail;
+    p->cache_floor_max_ms = spec->cache_floor_max_ms;
+    p->conditional = 1;
+    if (spec->method && strcmp(spec->method, "GET") != 0) {
+        /* Conditions make sense for safe methods only: QUERY is safe, the others change or
+         * may change state, and If-None-Match means something else to PUT. */
+        p->conditional = strcmp(spec->method, "QUERY") == 0;
+        p->method = dup_str(spec->method);
+        p->req_content_type = dup_str(spec->content_type ? spec->content_type : "application/json");
+        if (p->method == NULL || p->req_content_type == NULL)
+            goto fail;
+        if (spec->body) {
+            p->req_body = malloc(spec->body_len + 1);
+            if (p->req_body == NULL)
+                goto fail;
+            memcpy(p->req_body, spec->body, spec->body_len);
+            p->req_body[spec->body_len] = '\0';
+            p->req_body_len = spec->body_len;
+        }
+    }
     if (spec->nheaders) {
         p->headers = calloc(spec->nheaders, sizeof(*p->headers));
         if (p->headers == NULL)
@@ -997,6 +1184,8 @@ struct poller *poller_new(struct upstream_pool *pool, const struct poller_spec *
             p->nheaders++;
             if (strncasecmp(spec->headers[i], "accept:", 7) == 0)
                 p->has_accept = 1;
+            if (strncasecmp(spec->headers[i], "content-type:", 13) == 0)
+                p->has_content_type = 1;
         }
     }
     p->easy = curl_easy_init();
