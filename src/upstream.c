@@ -4,8 +4,10 @@
  * request, and one tick timer that drives both the fixed-rate schedule and the backoff. */
 #include "upstream.h"
 
+#include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +41,38 @@ struct upstream_pool {
     void *policy_arg;
     upstream_url_policy url_policy;
     void *url_policy_arg;
+    struct oauth_client *oauths; /* OAuth2 clients of the pollers, one per definition */
+};
+
+/* One OAuth2 client credentials client, shared by every poller of an upstream definition: the
+ * token is fetched on the pool's multi handle (never blocking), cached until shortly before it
+ * expires, fetched again in the background while polls use it, and dropped when a poll gets a
+ * 401 with it. Pollers that need a token while none is valid wait on it. */
+struct oauth_client {
+    struct upstream_pool *pool;
+    struct oauth_client *next;
+    unsigned refs; /* pollers holding it (and oauth_done while it dispatches) */
+    char *definition, *token_url, *client_id, *client_secret, *scope, *audience, *ca_file;
+    int tls_no_verify;
+    uint64_t timeout_ms, connect_timeout_ms;
+    size_t max_body;
+
+    CURL *easy;
+    struct curl_slist *req_headers;
+    int in_flight;
+    struct buf resp;
+    long resp_status;
+    size_t header_bytes;
+    int over_cap;
+    char errbuf[CURL_ERROR_SIZE];
+
+    char *auth_line;       /* "Authorization: Bearer <token>"; NULL: none */
+    uint64_t gen;          /* counts the tokens fetched */
+    uint64_t usable_until; /* loop time after which the token is not sent any more */
+    int used;              /* a poll sent the current token */
+    struct loop_timer *refresh;
+    struct poller *waiters; /* pollers waiting for a token, linked by oauth_next */
+    char error[256];        /* why the last fetch failed: no secret */
 };
 
 struct poller {
@@ -77,7 +111,12 @@ struct poller {
 
     int in_flight;
     int in_callback;
-    int closing; /* poller_free was called from the callback: free once it returns */
+    struct oauth_client *oauth; /* NULL: no OAuth2 */
+    struct poller *oauth_next;  /* in oauth->waiters */
+    int oauth_waiting;          /* waits for a token: no request in flight, ticks skipped */
+    uint64_t token_gen;         /* the token the request in flight carries */
+    int auth_retried;           /* this poll already fetched a token again after a 401 */
+    int closing;                /* poller_free was called from the callback: free once it returns */
 
     /* Validators of the last accepted 200, sent as conditions. */
     char etag[256];
@@ -103,6 +142,10 @@ struct poller {
 };
 
 static void check_done(struct upstream_pool *pool);
+static void oauth_done(struct oauth_client *o, CURLcode rc);
+static void oauth_release(struct oauth_client *o);
+static int oauth_token_for(struct poller *p);
+static int start_transfer(struct poller *p);
 
 /* ---- small helpers ---- */
 
@@ -760,6 +803,22 @@ static void request_done(struct poller *p, CURLcode rc)
         fail(p, &r, NULL);
         return;
     }
+    if (rc == CURLE_OK && status == 401 && p->oauth && !p->auth_retried) {
+        /* The token may have been revoked: drop it, unless another poll already got a newer
+         * one, and try once more with a fresh one. */
+        struct oauth_client *o = p->oauth;
+        p->auth_retried = 1;
+        buf_dispose(&p->body);
+        if (o->gen == p->token_gen) {
+            o->usable_until = 0;
+            o->used = 0;
+        }
+        int w = oauth_token_for(p);
+        if (w == 1 || (w == 0 && start_transfer(p) == 0))
+            return;
+        fail(p, &r, NULL);
+        return;
+    }
     if (rc == CURLE_OK && status == 304 && p->cond_sent) {
         buf_dispose(&p->body);
         p->failures = 0;
@@ -823,6 +882,13 @@ static void check_done(struct upstream_pool *pool)
             continue;
         void *priv = NULL;
         CURLcode rc = msg->data.result;
+        struct oauth_client *o = pool->oauths;
+        while (o && o->easy != msg->easy_handle)
+            o = o->next;
+        if (o) {
+            oauth_done(o, rc);
+            continue;
+        }
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
         if (priv)
             request_done(priv, rc);
@@ -847,9 +913,18 @@ static int build_headers(struct poller *p)
     p->cond_sent = 0;
     if (!p->has_accept && add_header(&list, "Accept: application/json") != 0)
         goto fail;
-    for (size_t i = 0; i < p->nheaders; i++)
+    for (size_t i = 0; i < p->nheaders; i++) {
+        if (p->oauth && strncasecmp(p->headers[i], "authorization:", 14) == 0)
+            continue; /* the token takes its place */
         if (add_header(&list, p->headers[i]) != 0)
             goto fail;
+    }
+    if (p->oauth && p->oauth->auth_line) {
+        if (add_header(&list, p->oauth->auth_line) != 0)
+            goto fail;
+        p->token_gen = p->oauth->gen;
+        p->oauth->used = 1;
+    }
     if (p->method != NULL) {
         /* curl would label a body application/x-www-form-urlencoded, and ask large ones to
          * wait for 100-continue, which some servers never send. */
@@ -917,7 +992,11 @@ static int start_request(struct poller *p)
         p->hop_url = NULL;
     }
     p->hops = 0;
-    if (start_transfer(p) == 0)
+    p->auth_retried = 0;
+    int rc = p->oauth ? oauth_token_for(p) : 0;
+    if (rc == 1)
+        return 0; /* the transfer starts when the token comes */
+    if (rc == 0 && start_transfer(p) == 0)
         return 0;
     struct poll_result r;
     memset(&r, 0, sizeof(r));
@@ -973,6 +1052,393 @@ static int follow_redirect(struct poller *p, const char *target)
     return start_transfer(p);
 }
 
+/* ---- OAuth2 client credentials ---- */
+
+static size_t oauth_on_header(char *line, size_t size, size_t nitems, void *userdata)
+{
+    struct oauth_client *o = userdata;
+    size_t n = size * nitems;
+    o->header_bytes += n;
+    if (o->header_bytes > MAX_HEADER_BYTES)
+        return 0;
+    return n;
+}
+
+static size_t oauth_on_write(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    struct oauth_client *o = userdata;
+    size_t n = size * nmemb;
+    if (buf_append(&o->resp, data, n) != 0) {
+        o->over_cap = 1;
+        return 0;
+    }
+    return n;
+}
+
+/* Copies an OAuth2 error code into out when it holds only the characters RFC 6749 allows
+ * (%x20-21 / %x23-5B / %x5D-7E), at most 64 of them; otherwise leaves out empty. */
+static void copy_error_code(char *out, size_t outlen, const char *code)
+{
+    size_t n = strlen(code);
+    out[0] = '\0';
+    if (n == 0 || n > 64 || n >= outlen)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)code[i];
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\')
+            return;
+    }
+    memcpy(out, code, n + 1);
+}
+
+/* A token is sent as is in a header: RFC 6750's b64token characters only, and bounded. */
+static int token_valid(const char *t)
+{
+    size_t n = strlen(t);
+    if (n == 0 || n > 8192)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = t[i];
+        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                 strchr("-._~+/=", c) != NULL;
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+/* Writes why a token request failed (no secret) into o->error, or takes the token. Returns 0
+ * when a token was taken. */
+static int oauth_take(struct oauth_client *o, CURLcode rc, long status, long oserr)
+{
+    char *e = o->error;
+    size_t n = sizeof(o->error);
+    if (rc != CURLE_OK) {
+        if (o->over_cap)
+            snprintf(e, n, "token endpoint answer over %zu bytes", o->max_body);
+        else if (rc == CURLE_COULDNT_CONNECT && oserr == ECONNREFUSED)
+            snprintf(e, n, "token endpoint: connection refused");
+        else if (rc == CURLE_OPERATION_TIMEDOUT)
+            snprintf(e, n, "token endpoint: timeout after %llu ms",
+                     (unsigned long long)o->timeout_ms);
+        else if (rc == CURLE_PEER_FAILED_VERIFICATION)
+            snprintf(e, n, "token endpoint: TLS certificate did not verify");
+        else
+            snprintf(e, n, "token endpoint: %s", curl_easy_strerror(rc));
+        return -1;
+    }
+    cJSON *doc = cJSON_ParseWithLengthOpts(o->resp.data ? o->resp.data : "", o->resp.len, NULL, 0);
+    int taken = -1;
+    if (status != 200) {
+        const cJSON *err = cJSON_GetObjectItemCaseSensitive(doc, "error");
+        char code[80] = "";
+        if (cJSON_IsString(err))
+            copy_error_code(code, sizeof(code), err->valuestring);
+        snprintf(e, n, "token endpoint answered %ld%s%s", status, code[0] ? " " : "", code);
+        goto out;
+    }
+    const cJSON *tok = cJSON_GetObjectItemCaseSensitive(doc, "access_token");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(doc, "token_type");
+    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(doc, "expires_in");
+    if (!cJSON_IsString(tok) || !token_valid(tok->valuestring)) {
+        snprintf(e, n, "token endpoint answered 200 without a usable access_token");
+        goto out;
+    }
+    if (type != NULL && (!cJSON_IsString(type) || strcasecmp(type->valuestring, "bearer") != 0)) {
+        snprintf(e, n, "token endpoint answered a token_type other than Bearer");
+        goto out;
+    }
+    /* expires_in is recommended, not required; some servers send it as a string. Without it
+     * the token is kept for an hour, or until a 401. */
+    double secs = 3600;
+    if (cJSON_IsNumber(exp))
+        secs = exp->valuedouble;
+    else if (cJSON_IsString(exp))
+        secs = strtod(exp->valuestring, NULL);
+    if (!(secs >= 1))
+        secs = 1;
+    if (secs > 366.0 * 86400)
+        secs = 366.0 * 86400;
+    uint64_t life = (uint64_t)(secs * 1000);
+    struct buf line;
+    buf_init(&line, 0);
+    if (buf_printf(&line, "Authorization: Bearer %s", tok->valuestring) != 0) {
+        buf_dispose(&line);
+        snprintf(e, n, "out of memory");
+        goto out;
+    }
+    if (o->auth_line) {
+        explicit_bzero(o->auth_line, strlen(o->auth_line));
+        free(o->auth_line);
+    }
+    o->auth_line = buf_steal(&line, NULL);
+    o->gen++;
+    o->used = 0;
+    /* Sent until shortly before it expires (a tenth of its life, at most 30 s), and fetched
+     * again in the background a little earlier (a quarter, at most 60 s), so that no poll
+     * waits for it while polls keep using it. */
+    uint64_t now = loop_now_ms(o->pool->loop);
+    uint64_t skew = life / 10 < 30000 ? life / 10 : 30000;
+    uint64_t early = life / 4 < 60000 ? life / 4 : 60000;
+    o->usable_until = now + life - skew;
+    loop_timer_start(o->refresh, life - early);
+    taken = 0;
+out:
+    cJSON_Delete(doc);
+    return taken;
+}
+
+/* Starts a token request. Returns 0, or -1 with the reason in o->error. */
+static int oauth_fetch(struct oauth_client *o)
+{
+    struct buf form, cred, line;
+    int rc = 0;
+    unsigned char b64[4 * ((2 * 3 * 1024 + 2) / 3) + 1];
+    buf_init(&form, 0);
+    buf_init(&cred, 0);
+    buf_init(&line, 0);
+    rc |= buf_puts(&form, "grant_type=client_credentials");
+    if (o->scope) {
+        rc |= buf_puts(&form, "&scope=");
+        put_encoded(&form, o->scope, strlen(o->scope), &rc);
+    }
+    if (o->audience) {
+        rc |= buf_puts(&form, "&audience=");
+        put_encoded(&form, o->audience, strlen(o->audience), &rc);
+    }
+    /* RFC 6749 2.3.1: the id and the secret are form-encoded before Basic encoding. */
+    put_encoded(&cred, o->client_id, strlen(o->client_id), &rc);
+    rc |= buf_puts(&cred, ":");
+    put_encoded(&cred, o->client_secret, strlen(o->client_secret), &rc);
+    if (rc == 0 && cred.len > 2 * 3 * 1024)
+        rc = -1;
+    if (rc == 0) {
+        EVP_EncodeBlock(b64, (const unsigned char *)cred.data, (int)cred.len);
+        rc |= buf_printf(&line, "Authorization: Basic %s", (const char *)b64);
+    }
+    struct curl_slist *h = NULL;
+    if (rc == 0 &&
+        (add_header(&h, line.data) != 0 ||
+         add_header(&h, "Content-Type: application/x-www-form-urlencoded") != 0 ||
+         add_header(&h, "Accept: application/json") != 0 || add_header(&h, "Expect:") != 0))
+        rc = -1;
+    if (rc == 0) {
+        curl_slist_free_all(o->req_headers);
+        o->req_headers = h;
+        h = NULL;
+        buf_dispose(&o->resp);
+        buf_init(&o->resp, o->max_body);
+        o->resp_status = 0;
+        o->header_bytes = 0;
+        o->over_cap = 0;
+        o->errbuf[0] = '\0';
+        curl_easy_setopt(o->easy, CURLOPT_HTTPHEADER, o->req_headers);
+        if (curl_easy_setopt(o->easy, CURLOPT_COPYPOSTFIELDS, form.data) != CURLE_OK ||
+            curl_multi_add_handle(o->pool->multi, o->easy) != CURLM_OK)
+            rc = -1;
+        else
+            o->in_flight = 1;
+    }
+    curl_slist_free_all(h);
+    explicit_bzero(b64, sizeof(b64));
+    if (cred.data)
+        explicit_bzero(cred.data, cred.len);
+    if (line.data)
+        explicit_bzero(line.data, line.len);
+    buf_dispose(&form);
+    buf_dispose(&cred);
+    buf_dispose(&line);
+    if (rc != 0)
+        snprintf(o->error, sizeof(o->error), "token endpoint: could not start the request");
+    return rc == 0 ? 0 : -1;
+}
+
+/* Makes sure p has a valid token to send. Returns 0 when it has one, 1 when p now waits for
+ * one (its transfer starts when it comes), or -1 with the reason in p->error. */
+static int oauth_token_for(struct poller *p)
+{
+    struct oauth_client *o = p->oauth;
+    if (o->auth_line && loop_now_ms(p->pool->loop) < o->usable_until)
+        return 0;
+    if (!o->in_flight && oauth_fetch(o) != 0) {
+        snprintf(p->error, sizeof(p->error), "%s", o->error);
+        return -1;
+    }
+    p->oauth_next = o->waiters;
+    o->waiters = p;
+    p->oauth_waiting = 1;
+    return 1;
+}
+
+static void oauth_done(struct oauth_client *o, CURLcode rc)
+{
+    long status = 0, oserr = 0;
+    curl_easy_getinfo(o->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(o->easy, CURLINFO_OS_ERRNO, &oserr);
+    curl_multi_remove_handle(o->pool->multi, o->easy);
+    o->in_flight = 0;
+    int ok = oauth_take(o, rc, status, oserr) == 0;
+    buf_dispose(&o->resp);
+    /* Callbacks may free pollers, this client's last one included: hold it meanwhile. */
+    o->refs++;
+    while (o->waiters) {
+        struct poller *p = o->waiters;
+        o->waiters = p->oauth_next;
+        p->oauth_next = NULL;
+        p->oauth_waiting = 0;
+        if (ok && start_transfer(p) == 0)
+            continue;
+        if (!ok)
+            snprintf(p->error, sizeof(p->error), "%s", o->error);
+        struct poll_result r;
+        memset(&r, 0, sizeof(r));
+        r.status = 0;
+        fail(p, &r, NULL);
+    }
+    oauth_release(o);
+}
+
+static void oauth_on_refresh(struct loop *loop, struct loop_timer *t, void *arg)
+{
+    struct oauth_client *o = arg;
+    /* Only a token that polls use is worth renewing before it lapses; an unused one is fetched
+     * again when a poll needs it. */
+    if (o->used && !o->in_flight)
+        oauth_fetch(o);
+}
+
+static void oauth_release(struct oauth_client *o)
+{
+    if (o == NULL || --o->refs > 0)
+        return;
+    struct oauth_client **l = &o->pool->oauths;
+    while (*l && *l != o)
+        l = &(*l)->next;
+    if (*l)
+        *l = o->next;
+    if (o->easy) {
+        if (o->in_flight)
+            curl_multi_remove_handle(o->pool->multi, o->easy);
+        curl_easy_cleanup(o->easy);
+    }
+    curl_slist_free_all(o->req_headers);
+    loop_timer_free(o->refresh);
+    buf_dispose(&o->resp);
+    if (o->auth_line) {
+        explicit_bzero(o->auth_line, strlen(o->auth_line));
+        free(o->auth_line);
+    }
+    if (o->client_secret) {
+        explicit_bzero(o->client_secret, strlen(o->client_secret));
+        free(o->client_secret);
+    }
+    free(o->definition);
+    free(o->token_url);
+    free(o->client_id);
+    free(o->scope);
+    free(o->audience);
+    free(o->ca_file);
+    free(o);
+}
+
+static int same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+static char *dup_opt(const char *s, int *failed)
+{
+    if (s == NULL)
+        return NULL;
+    char *d = dup_str(s);
+    if (d == NULL)
+        *failed = 1;
+    return d;
+}
+
+/* Returns the pool's client for the credentials of spec (one per definition), holding one
+ * more reference, or NULL on failure. */
+static struct oauth_client *oauth_acquire(struct upstream_pool *pool,
+                                          const struct poller_spec *spec, uint64_t timeout_ms,
+                                          uint64_t connect_timeout_ms, size_t max_body)
+{
+    const struct upstream_oauth2 *c = spec->oauth2;
+    if (c->token_url == NULL || c->client_id == NULL || c->client_secret == NULL)
+        return NULL;
+    if (strncasecmp(c->token_url, "http://", 7) != 0 &&
+        strncasecmp(c->token_url, "https://", 8) != 0)
+        return NULL;
+    for (struct oauth_client *o = pool->oauths; o; o = o->next) {
+        if (same_str(o->definition, c->definition) && same_str(o->token_url, c->token_url) &&
+            same_str(o->client_id, c->client_id) && same_str(o->client_secret, c->client_secret) &&
+            same_str(o->scope, c->scope) && same_str(o->audience, c->audience) &&
+            same_str(o->ca_file, spec->ca_file) && o->tls_no_verify == !!spec->tls_no_verify) {
+            o->refs++;
+            return o;
+        }
+    }
+    struct oauth_client *o = calloc(1, sizeof(*o));
+    if (o == NULL)
+        return NULL;
+    int failed = 0;
+    o->pool = pool;
+    o->refs = 1;
+    o->definition = dup_opt(c->definition, &failed);
+    o->token_url = dup_opt(c->token_url, &failed);
+    o->client_id = dup_opt(c->client_id, &failed);
+    o->client_secret = dup_opt(c->client_secret, &failed);
+    o->scope = dup_opt(c->scope, &failed);
+    o->audience = dup_opt(c->audience, &failed);
+    o->ca_file = dup_opt(spec->ca_file, &failed);
+    o->tls_no_verify = spec->tls_no_verify ? 1 : 0;
+    o->timeout_ms = timeout_ms;
+    o->connect_timeout_ms = connect_timeout_ms;
+    o->max_body = max_body;
+    buf_init(&o->resp, max_body);
+    o->refresh = loop_timer_new(pool->loop, oauth_on_refresh, o);
+    o->easy = curl_easy_init();
+    o->next = pool->oauths;
+    pool->oauths = o;
+    if (failed || o->refresh == NULL || o->easy == NULL)
+        goto fail;
+    CURL *e = o->easy;
+    CURLcode rc = CURLE_OK;
+#define SET(opt, val)                                                                              \
+    do {                                                                                           \
+        if (rc == CURLE_OK)                                                                        \
+            rc = curl_easy_setopt(e, opt, val);                                                    \
+    } while (0)
+    SET(CURLOPT_URL, o->token_url);
+    SET(CURLOPT_PRIVATE, NULL);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_POST, 1L);
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    /* The request carries the client's credentials: it goes nowhere else. */
+    SET(CURLOPT_FOLLOWLOCATION, 0L);
+    SET(CURLOPT_USERAGENT, "pollcast/" POLLCAST_VERSION);
+    SET(CURLOPT_ACCEPT_ENCODING, "");
+    SET(CURLOPT_SSL_VERIFYPEER, o->tls_no_verify ? 0L : 1L);
+    SET(CURLOPT_SSL_VERIFYHOST, o->tls_no_verify ? 0L : 2L);
+    if (o->ca_file)
+        SET(CURLOPT_CAINFO, o->ca_file);
+    SET(CURLOPT_TIMEOUT_MS, (long)o->timeout_ms);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, (long)o->connect_timeout_ms);
+    SET(CURLOPT_LOW_SPEED_LIMIT, (long)LOW_SPEED_BYTES);
+    SET(CURLOPT_LOW_SPEED_TIME, (long)LOW_SPEED_SECS);
+    SET(CURLOPT_WRITEFUNCTION, oauth_on_write);
+    SET(CURLOPT_WRITEDATA, o);
+    SET(CURLOPT_HEADERFUNCTION, oauth_on_header);
+    SET(CURLOPT_HEADERDATA, o);
+    SET(CURLOPT_ERRORBUFFER, o->errbuf);
+#undef SET
+    if (rc != CURLE_OK)
+        goto fail;
+    return o;
+fail:
+    oauth_release(o);
+    return NULL;
+}
+
 static void on_tick(struct loop *loop, struct loop_timer *t, void *arg)
 {
     struct poller *p = arg;
@@ -988,7 +1454,7 @@ static void on_tick(struct loop *loop, struct loop_timer *t, void *arg)
         next += ((now - next) / p->interval_ms + 1) * p->interval_ms;
     p->next_tick = next;
     loop_timer_start(t, next - now);
-    if (p->in_flight)
+    if (p->in_flight || p->oauth_waiting)
         return; /* one request at a time: this tick is skipped */
     start_request(p);
 }
@@ -1015,6 +1481,17 @@ static int header_valid(const char *h)
 static void poller_destroy(struct poller *p)
 {
     struct upstream_pool *pool = p->pool;
+    if (p->oauth) {
+        if (p->oauth_waiting) {
+            struct poller **w = &p->oauth->waiters;
+            while (*w && *w != p)
+                w = &(*w)->oauth_next;
+            if (*w)
+                *w = p->oauth_next;
+        }
+        oauth_release(p->oauth);
+        p->oauth = NULL;
+    }
     loop_timer_free(p->tick);
     if (p->easy) {
         if (p->in_flight)
@@ -1187,6 +1664,11 @@ struct poller *poller_new(struct upstream_pool *pool, const struct poller_spec *
             if (strncasecmp(spec->headers[i], "content-type:", 13) == 0)
                 p->has_content_type = 1;
         }
+    }
+    if (spec->oauth2) {
+        p->oauth = oauth_acquire(pool, spec, p->timeout_ms, p->connect_timeout_ms, p->max_body);
+        if (p->oauth == NULL)
+            goto fail;
     }
     p->easy = curl_easy_init();
     if (p->easy == NULL || setup_easy(p) != 0)
