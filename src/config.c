@@ -82,6 +82,8 @@ static const struct choice methods[] = {{"GET", CONFIG_METHOD_GET},
                                         {"REPORT", CONFIG_METHOD_REPORT},
                                         {"QUERY", CONFIG_METHOD_QUERY},
                                         {NULL, 0}};
+static const struct choice oauth2_auths[] = {
+    {"basic", CONFIG_OAUTH2_BASIC}, {"post", CONFIG_OAUTH2_POST}, {NULL, 0}};
 static const struct choice algorithms[] = {{"HS256", CONFIG_AUTH_HS256},
                                            {"RS256", CONFIG_AUTH_RS256},
                                            {"ES256", CONFIG_AUTH_ES256},
@@ -93,6 +95,7 @@ _Static_assert(sizeof(enum config_log_level) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_log_format) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_auth_alg) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_method) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_oauth2_auth) == sizeof(int), "enum size");
 
 #define MS_S 1000ull
 #define MS_M (60 * MS_S)
@@ -310,6 +313,10 @@ static const struct key keys[] = {
     {UPS("oauth2_audience", T_STRING, oauth2_audience), .example = "https://api.example.com/",
      .help = "audience sent to the token endpoint (Auth0, Okta and others ask for it); not "
              "sent when unset."},
+    {UPS("oauth2_client_auth", T_ENUM, oauth2_client_auth), .def = "basic", .choices = oauth2_auths,
+     .help = "How the client authenticates to the token endpoint: basic (HTTP Basic, "
+             "client_secret_basic) or post (client_id and client_secret in the form, "
+             "client_secret_post)."},
 
     /* [allow] */
     {ALW("url_prefix", T_PREFIXES, url_prefix), .example = "https://api.example.com/",

@@ -27,6 +27,7 @@ enum config_mode { CONFIG_MODE_PATCH, CONFIG_MODE_SNAPSHOT };
 enum config_log_level { CONFIG_LOG_DEBUG, CONFIG_LOG_INFO, CONFIG_LOG_WARN, CONFIG_LOG_ERROR };
 enum config_log_format { CONFIG_LOG_TEXT, CONFIG_LOG_JSON };
 enum config_auth_alg { CONFIG_AUTH_OFF, CONFIG_AUTH_HS256, CONFIG_AUTH_RS256, CONFIG_AUTH_ES256 };
+enum config_oauth2_auth { CONFIG_OAUTH2_BASIC, CONFIG_OAUTH2_POST };
 enum config_method {
     CONFIG_METHOD_GET,
     CONFIG_METHOD_POST,
@@ -143,6 +144,7 @@ struct config_upstream {
     char *oauth2_client_secret_file; /* file holding the secret instead */
     char *oauth2_scope;
     char *oauth2_audience;
+    enum config_oauth2_auth oauth2_client_auth;
     /* Derived by config_read_files (not keys): the body to send (body, or the content of
      * body_file; NULL: none) and the client secret (oauth2_client_secret, or the first line of
      * its file; NULL: no OAuth2). Both owned by the config. */

@@ -332,6 +332,7 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
             o->client_secret = u->oauth2_secret;
             o->scope = u->oauth2_scope;
             o->audience = u->oauth2_audience;
+            o->secret_post = u->oauth2_client_auth == CONFIG_OAUTH2_POST;
             st->spec.poll.oauth2 = o;
         }
         st->spec.poll.query = (const char *const *)u->query.items;

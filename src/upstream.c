@@ -53,6 +53,7 @@ struct oauth_client {
     struct oauth_client *next;
     unsigned refs; /* pollers holding it (and oauth_done while it dispatches) */
     char *definition, *token_url, *client_id, *client_secret, *scope, *audience, *ca_file;
+    int secret_post; /* credentials in the form instead of HTTP Basic */
     int tls_no_verify;
     uint64_t timeout_ms, connect_timeout_ms;
     size_t max_body;
@@ -1193,7 +1194,9 @@ static int oauth_fetch(struct oauth_client *o)
 {
     struct buf form, cred, line;
     int rc = 0;
-    unsigned char b64[4 * ((2 * 3 * 1024 + 2) / 3) + 1];
+    unsigned char *b64 = NULL;
+    size_t b64len = 0;
+    struct curl_slist *h = NULL;
     buf_init(&form, 0);
     buf_init(&cred, 0);
     buf_init(&line, 0);
@@ -1206,20 +1209,30 @@ static int oauth_fetch(struct oauth_client *o)
         rc |= buf_puts(&form, "&audience=");
         put_encoded(&form, o->audience, strlen(o->audience), &rc);
     }
-    /* RFC 6749 2.3.1: the id and the secret are form-encoded before Basic encoding. */
-    put_encoded(&cred, o->client_id, strlen(o->client_id), &rc);
-    rc |= buf_puts(&cred, ":");
-    put_encoded(&cred, o->client_secret, strlen(o->client_secret), &rc);
-    if (rc == 0 && cred.len > 2 * 3 * 1024)
-        rc = -1;
-    if (rc == 0) {
-        EVP_EncodeBlock(b64, (const unsigned char *)cred.data, (int)cred.len);
-        rc |= buf_printf(&line, "Authorization: Basic %s", (const char *)b64);
+    /* RFC 6749 2.3.1: the id and the secret are form-encoded, then sent in the form
+     * (client_secret_post) or in HTTP Basic. */
+    if (o->secret_post) {
+        rc |= buf_puts(&form, "&client_id=");
+        put_encoded(&form, o->client_id, strlen(o->client_id), &rc);
+        rc |= buf_puts(&form, "&client_secret=");
+        put_encoded(&form, o->client_secret, strlen(o->client_secret), &rc);
+    } else {
+        put_encoded(&cred, o->client_id, strlen(o->client_id), &rc);
+        rc |= buf_puts(&cred, ":");
+        put_encoded(&cred, o->client_secret, strlen(o->client_secret), &rc);
+        b64len = 4 * ((cred.len + 2) / 3) + 1;
+        b64 = rc == 0 && cred.len < (1u << 20) ? malloc(b64len) : NULL;
+        if (b64 == NULL)
+            rc = -1;
+        if (rc == 0) {
+            EVP_EncodeBlock(b64, (const unsigned char *)cred.data, (int)cred.len);
+            rc |= buf_printf(&line, "Authorization: Basic %s", (const char *)b64);
+        }
+        if (rc == 0 && add_header(&h, line.data) != 0)
+            rc = -1;
     }
-    struct curl_slist *h = NULL;
     if (rc == 0 &&
-        (add_header(&h, line.data) != 0 ||
-         add_header(&h, "Content-Type: application/x-www-form-urlencoded") != 0 ||
+        (add_header(&h, "Content-Type: application/x-www-form-urlencoded") != 0 ||
          add_header(&h, "Accept: application/json") != 0 || add_header(&h, "Expect:") != 0))
         rc = -1;
     if (rc == 0) {
@@ -1239,8 +1252,15 @@ static int oauth_fetch(struct oauth_client *o)
         else
             o->in_flight = 1;
     }
+    /* Secrets do not outlive the request in freed memory. curl keeps its own copy of the form
+     * and of the header list, freed with the handle. */
     curl_slist_free_all(h);
-    explicit_bzero(b64, sizeof(b64));
+    if (b64) {
+        explicit_bzero(b64, b64len);
+        free(b64);
+    }
+    if (form.data)
+        explicit_bzero(form.data, form.len);
     if (cred.data)
         explicit_bzero(cred.data, cred.len);
     if (line.data)
@@ -1372,7 +1392,8 @@ static struct oauth_client *oauth_acquire(struct upstream_pool *pool,
         if (same_str(o->definition, c->definition) && same_str(o->token_url, c->token_url) &&
             same_str(o->client_id, c->client_id) && same_str(o->client_secret, c->client_secret) &&
             same_str(o->scope, c->scope) && same_str(o->audience, c->audience) &&
-            same_str(o->ca_file, spec->ca_file) && o->tls_no_verify == !!spec->tls_no_verify) {
+            same_str(o->ca_file, spec->ca_file) && o->tls_no_verify == !!spec->tls_no_verify &&
+            o->secret_post == !!c->secret_post) {
             o->refs++;
             return o;
         }
@@ -1391,6 +1412,7 @@ static struct oauth_client *oauth_acquire(struct upstream_pool *pool,
     o->audience = dup_opt(c->audience, &failed);
     o->ca_file = dup_opt(spec->ca_file, &failed);
     o->tls_no_verify = spec->tls_no_verify ? 1 : 0;
+    o->secret_post = c->secret_post ? 1 : 0;
     o->timeout_ms = timeout_ms;
     o->connect_timeout_ms = connect_timeout_ms;
     o->max_body = max_body;

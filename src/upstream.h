@@ -51,6 +51,7 @@ struct upstream_oauth2 {
     const char *client_secret;
     const char *scope;    /* NULL: not sent */
     const char *audience; /* NULL: not sent */
+    int secret_post;      /* 1: credentials in the form (client_secret_post); 0: HTTP Basic */
 };
 
 enum poll_outcome {

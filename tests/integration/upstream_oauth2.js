@@ -30,6 +30,8 @@ h.run('integration.upstream_oauth2', async (t) => {
     expires_in: EXPIRES });
   await up.mode('/token_bad', 'token', { fail: 'invalid_client' });
   await up.mode('/token_wrong', 'token', { client_id: CLIENT, client_secret: 'another' });
+  await up.mode('/token_post', 'token', { client_id: CLIENT, client_secret: SECRET,
+    expires_in: 60 });
 
   const oauth = (tokenPath, extra = {}) => ({
     oauth2_token_url: up.url(tokenPath), oauth2_client_id: CLIENT,
@@ -43,6 +45,8 @@ h.run('integration.upstream_oauth2', async (t) => {
         ...oauth('/token', { oauth2_scope: 'read write', oauth2_audience: 'https://api.example/' }) },
       bad: { url: up.url('/api'), interval: `${INTERVAL}ms`, ...oauth('/token_bad') },
       wrong: { url: up.url('/api'), interval: `${INTERVAL}ms`, ...oauth('/token_wrong') },
+      post_auth: { url: up.url('/api'), interval: `${INTERVAL}ms`,
+        ...oauth('/token_post', { oauth2_client_auth: 'post' }) },
     },
   });
 
@@ -150,6 +154,18 @@ h.run('integration.upstream_oauth2', async (t) => {
       assert.equal(bad.count('data'), 0);
     });
 
+  await t.step('oauth2_client_auth = post: the credentials in the form, no Basic', async () => {
+    const s = await h.openRaw(pc.base, '/streams/post_auth', { name: 'post_auth',
+      keepRaw: true });
+    await s.waitDoc(doc, T(5000));
+    s.close();
+    const tr = (await up.stats('/token_post')).requests;
+    assert.equal(tr.length, 1);
+    assert.equal(tr[0].authorization, undefined);
+    assert.equal(tr[0].body, 'grant_type=client_credentials&client_id=pollcast%3Aclient' +
+      `&client_secret=${encodeURIComponent(SECRET)}`);
+  });
+
   await t.step('no secret in any event, log line or metric', async () => {
     const issued = new Set();
     for (const r of (await up.stats('/api')).requests) {
@@ -160,7 +176,9 @@ h.run('integration.upstream_oauth2', async (t) => {
     const secrets = [SECRET, encodeURIComponent(SECRET), SECRET_Q, ...issued,
       Buffer.from(`${encodeURIComponent(CLIENT)}:`).toString('base64').slice(0, 12)];
     const metrics = (await h.request('GET', `${pc.base}/metrics`)).body;
-    const texts = { metrics, log: pc.stderr() };
+    const list = (await h.request('GET', `${pc.base}/streams`)).body;
+    assert.match(list, /"api"/, '/streams lists the upstream');
+    const texts = { metrics, list, log: pc.stderr() };
     for (const s of subs.filter((x) => x.keepRaw)) texts[s.name] = s.raw;
     for (const [where, text] of Object.entries(texts)) {
       for (const sec of secrets) {

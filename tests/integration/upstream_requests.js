@@ -218,7 +218,9 @@ h.run('integration.upstream_requests', async (t) => {
 
   await t.step('query values absent from events, logs and metrics', async () => {
     const metrics = (await h.request('GET', `${pc.base}/metrics`)).body;
-    const all = [metrics, pc.stderr(), ...streams.map((s) => s.raw)];
+    const list = (await h.request('GET', `${pc.base}/streams`)).body;
+    assert.match(list, /"get_q"/, '/streams lists the upstream');
+    const all = [metrics, list, pc.stderr(), ...streams.map((s) => s.raw)];
     for (const text of all) {
       assert.ok(!text.includes(SECRET_Q), `secret query value in: ${text.slice(0, 300)}`);
       assert.ok(!text.includes('Qs3cr3t'), 'encoded forms too');

@@ -1104,8 +1104,19 @@ static void test_requests(void)
     CHECK_STR(c.upstreams[0].oauth2_client_id, "me");
     CHECK_STR(c.upstreams[0].oauth2_scope, "a b");
     CHECK_STR(c.upstreams[0].oauth2_audience, "https://api/");
+    CHECK_INT(c.upstreams[0].oauth2_client_auth, CONFIG_OAUTH2_BASIC);
     REQUIRE(config_read_files(&c, err, sizeof err) == 0);
     CHECK_STR(c.upstreams[0].oauth2_secret, "SECRETVALUE");
+    config_dispose(&c);
+    EXPECT_ERR(one("upstream", "oauth2_client_auth", "post"),
+               "t.ini:3: oauth2_client_auth: needs oauth2_token_url");
+    EXPECT_ERR("[upstream t]\nurl = http://x/\noauth2_token_url = https://a/t\n"
+               "oauth2_client_id = me\noauth2_client_secret = s\noauth2_client_auth = jwt\n",
+               "t.ini:6: oauth2_client_auth: \"jwt\" is not one of basic, post");
+    REQUIRE(parse("[upstream t]\nurl = http://x/\noauth2_token_url = https://a/t\n"
+                  "oauth2_client_id = me\noauth2_client_secret = s\noauth2_client_auth = POST\n",
+                  &c) == 0);
+    CHECK_INT(c.upstreams[0].oauth2_client_auth, CONFIG_OAUTH2_POST);
     config_dispose(&c);
     EXPECT_ERR(one("upstream", "oauth2_client_id", "me"),
                "t.ini:3: oauth2_client_id: needs oauth2_token_url");
