@@ -491,10 +491,11 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *userdata)
         copy_field(p->cache_control, sizeof(p->cache_control), v, vlen);
     else if (name_is(line, namelen, "age") && p->cache_floor_max_ms)
         copy_field(p->age, sizeof(p->age), v, vlen);
-    else if (name_is(line, namelen, "location") && !p->adhoc && p->nheaders &&
+    else if (name_is(line, namelen, "location") && !p->adhoc && (p->nheaders || p->oauth) &&
              p->resp_status >= 300 && p->resp_status < 400 && vlen < 8192) {
         /* curl keeps Authorization and Cookie to the original host, but every other configured
-         * header (an API key) would follow a redirect anywhere: refuse other origins. */
+         * header (an API key) would follow a redirect anywhere: refuse other origins. With
+         * OAuth2 too: a bearer token is for the origin that asked for it. */
         char target[8192], there[1024];
         char *here = NULL;
         memcpy(target, v, vlen);

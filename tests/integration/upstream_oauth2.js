@@ -45,6 +45,8 @@ h.run('integration.upstream_oauth2', async (t) => {
         ...oauth('/token', { oauth2_scope: 'read write', oauth2_audience: 'https://api.example/' }) },
       bad: { url: up.url('/api'), interval: `${INTERVAL}ms`, ...oauth('/token_bad') },
       wrong: { url: up.url('/api'), interval: `${INTERVAL}ms`, ...oauth('/token_wrong') },
+      redir: { url: up.url('/hop'), interval: `${INTERVAL}ms`, ...oauth('/token_post',
+        { oauth2_client_auth: 'post' }) },
       post_auth: { url: up.url('/api'), interval: `${INTERVAL}ms`,
         ...oauth('/token_post', { oauth2_client_auth: 'post' }) },
     },
@@ -164,6 +166,17 @@ h.run('integration.upstream_oauth2', async (t) => {
     assert.equal(tr[0].authorization, undefined);
     assert.equal(tr[0].body, 'grant_type=client_credentials&client_id=pollcast%3Aclient' +
       `&client_secret=${encodeURIComponent(SECRET)}`);
+  });
+
+  await t.step('a redirect to another origin does not carry the token there', async () => {
+    // localhost and 127.0.0.1 are two origins: the hop is refused before it is requested.
+    await up.mode('/hop', 'redirect', { status: 302, location: `http://localhost:${up.port}/api2` });
+    await up.put('/api2', { other: true });
+    const s = await h.openRaw(pc.base, '/streams/redir', { name: 'redir', keepRaw: true });
+    subs.push(s);
+    const ev = await s.waitEvent('upstream-error', T(5000));
+    assert.equal(ev.json.detail, 'redirect to another origin refused (configured headers)');
+    assert.equal((await up.stats('/api2')).count, 0, 'nothing reached the other origin');
   });
 
   await t.step('no secret in any event, log line or metric', async () => {
