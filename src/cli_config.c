@@ -54,7 +54,7 @@ int cli_check_config(int argc, char **argv)
         return 2;
     }
     if (config_apply_env(&cfg, environ, err, sizeof err) != 0 ||
-        config_check_files(&cfg, err, sizeof err) != 0) {
+        config_read_files(&cfg, err, sizeof err) != 0) {
         fprintf(stderr, "%s\n", err);
         config_dispose(&cfg);
         return 2;

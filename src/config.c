@@ -40,6 +40,7 @@ enum type {
     T_PREFIXES, /* repeatable URL prefixes */
     T_ORIGINS,  /* repeatable CORS origins */
     T_CIDRS,    /* repeatable address ranges */
+    T_PARAMS,   /* repeatable "name=value" query parameters */
 };
 
 #define F_REQUIRED 1u /* no default; the section is incomplete without it */
@@ -74,6 +75,15 @@ static const struct choice log_levels[] = {{"error", CONFIG_LOG_ERROR},
                                            {NULL, 0}};
 static const struct choice log_formats[] = {
     {"text", CONFIG_LOG_TEXT}, {"json", CONFIG_LOG_JSON}, {NULL, 0}};
+static const struct choice methods[] = {{"GET", CONFIG_METHOD_GET},
+                                        {"POST", CONFIG_METHOD_POST},
+                                        {"PUT", CONFIG_METHOD_PUT},
+                                        {"PATCH", CONFIG_METHOD_PATCH},
+                                        {"REPORT", CONFIG_METHOD_REPORT},
+                                        {"QUERY", CONFIG_METHOD_QUERY},
+                                        {NULL, 0}};
+static const struct choice oauth2_auths[] = {
+    {"basic", CONFIG_OAUTH2_BASIC}, {"post", CONFIG_OAUTH2_POST}, {NULL, 0}};
 static const struct choice algorithms[] = {{"HS256", CONFIG_AUTH_HS256},
                                            {"RS256", CONFIG_AUTH_RS256},
                                            {"ES256", CONFIG_AUTH_ES256},
@@ -84,6 +94,8 @@ _Static_assert(sizeof(enum config_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_log_level) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_log_format) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_auth_alg) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_method) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_oauth2_auth) == sizeof(int), "enum size");
 
 #define MS_S 1000ull
 #define MS_M (60 * MS_S)
@@ -260,6 +272,53 @@ static const struct key keys[] = {
      .help = "Accept a body of any Content-Type (text/plain, application/octet-stream, ...) "
              "when it parses as JSON. Off: only application/json, text/json, *+json or no "
              "Content-Type are accepted, and other types are an upstream-error."},
+    {UPS("method", T_ENUM, method), .def = "GET", .choices = methods,
+     .help = "HTTP method of each poll. POST, PUT, PATCH, REPORT and QUERY send body or "
+             "body_file (search and GraphQL endpoints). Conditional requests (If-None-Match, "
+             "If-Modified-Since) are sent only with GET and QUERY. The method and the body are "
+             "part of the upstream's identity: a change ends its streams on reload."},
+    {UPS("body", T_STRING, body), .example = "{\"query\":\"{ prices { symbol last } }\"}",
+     .help = "Request body sent with each poll, as written (one line). Needs a method other "
+             "than GET; not with body_file."},
+    {UPS("body_file", T_PATH, body_file), .example = "/etc/pollcast/prices-query.json",
+     .help = "File whose bytes are the request body, read when pollcast starts and on each "
+             "reload (SIGHUP), at most 1 MiB. Needs a method other than GET; not with body."},
+    {UPS("content_type", T_STRING, content_type), .example = "application/graphql",
+     .help = "Content-Type of the request body. Default: application/json when a body is set; "
+             "only with body or body_file."},
+    {UPS("query", T_PARAMS, query), .flags = F_SECRET, .example = "api_key=SECRET",
+     .help = "Query parameter added to the URL of every request, as name=value (written plain: "
+             "pollcast percent-encodes it), after those the url already has. Repeatable. Kept "
+             "server-side like header: never shown to subscribers, in logs or in metrics."},
+    {UPS("respect_cache_control", T_BOOL, respect_cache_control), .def = "false",
+     .help = "Take the upstream's Cache-Control: max-age=N (less its Age) as a floor on the "
+             "poll interval: after such an answer the next poll waits at least N seconds, at "
+             "most max_interval. no-store, no-cache and max-age=0 set no floor."},
+    {UPS("oauth2_token_url", T_URL, oauth2_token_url), .example = "https://auth.example.com/token",
+     .help = "Turns on OAuth2 client credentials (RFC 6749 section 4.4): pollcast POSTs "
+             "grant_type=client_credentials here with HTTP Basic client authentication and sends "
+             "the access token it gets as Authorization: Bearer. One token per upstream, shared "
+             "by all its pollers, renewed before it expires and once when the upstream answers "
+             "401. The same tls_verify, ca_file, timeout and max_body apply."},
+    {UPS("oauth2_client_id", T_STRING, oauth2_client_id), .example = "pollcast",
+     .help = "The OAuth2 client id; required with oauth2_token_url."},
+    {UPS("oauth2_client_secret", T_STRING, oauth2_client_secret), .flags = F_SECRET,
+     .example = "SECRET",
+     .help = "The OAuth2 client secret. Never logged nor shown. Prefer "
+             "oauth2_client_secret_file or the environment."},
+    {UPS("oauth2_client_secret_file", T_PATH, oauth2_client_secret_file),
+     .example = "/run/secrets/prices-client-secret",
+     .help = "File whose first line is the client secret (read at start and on reload, at most "
+             "4 KiB); instead of oauth2_client_secret."},
+    {UPS("oauth2_scope", T_STRING, oauth2_scope), .example = "prices:read",
+     .help = "scope sent to the token endpoint; not sent when unset."},
+    {UPS("oauth2_audience", T_STRING, oauth2_audience), .example = "https://api.example.com/",
+     .help = "audience sent to the token endpoint (Auth0, Okta and others ask for it); not "
+             "sent when unset."},
+    {UPS("oauth2_client_auth", T_ENUM, oauth2_client_auth), .def = "basic", .choices = oauth2_auths,
+     .help = "How the client authenticates to the token endpoint: basic (HTTP Basic, "
+             "client_secret_basic) or post (client_id and client_secret in the form, "
+             "client_secret_post)."},
 
     /* [allow] */
     {ALW("url_prefix", T_PREFIXES, url_prefix), .example = "https://api.example.com/",
@@ -489,7 +548,7 @@ static const struct key *find_key(enum sec s, const char *name)
 static bool is_list(const struct key *k)
 {
     return k->type == T_HEADERS || k->type == T_NAMES || k->type == T_PREFIXES ||
-           k->type == T_ORIGINS || k->type == T_CIDRS;
+           k->type == T_ORIGINS || k->type == T_CIDRS || k->type == T_PARAMS;
 }
 
 static void *field(void *base, const struct key *k)
@@ -1032,6 +1091,15 @@ static char *list_item(const struct key *k, const char *v, char *msg, size_t ml)
             msgf(msg, ml, "out of memory");
         return s;
     }
+    case T_PARAMS: {
+        /* Never quote it: a query parameter may be an API key. */
+        const char *eq = strchr(v, '=');
+        if (eq == NULL || eq == v) {
+            msgf(msg, ml, "expected name=value (a parameter name, \"=\", a value)");
+            return NULL;
+        }
+        break;
+    }
     case T_ORIGINS: {
         if (strcmp(v, "*") == 0)
             break;
@@ -1194,7 +1262,8 @@ static int store(const struct key *k, void *base, const char *v, char *msg, size
     case T_HEADERS:
     case T_NAMES:
     case T_PREFIXES:
-    case T_ORIGINS: {
+    case T_ORIGINS:
+    case T_PARAMS: {
         char *item = list_item(k, v, msg, ml);
         if (item == NULL)
             return -1;
@@ -1627,6 +1696,99 @@ int config_redis_url_parse(const char *url, struct config_redis_addr *out, char 
     return 0;
 }
 
+/* True when v is a media type: type "/" subtype, both tokens, then optional "; parameters". */
+static bool is_media_type(const char *v)
+{
+    const char *p = v;
+    while (is_tchar(*p))
+        p++;
+    if (p == v || *p != '/')
+        return false;
+    const char *sub = ++p;
+    while (is_tchar(*p))
+        p++;
+    if (p == sub)
+        return false;
+    while (is_space(*p))
+        p++;
+    return *p == '\0' || *p == ';';
+}
+
+/* Checks the request keys of upstream u: method, body, body_file, content_type and the OAuth2
+ * group. */
+static int check_request(const struct config *cfg, const struct config_upstream *u, char *err,
+                         size_t errlen)
+{
+    const struct key *kmethod = find_key(SEC_UPSTREAM, "method");
+    const struct key *kbody = find_key(SEC_UPSTREAM, "body");
+    const struct key *kfile = find_key(SEC_UPSTREAM, "body_file");
+    const struct key *kct = find_key(SEC_UPSTREAM, "content_type");
+    const struct key *ktok = find_key(SEC_UPSTREAM, "oauth2_token_url");
+    const struct key *kid = find_key(SEC_UPSTREAM, "oauth2_client_id");
+    const struct key *ksec = find_key(SEC_UPSTREAM, "oauth2_client_secret");
+    const struct key *ksfile = find_key(SEC_UPSTREAM, "oauth2_client_secret_file");
+    char at[320];
+    if (u->body != NULL && u->body_file != NULL) {
+        where(cfg, blame(u, kbody, kfile), u, at, sizeof at);
+        return report(err, errlen, at, "body and body_file: set one of them, not both");
+    }
+    bool has_body = u->body != NULL || u->body_file != NULL;
+    if (has_body && u->method == CONFIG_METHOD_GET) {
+        const struct key *k = u->body ? kbody : kfile;
+        where(cfg, blame(u, k, kmethod), u, at, sizeof at);
+        return report(err, errlen, at,
+                      "%s: a body needs method = POST, PUT, PATCH, REPORT or QUERY (the method "
+                      "is GET)",
+                      k->name);
+    }
+    if (u->content_type != NULL && !has_body) {
+        where(cfg, kct, u, at, sizeof at);
+        return report(err, errlen, at, "content_type: only with body or body_file");
+    }
+    if (u->content_type != NULL &&
+        (strlen(u->content_type) > 200 || !is_media_type(u->content_type))) {
+        char q[96];
+        quote(u->content_type, q, sizeof q);
+        where(cfg, kct, u, at, sizeof at);
+        return report(err, errlen, at,
+                      "content_type: \"%s\" is not a media type of at most 200 bytes (use "
+                      "type/subtype, such as application/json)",
+                      q);
+    }
+    if (u->oauth2_token_url == NULL) {
+        for (size_t i = 0; i < NKEYS; i++) {
+            const struct key *k = &keys[i];
+            if (k->sec == SEC_UPSTREAM && strncmp(k->name, "oauth2_", 7) == 0 &&
+                key_line(u, k) != 0) {
+                where(cfg, k, u, at, sizeof at);
+                return report(err, errlen, at, "%s: needs oauth2_token_url", k->name);
+            }
+        }
+        return 0;
+    }
+    if (strncmp(u->oauth2_token_url, "builtin:", 8) == 0) {
+        where(cfg, ktok, u, at, sizeof at);
+        return report(err, errlen, at, "oauth2_token_url: must be an http:// or https:// URL");
+    }
+    if (u->oauth2_client_id == NULL) {
+        where(cfg, ktok, u, at, sizeof at);
+        return report(err, errlen, at, "oauth2_token_url: needs oauth2_client_id");
+    }
+    if (u->oauth2_client_secret != NULL && u->oauth2_client_secret_file != NULL) {
+        where(cfg, blame(u, ksec, ksfile), u, at, sizeof at);
+        return report(err, errlen, at,
+                      "oauth2_client_secret and oauth2_client_secret_file: set one of them, "
+                      "not both");
+    }
+    if (u->oauth2_client_secret == NULL && u->oauth2_client_secret_file == NULL) {
+        where(cfg, kid, u, at, sizeof at);
+        return report(err, errlen, at,
+                      "oauth2_client_id: needs oauth2_client_secret or "
+                      "oauth2_client_secret_file");
+    }
+    return 0;
+}
+
 /* Checks what no single value shows. Idempotent: the environment may change a config that
  * passed, and it is then checked again. */
 static int finalize(struct config *cfg, char *err, size_t errlen)
@@ -1639,7 +1801,8 @@ static int finalize(struct config *cfg, char *err, size_t errlen)
             where(cfg, kurl, u, at, sizeof at);
             return report(err, errlen, at, "[upstream %s]: missing required key \"url\"", u->name);
         }
-        if (check_intervals(cfg, SEC_UPSTREAM, u, err, errlen) != 0)
+        if (check_intervals(cfg, SEC_UPSTREAM, u, err, errlen) != 0 ||
+            check_request(cfg, u, err, errlen) != 0)
             return -1;
     }
     if (check_intervals(cfg, SEC_ALLOW, &cfg->allow, err, errlen) != 0)
@@ -2040,8 +2203,14 @@ void config_dispose(struct config *cfg)
         return;
     section_dispose(SEC_SERVER, &cfg->server);
     for (size_t i = 0; i < cfg->n_upstreams; i++) {
-        section_dispose(SEC_UPSTREAM, &cfg->upstreams[i]);
-        free(cfg->upstreams[i].name);
+        struct config_upstream *u = &cfg->upstreams[i];
+        section_dispose(SEC_UPSTREAM, u);
+        free(u->name);
+        free(u->request_body);
+        if (u->oauth2_secret != NULL) {
+            explicit_bzero(u->oauth2_secret, strlen(u->oauth2_secret));
+            free(u->oauth2_secret);
+        }
     }
     free(cfg->upstreams);
     section_dispose(SEC_ALLOW, &cfg->allow);
@@ -2279,6 +2448,136 @@ int config_check_files(const struct config *cfg, char *err, size_t errlen)
                       errlen);
 }
 
+/* Reads at most max bytes of the file at path into *out (malloc'd, NUL-terminated, *len bytes).
+ * Returns 0, or -1 with the reason in msg (never the content). */
+static int read_small_file(const char *path, size_t max, char **out, size_t *len, char *msg,
+                           size_t ml)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return msgf(msg, ml, "%s", strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return msgf(msg, ml, "not a regular file");
+    }
+    char *data = malloc(max + 1);
+    size_t n = 0;
+    int rc = 0;
+    if (data == NULL) {
+        rc = msgf(msg, ml, "out of memory");
+        goto out;
+    }
+    /* One byte past the bound tells a file that is too large. */
+    while (n <= max) {
+        ssize_t r = read(fd, data + n, max + 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = msgf(msg, ml, "%s", strerror(errno));
+            goto out;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    if (n > max) {
+        char lim[32];
+        fmt_size(max, lim, sizeof lim);
+        rc = msgf(msg, ml, "larger than %s", lim);
+        goto out;
+    }
+    data[n] = '\0';
+    *out = data;
+    *len = n;
+    data = NULL;
+out:
+    free(data);
+    close(fd);
+    return rc;
+}
+
+static int read_upstream_files(const struct config *cfg, struct config_upstream *u, char *err,
+                               size_t errlen)
+{
+    char at[320], q[96], msg[256];
+    free(u->request_body);
+    u->request_body = NULL;
+    u->request_body_len = 0;
+    if (u->oauth2_secret != NULL) {
+        explicit_bzero(u->oauth2_secret, strlen(u->oauth2_secret));
+        free(u->oauth2_secret);
+        u->oauth2_secret = NULL;
+    }
+    if (u->body != NULL) {
+        u->request_body = strdup(u->body);
+        if (u->request_body == NULL)
+            return report(err, errlen, cfg->source ? cfg->source : "config", "out of memory");
+        u->request_body_len = strlen(u->body);
+    } else if (u->body_file != NULL &&
+               read_small_file(u->body_file, CONFIG_MAX_BODY_FILE, &u->request_body,
+                               &u->request_body_len, msg, sizeof msg) != 0) {
+        quote(u->body_file, q, sizeof q);
+        where(cfg, find_key(SEC_UPSTREAM, "body_file"), u, at, sizeof at);
+        return report(err, errlen, at, "body_file: cannot read \"%s\": %s", q, msg);
+    }
+    if (u->oauth2_token_url == NULL)
+        return 0;
+    if (u->oauth2_client_secret != NULL) {
+        u->oauth2_secret = strdup(u->oauth2_client_secret);
+        if (u->oauth2_secret == NULL)
+            return report(err, errlen, cfg->source ? cfg->source : "config", "out of memory");
+        return 0;
+    }
+    const struct key *k = find_key(SEC_UPSTREAM, "oauth2_client_secret_file");
+    size_t len = 0;
+    char *data = NULL;
+    quote(u->oauth2_client_secret_file, q, sizeof q);
+    if (read_small_file(u->oauth2_client_secret_file, CONFIG_MAX_SECRET_FILE, &data, &len, msg,
+                        sizeof msg) != 0) {
+        where(cfg, k, u, at, sizeof at);
+        return report(err, errlen, at, "%s: cannot read \"%s\": %s", k->name, q, msg);
+    }
+    /* The first line, without its end and trailing spaces, as secret files are usually written. */
+    size_t n = 0;
+    while (n < len && data[n] != '\r' && data[n] != '\n')
+        n++;
+    bool nul = memchr(data, '\0', n) != NULL;
+    while (n > 0 && is_space(data[n - 1]))
+        n--;
+    data[n] = '\0';
+    bool bad = nul || n == 0 || has_ctl(data, false);
+    if (bad) {
+        explicit_bzero(data, len);
+        free(data);
+        where(cfg, k, u, at, sizeof at);
+        return report(err, errlen, at,
+                      "%s: \"%s\" must hold the secret on its first line (no NUL, no other "
+                      "control character)",
+                      k->name, q);
+    }
+    u->oauth2_secret = data;
+    return 0;
+}
+
+int config_read_files(struct config *cfg, char *err, size_t errlen)
+{
+    if (config_check_files(cfg, err, errlen) != 0)
+        return -1;
+    for (size_t i = 0; i < cfg->n_upstreams; i++)
+        if (read_upstream_files(cfg, &cfg->upstreams[i], err, errlen) != 0)
+            return -1;
+    return 0;
+}
+
+const char *config_method_name(enum config_method m)
+{
+    for (const struct choice *c = methods; c->name; c++)
+        if (c->value == (int)m)
+            return c->name;
+    return "GET";
+}
+
 const struct config_upstream *config_find_upstream(const struct config *cfg, const char *name)
 {
     for (size_t i = 0; i < cfg->n_upstreams; i++)
@@ -2326,7 +2625,8 @@ bool config_upstream_equal(const struct config_upstream *a, const struct config_
         case T_HEADERS:
         case T_NAMES:
         case T_PREFIXES:
-        case T_ORIGINS: {
+        case T_ORIGINS:
+        case T_PARAMS: {
             const struct config_list *la = fa, *lb = fb;
             if (la->n != lb->n)
                 return false;
@@ -2340,7 +2640,11 @@ bool config_upstream_equal(const struct config_upstream *a, const struct config_
             break; /* no upstream key has these types */
         }
     }
-    return true;
+    /* What files held when they were read: a new body or secret in the same file is a change. */
+    if (a->request_body_len != b->request_body_len ||
+        (a->request_body_len && memcmp(a->request_body, b->request_body, a->request_body_len)))
+        return false;
+    return str_eq(a->oauth2_secret, b->oauth2_secret);
 }
 
 int config_env_name(struct buf *out, const char *name)
@@ -2410,6 +2714,8 @@ static const char *type_name(const struct key *k)
         return "Repeatable, origin";
     case T_CIDRS:
         return "Repeatable, address range";
+    case T_PARAMS:
+        return "Repeatable, name=value";
     }
     return "?";
 }

@@ -27,6 +27,19 @@ enum config_mode { CONFIG_MODE_PATCH, CONFIG_MODE_SNAPSHOT };
 enum config_log_level { CONFIG_LOG_DEBUG, CONFIG_LOG_INFO, CONFIG_LOG_WARN, CONFIG_LOG_ERROR };
 enum config_log_format { CONFIG_LOG_TEXT, CONFIG_LOG_JSON };
 enum config_auth_alg { CONFIG_AUTH_OFF, CONFIG_AUTH_HS256, CONFIG_AUTH_RS256, CONFIG_AUTH_ES256 };
+enum config_oauth2_auth { CONFIG_OAUTH2_BASIC, CONFIG_OAUTH2_POST };
+enum config_method {
+    CONFIG_METHOD_GET,
+    CONFIG_METHOD_POST,
+    CONFIG_METHOD_PUT,
+    CONFIG_METHOD_PATCH,
+    CONFIG_METHOD_REPORT,
+    CONFIG_METHOD_QUERY
+};
+
+/* Bounds of what an upstream's request may carry (documented in config.example.ini). */
+#define CONFIG_MAX_BODY_FILE   (1024 * 1024) /* body_file */
+#define CONFIG_MAX_SECRET_FILE 4096          /* oauth2_client_secret_file */
 
 /* A listen address: a numeric IPv4 or IPv6 host and a port (0: any free port). */
 struct config_addr {
@@ -119,7 +132,26 @@ struct config_upstream {
     bool tls_verify;
     char *ca_file;                /* NULL: the system's CA store */
     bool accept_any_content_type; /* any Content-Type whose body parses as JSON */
-    int line;                     /* of the section header; -1 made by the environment */
+    enum config_method method;
+    char *body;                 /* inline request body; NULL: none */
+    char *body_file;            /* file holding the request body; NULL: none */
+    char *content_type;         /* of the body; NULL: application/json */
+    struct config_list query;   /* "name=value" appended to the URL; secrets: never log them */
+    bool respect_cache_control; /* Cache-Control: max-age is a floor on the interval */
+    char *oauth2_token_url;     /* NULL: no OAuth2 */
+    char *oauth2_client_id;
+    char *oauth2_client_secret;      /* a secret */
+    char *oauth2_client_secret_file; /* file holding the secret instead */
+    char *oauth2_scope;
+    char *oauth2_audience;
+    enum config_oauth2_auth oauth2_client_auth;
+    /* Derived by config_read_files (not keys): the body to send (body, or the content of
+     * body_file; NULL: none) and the client secret (oauth2_client_secret, or the first line of
+     * its file; NULL: no OAuth2). Both owned by the config. */
+    char *request_body;
+    size_t request_body_len;
+    char *oauth2_secret;
+    int line; /* of the section header; -1 made by the environment */
     struct config_origin origin;
 };
 
@@ -226,6 +258,16 @@ int config_apply_env(struct config *cfg, char *const *env, char *err, size_t err
 /* Checks that the files the config names (public_key_file, ca_file) can be opened for reading.
  * Returns 0, or -1 with "file:line: message" in err. */
 int config_check_files(const struct config *cfg, char *err, size_t errlen);
+
+/* Runs config_check_files, then reads what the config holds by reference: each upstream's
+ * body_file (at most CONFIG_MAX_BODY_FILE bytes) into request_body, and its
+ * oauth2_client_secret_file (at most CONFIG_MAX_SECRET_FILE bytes, its first line) into
+ * oauth2_secret; inline body and oauth2_client_secret are copied there too. Returns 0, or -1 with
+ * "file:line: message" in err (never the secret); cfg is then only fit for config_dispose. */
+int config_read_files(struct config *cfg, char *err, size_t errlen);
+
+/* Returns the method name of m ("GET", "POST", ...). Cannot fail. */
+const char *config_method_name(enum config_method m);
 
 /* Returns the upstream called name, or NULL. The pointer lives as long as cfg is not changed. */
 const struct config_upstream *config_find_upstream(const struct config *cfg, const char *name);

@@ -992,6 +992,8 @@ static enum MHD_Result route_stream(struct http_server *srv, struct MHD_Connecti
     rc = MHD_NO;
     if (buf_printf(&key, "s:%s|%llu", st->name, (unsigned long long)spec.poll.interval_ms) != 0)
         goto out;
+    if (st->request_id && buf_printf(&key, "|%s", st->request_id) != 0)
+        goto out;
     for (size_t i = 0; i < spec.poll.nheaders && nlines < CONFIG_MAX_LIST_ITEMS; i++)
         lines[nlines++] = spec.poll.headers[i];
     for (const char *const *f = st->forward_headers; f && *f && nfwd < CONFIG_MAX_LIST_ITEMS; f++) {

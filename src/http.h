@@ -24,6 +24,8 @@ struct http_stream {
     uint64_t max_interval_ms;
     enum hub_mode mode;                 /* default mode */
     const char *const *forward_headers; /* client header names passed upstream; NULL: none */
+    const char *request_id; /* method and body digest ("POST.1a2b..."), part of the topic key so
+                               that another body is another topic; NULL: a GET */
 };
 
 struct http_params {

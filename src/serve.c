@@ -4,6 +4,7 @@
  * removed and changed ones end their streams, new ones are served; what the listening socket was
  * started with needs a restart. */
 #include <errno.h>
+#include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "cli.h"
 #include "config.h"
 #include "http.h"
@@ -36,6 +38,8 @@ struct wiring {
     const char **adhoc_ids;
     const char **forward; /* [allow] forward_header names */
     const char ***fwd;    /* per stream: its forward_header names, NULL-terminated */
+    char **req_ids;       /* per stream: method and body digest (topic key part), or NULL */
+    struct upstream_oauth2 *oauth2; /* per stream: its OAuth2 client (strings: the config's) */
     struct auth *auth;
 };
 
@@ -166,8 +170,12 @@ static void wiring_dispose(struct wiring *w, size_t nstreams)
             free(w->demo_urls[i]);
         if (w->fwd)
             free(w->fwd[i]);
+        if (w->req_ids)
+            free(w->req_ids[i]);
     }
     free(w->fwd);
+    free(w->req_ids);
+    free(w->oauth2);
     free(w->streams);
     free(w->id_keys);
     free(w->demo_urls);
@@ -211,6 +219,31 @@ static char *demo_url(const struct config_addr *listen, unsigned port)
     return buf_steal(&b, NULL);
 }
 
+/* The request of upstream u as part of its topic key: "POST.<digest>", the digest being the
+ * first 64 bits of SHA-256 over the content type and the body (the body itself may be long).
+ * Returns a malloc'd string, or NULL on failure. */
+static char *request_identity(const struct config_upstream *u)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    const char *ct = u->content_type ? u->content_type : "";
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+             EVP_DigestUpdate(ctx, ct, strlen(ct) + 1) == 1 &&
+             (u->request_body_len == 0 ||
+              EVP_DigestUpdate(ctx, u->request_body, u->request_body_len) == 1) &&
+             EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen >= 8;
+    EVP_MD_CTX_free(ctx);
+    if (!ok)
+        return NULL;
+    struct buf b;
+    buf_init(&b, 0);
+    buf_printf(&b, "%s.", config_method_name(u->method));
+    for (int i = 0; i < 8; i++)
+        buf_printf(&b, "%02x", md[i]);
+    return buf_steal(&b, NULL);
+}
+
 /* Returns 0, or -1 with a message in err (a rule or key the security modules refuse, OOM). */
 static int build_wiring(const struct config *cfg, struct wiring *w, struct http_params *hp,
                         struct hub_params *hubp, char *err, size_t errlen)
@@ -222,12 +255,14 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
     w->id_keys = calloc(n ? n : 1, sizeof(*w->id_keys));
     w->demo_urls = calloc(n ? n : 1, sizeof(*w->demo_urls));
     w->fwd = calloc(n ? n : 1, sizeof(*w->fwd));
+    w->req_ids = calloc(n ? n : 1, sizeof(*w->req_ids));
+    w->oauth2 = calloc(n ? n : 1, sizeof(*w->oauth2));
     w->cors = list_view(&s->cors_origin);
     w->adhoc_ids = id_keys_view(cfg->allow.id_key);
     w->forward = list_view(&cfg->allow.forward_header);
     snprintf(err, errlen, "out of memory");
-    if (!w->streams || !w->id_keys || !w->demo_urls || !w->fwd || !w->cors || !w->adhoc_ids ||
-        !w->forward)
+    if (!w->streams || !w->id_keys || !w->demo_urls || !w->fwd || !w->req_ids || !w->oauth2 ||
+        !w->cors || !w->adhoc_ids || !w->forward)
         return -1;
     char why[256];
     w->allow = ssrf_prefixes_new(&cfg->allow.url_prefix, why, sizeof(why));
@@ -273,6 +308,30 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
         st->spec.poll.tls_no_verify = !u->tls_verify;
         st->spec.poll.ca_file = u->ca_file;
         st->spec.any_content_type = u->accept_any_content_type;
+        if (u->method != CONFIG_METHOD_GET) {
+            st->spec.poll.method = config_method_name(u->method);
+            st->spec.poll.body = u->request_body;
+            st->spec.poll.body_len = u->request_body_len;
+            st->spec.poll.content_type = u->content_type;
+            w->req_ids[i] = request_identity(u);
+            if (w->req_ids[i] == NULL)
+                return -1;
+            st->request_id = w->req_ids[i];
+        }
+        if (u->oauth2_token_url != NULL) {
+            struct upstream_oauth2 *o = &w->oauth2[i];
+            o->definition = u->name;
+            o->token_url = u->oauth2_token_url;
+            o->client_id = u->oauth2_client_id;
+            o->client_secret = u->oauth2_secret;
+            o->scope = u->oauth2_scope;
+            o->audience = u->oauth2_audience;
+            o->secret_post = u->oauth2_client_auth == CONFIG_OAUTH2_POST;
+            st->spec.poll.oauth2 = o;
+        }
+        st->spec.poll.query = (const char *const *)u->query.items;
+        st->spec.poll.nquery = u->query.n;
+        st->spec.poll.cache_floor_max_ms = u->respect_cache_control ? u->max_interval_ms : 0;
         if (strcmp(u->url, CONFIG_DEMO_URL) == 0)
             hp->demo = 1;
     }
@@ -355,7 +414,7 @@ static int read_config(const char *file, struct config *cfg, char *err, size_t e
     if (rc == 0)
         rc = config_apply_env(cfg, environ, err, errlen);
     if (rc == 0)
-        rc = config_check_files(cfg, err, errlen);
+        rc = config_read_files(cfg, err, errlen);
     if (rc != 0)
         config_dispose(cfg);
     return rc;
@@ -387,7 +446,9 @@ static int retire_pred(void *arg, const char *key)
     struct retire_ctx *rc = arg;
     char buf[4096];
     if (key[0] == 's') {
-        const char *bar = strrchr(key, '|');
+        /* Names hold no '|': the first one ends the name (forwarded headers and the request
+         * identity follow it). */
+        const char *bar = strchr(key, '|');
         size_t n = bar ? (size_t)(bar - key - 2) : strlen(key + 2);
         if (n >= sizeof(buf))
             return 1;

@@ -4,8 +4,10 @@
  * request, and one tick timer that drives both the fixed-rate schedule and the backoff. */
 #include "upstream.h"
 
+#include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +41,39 @@ struct upstream_pool {
     void *policy_arg;
     upstream_url_policy url_policy;
     void *url_policy_arg;
+    struct oauth_client *oauths; /* OAuth2 clients of the pollers, one per definition */
+};
+
+/* One OAuth2 client credentials client, shared by every poller of an upstream definition: the
+ * token is fetched on the pool's multi handle (never blocking), cached until shortly before it
+ * expires, fetched again in the background while polls use it, and dropped when a poll gets a
+ * 401 with it. Pollers that need a token while none is valid wait on it. */
+struct oauth_client {
+    struct upstream_pool *pool;
+    struct oauth_client *next;
+    unsigned refs; /* pollers holding it (and oauth_done while it dispatches) */
+    char *definition, *token_url, *client_id, *client_secret, *scope, *audience, *ca_file;
+    int secret_post; /* credentials in the form instead of HTTP Basic */
+    int tls_no_verify;
+    uint64_t timeout_ms, connect_timeout_ms;
+    size_t max_body;
+
+    CURL *easy;
+    struct curl_slist *req_headers;
+    int in_flight;
+    struct buf resp;
+    long resp_status;
+    size_t header_bytes;
+    int over_cap;
+    char errbuf[CURL_ERROR_SIZE];
+
+    char *auth_line;       /* "Authorization: Bearer <token>"; NULL: none */
+    uint64_t gen;          /* counts the tokens fetched */
+    uint64_t usable_until; /* loop time after which the token is not sent any more */
+    int used;              /* a poll sent the current token */
+    struct loop_timer *refresh;
+    struct poller *waiters; /* pollers waiting for a token, linked by oauth_next */
+    char error[256];        /* why the last fetch failed: no secret */
 };
 
 struct poller {
@@ -56,7 +91,14 @@ struct poller {
     int tls_no_verify;
     char **headers;
     size_t nheaders;
-    int has_accept; /* a configured header replaces our Accept */
+    int has_accept;       /* a configured header replaces our Accept */
+    int has_content_type; /* a configured header replaces our Content-Type */
+    char *method;         /* NULL: GET */
+    char *req_body;       /* NULL: none */
+    size_t req_body_len;
+    char *req_content_type;
+    int conditional;             /* the method allows If-None-Match / If-Modified-Since */
+    uint64_t cache_floor_max_ms; /* 0: Cache-Control is not looked at */
     uint64_t interval_ms, timeout_ms, connect_timeout_ms, backoff_max_ms;
     size_t max_body;
     int adhoc;
@@ -70,7 +112,12 @@ struct poller {
 
     int in_flight;
     int in_callback;
-    int closing; /* poller_free was called from the callback: free once it returns */
+    struct oauth_client *oauth; /* NULL: no OAuth2 */
+    struct poller *oauth_next;  /* in oauth->waiters */
+    int oauth_waiting;          /* waits for a token: no request in flight, ticks skipped */
+    uint64_t token_gen;         /* the token the request in flight carries */
+    int auth_retried;           /* this poll already fetched a token again after a 401 */
+    int closing;                /* poller_free was called from the callback: free once it returns */
 
     /* Validators of the last accepted 200, sent as conditions. */
     char etag[256];
@@ -86,6 +133,8 @@ struct poller {
     char resp_etag[256];
     char resp_last_modified[64];
     char retry_after[64];
+    char cache_control[256];
+    char age[32];
     char content_type[128];
     char policy_why[128];
     char errbuf[CURL_ERROR_SIZE];
@@ -94,6 +143,10 @@ struct poller {
 };
 
 static void check_done(struct upstream_pool *pool);
+static void oauth_done(struct oauth_client *o, CURLcode rc);
+static void oauth_release(struct oauth_client *o);
+static int oauth_token_for(struct poller *p);
+static int start_transfer(struct poller *p);
 
 /* ---- small helpers ---- */
 
@@ -164,6 +217,114 @@ out:
     curl_free(port);
     curl_url_cleanup(u);
     return rc;
+}
+
+static void put_encoded(struct buf *b, const char *s, size_t n, int *rc)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n && *rc == 0; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '.' || c == '_' || c == '~';
+        if (plain) {
+            *rc |= buf_append(b, (const char *)&s[i], 1);
+        } else {
+            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+            *rc |= buf_append(b, e, 3);
+        }
+    }
+}
+
+char *upstream_url_add_query(const char *url, const char *const *pairs, size_t n)
+{
+    struct buf b;
+    int rc = 0;
+    buf_init(&b, 0);
+    rc |= buf_puts(&b, url);
+    const char *q = strchr(url, '?');
+    char last = url[0] ? url[strlen(url) - 1] : '\0';
+    int need_sep = q == NULL ? 0 : (last != '?' && last != '&');
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const char *eq = strchr(pairs[i], '=');
+        size_t nlen = eq ? (size_t)(eq - pairs[i]) : strlen(pairs[i]);
+        if (q == NULL && i == 0)
+            rc |= buf_puts(&b, "?");
+        else if (need_sep || i > 0)
+            rc |= buf_puts(&b, "&");
+        put_encoded(&b, pairs[i], nlen, &rc);
+        if (eq) {
+            rc |= buf_puts(&b, "=");
+            put_encoded(&b, eq + 1, strlen(eq + 1), &rc);
+        }
+    }
+    if (rc != 0) {
+        buf_dispose(&b);
+        return NULL;
+    }
+    return buf_steal(&b, NULL);
+}
+
+/* Reads a number of seconds at *s (digits, or digits in double quotes). Returns 0 and advances
+ * *s, or -1. Large values saturate. */
+static int read_seconds(const char **s, uint64_t *out)
+{
+    const char *p = *s;
+    int quoted = *p == '"';
+    p += quoted;
+    if (*p < '0' || *p > '9')
+        return -1;
+    uint64_t v = 0;
+    for (; *p >= '0' && *p <= '9'; p++)
+        v = v < 1000000000000ull ? v * 10 + (uint64_t)(*p - '0') : v;
+    if (quoted && *p++ != '"')
+        return -1;
+    *s = p;
+    *out = v;
+    return 0;
+}
+
+uint64_t upstream_fresh_seconds(const char *cache_control, const char *age)
+{
+    uint64_t max_age = 0, age_s = 0;
+    int have = 0;
+    const char *p = cache_control ? cache_control : "";
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *name = p;
+        while (*p && *p != '=' && *p != ',' && *p != ' ' && *p != '\t')
+            p++;
+        size_t n = (size_t)(p - name);
+        if (name_is(name, n, "no-store") || name_is(name, n, "no-cache"))
+            return 0;
+        if (*p == '=') {
+            p++;
+            uint64_t v;
+            const char *vp = p;
+            if (name_is(name, n, "max-age") && read_seconds(&vp, &v) == 0) {
+                max_age = v;
+                have = 1;
+            }
+            /* Skip the value, quoted strings included. */
+            if (*p == '"') {
+                p++;
+                while (*p && *p != '"')
+                    p += (*p == '\\' && p[1]) ? 2 : 1;
+                if (*p == '"')
+                    p++;
+            }
+            while (*p && *p != ',')
+                p++;
+        } else {
+            while (*p && *p != ',')
+                p++;
+        }
+    }
+    if (!have)
+        return 0;
+    if (age != NULL && read_seconds(&age, &age_s) != 0)
+        age_s = 0;
+    return max_age > age_s ? max_age - age_s : 0;
 }
 
 /* ---- curl <-> loop glue ---- */
@@ -292,7 +453,7 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *userdata)
     if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) {
         p->resp_status = 0;
         p->resp_etag[0] = p->resp_last_modified[0] = p->retry_after[0] = '\0';
-        p->content_type[0] = '\0';
+        p->content_type[0] = p->cache_control[0] = p->age[0] = '\0';
         const char *sp = memchr(line, ' ', n);
         if (sp && (size_t)(sp - line) + 4 <= n) {
             long code = 0;
@@ -326,10 +487,15 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *userdata)
         copy_field(p->retry_after, sizeof(p->retry_after), v, vlen);
     else if (name_is(line, namelen, "content-type"))
         copy_field(p->content_type, sizeof(p->content_type), v, vlen);
-    else if (name_is(line, namelen, "location") && !p->adhoc && p->nheaders &&
+    else if (name_is(line, namelen, "cache-control") && p->cache_floor_max_ms)
+        copy_field(p->cache_control, sizeof(p->cache_control), v, vlen);
+    else if (name_is(line, namelen, "age") && p->cache_floor_max_ms)
+        copy_field(p->age, sizeof(p->age), v, vlen);
+    else if (name_is(line, namelen, "location") && !p->adhoc && (p->nheaders || p->oauth) &&
              p->resp_status >= 300 && p->resp_status < 400 && vlen < 8192) {
         /* curl keeps Authorization and Cookie to the original host, but every other configured
-         * header (an API key) would follow a redirect anywhere: refuse other origins. */
+         * header (an API key) would follow a redirect anywhere: refuse other origins. With
+         * OAuth2 too: a bearer token is for the origin that asked for it. */
         char target[8192], there[1024];
         char *here = NULL;
         memcpy(target, v, vlen);
@@ -578,6 +744,27 @@ static int is_redirect(long status)
     return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
 }
 
+/* After an answer that confirms the document (a body taken, or a 304): when the upstream said
+ * how long it stays fresh (Cache-Control: max-age, less Age) and that is longer than the
+ * interval, the next poll waits for it, at most cache_floor_max_ms. */
+static void apply_cache_floor(struct poller *p)
+{
+    if (p->cache_floor_max_ms == 0)
+        return;
+    uint64_t fresh = upstream_fresh_seconds(p->cache_control, p->age[0] ? p->age : NULL);
+    if (fresh == 0)
+        return;
+    uint64_t ms = fresh > p->cache_floor_max_ms / 1000 + 1 ? p->cache_floor_max_ms : fresh * 1000;
+    if (ms > p->cache_floor_max_ms)
+        ms = p->cache_floor_max_ms;
+    if (ms <= p->interval_ms)
+        return;
+    uint64_t now = loop_now_ms(p->pool->loop);
+    p->next_tick = now + ms;
+    p->anchored = 1;
+    loop_timer_start(p->tick, ms);
+}
+
 /* Handles a finished transfer: reports it, then schedules what comes next. */
 static void request_done(struct poller *p, CURLcode rc)
 {
@@ -618,6 +805,22 @@ static void request_done(struct poller *p, CURLcode rc)
         fail(p, &r, NULL);
         return;
     }
+    if (rc == CURLE_OK && status == 401 && p->oauth && !p->auth_retried) {
+        /* The token may have been revoked: drop it, unless another poll already got a newer
+         * one, and try once more with a fresh one. */
+        struct oauth_client *o = p->oauth;
+        p->auth_retried = 1;
+        buf_dispose(&p->body);
+        if (o->gen == p->token_gen) {
+            o->usable_until = 0;
+            o->used = 0;
+        }
+        int w = oauth_token_for(p);
+        if (w == 1 || (w == 0 && start_transfer(p) == 0))
+            return;
+        fail(p, &r, NULL);
+        return;
+    }
     if (rc == CURLE_OK && status == 304 && p->cond_sent) {
         buf_dispose(&p->body);
         p->failures = 0;
@@ -625,6 +828,8 @@ static void request_done(struct poller *p, CURLcode rc)
         deliver(p, &r);
         if (p->closing)
             poller_destroy(p);
+        else
+            apply_cache_floor(p);
         return;
     }
     if (rc == CURLE_OK && status >= 200 && status < 300) {
@@ -654,10 +859,11 @@ static void request_done(struct poller *p, CURLcode rc)
         }
         p->failures = 0;
         /* Only a 200 carries validators for this representation. */
-        if (status == 200) {
+        if (status == 200 && p->conditional) {
             memcpy(p->etag, p->resp_etag, sizeof(p->etag));
             memcpy(p->last_modified, p->resp_last_modified, sizeof(p->last_modified));
         }
+        apply_cache_floor(p);
         return;
     }
     buf_dispose(&p->body);
@@ -678,6 +884,13 @@ static void check_done(struct upstream_pool *pool)
             continue;
         void *priv = NULL;
         CURLcode rc = msg->data.result;
+        struct oauth_client *o = pool->oauths;
+        while (o && o->easy != msg->easy_handle)
+            o = o->next;
+        if (o) {
+            oauth_done(o, rc);
+            continue;
+        }
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
         if (priv)
             request_done(priv, rc);
@@ -702,16 +915,37 @@ static int build_headers(struct poller *p)
     p->cond_sent = 0;
     if (!p->has_accept && add_header(&list, "Accept: application/json") != 0)
         goto fail;
-    for (size_t i = 0; i < p->nheaders; i++)
+    for (size_t i = 0; i < p->nheaders; i++) {
+        if (p->oauth && strncasecmp(p->headers[i], "authorization:", 14) == 0)
+            continue; /* the token takes its place */
         if (add_header(&list, p->headers[i]) != 0)
             goto fail;
-    if (p->etag[0]) {
+    }
+    if (p->oauth && p->oauth->auth_line) {
+        if (add_header(&list, p->oauth->auth_line) != 0)
+            goto fail;
+        p->token_gen = p->oauth->gen;
+        p->oauth->used = 1;
+    }
+    if (p->method != NULL) {
+        /* curl would label a body application/x-www-form-urlencoded, and ask large ones to
+         * wait for 100-continue, which some servers never send. */
+        if (!p->has_content_type) {
+            snprintf(line, sizeof(line), "Content-Type:%s%s", p->req_body ? " " : "",
+                     p->req_body ? p->req_content_type : "");
+            if (add_header(&list, line) != 0)
+                goto fail;
+        }
+        if (add_header(&list, "Expect:") != 0)
+            goto fail;
+    }
+    if (p->conditional && p->etag[0]) {
         snprintf(line, sizeof(line), "If-None-Match: %s", p->etag);
         if (add_header(&list, line) != 0)
             goto fail;
         p->cond_sent = 1;
     }
-    if (p->last_modified[0]) {
+    if (p->conditional && p->last_modified[0]) {
         snprintf(line, sizeof(line), "If-Modified-Since: %s", p->last_modified);
         if (add_header(&list, line) != 0)
             goto fail;
@@ -760,7 +994,11 @@ static int start_request(struct poller *p)
         p->hop_url = NULL;
     }
     p->hops = 0;
-    if (start_transfer(p) == 0)
+    p->auth_retried = 0;
+    int rc = p->oauth ? oauth_token_for(p) : 0;
+    if (rc == 1)
+        return 0; /* the transfer starts when the token comes */
+    if (rc == 0 && start_transfer(p) == 0)
         return 0;
     struct poll_result r;
     memset(&r, 0, sizeof(r));
@@ -816,6 +1054,414 @@ static int follow_redirect(struct poller *p, const char *target)
     return start_transfer(p);
 }
 
+/* ---- OAuth2 client credentials ---- */
+
+static size_t oauth_on_header(char *line, size_t size, size_t nitems, void *userdata)
+{
+    struct oauth_client *o = userdata;
+    size_t n = size * nitems;
+    o->header_bytes += n;
+    if (o->header_bytes > MAX_HEADER_BYTES)
+        return 0;
+    return n;
+}
+
+static size_t oauth_on_write(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    struct oauth_client *o = userdata;
+    size_t n = size * nmemb;
+    if (buf_append(&o->resp, data, n) != 0) {
+        o->over_cap = 1;
+        return 0;
+    }
+    return n;
+}
+
+/* Copies an OAuth2 error code into out when it holds only the characters RFC 6749 allows
+ * (%x20-21 / %x23-5B / %x5D-7E), at most 64 of them; otherwise leaves out empty. */
+static void copy_error_code(char *out, size_t outlen, const char *code)
+{
+    size_t n = strlen(code);
+    out[0] = '\0';
+    if (n == 0 || n > 64 || n >= outlen)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)code[i];
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\')
+            return;
+    }
+    memcpy(out, code, n + 1);
+}
+
+/* A token is sent as is in a header: RFC 6750's b64token characters only, and bounded. */
+static int token_valid(const char *t)
+{
+    size_t n = strlen(t);
+    if (n == 0 || n > 8192)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = t[i];
+        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                 strchr("-._~+/=", c) != NULL;
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+/* Writes why a token request failed (no secret) into o->error, or takes the token. Returns 0
+ * when a token was taken. */
+static int oauth_take(struct oauth_client *o, CURLcode rc, long status, long oserr)
+{
+    char *e = o->error;
+    size_t n = sizeof(o->error);
+    if (rc != CURLE_OK) {
+        if (o->over_cap)
+            snprintf(e, n, "token endpoint answer over %zu bytes", o->max_body);
+        else if (rc == CURLE_COULDNT_CONNECT && oserr == ECONNREFUSED)
+            snprintf(e, n, "token endpoint: connection refused");
+        else if (rc == CURLE_OPERATION_TIMEDOUT)
+            snprintf(e, n, "token endpoint: timeout after %llu ms",
+                     (unsigned long long)o->timeout_ms);
+        else if (rc == CURLE_PEER_FAILED_VERIFICATION)
+            snprintf(e, n, "token endpoint: TLS certificate did not verify");
+        else
+            snprintf(e, n, "token endpoint: %s", curl_easy_strerror(rc));
+        return -1;
+    }
+    cJSON *doc = cJSON_ParseWithLengthOpts(o->resp.data ? o->resp.data : "", o->resp.len, NULL, 0);
+    int taken = -1;
+    if (status != 200) {
+        const cJSON *err = cJSON_GetObjectItemCaseSensitive(doc, "error");
+        char code[80] = "";
+        if (cJSON_IsString(err))
+            copy_error_code(code, sizeof(code), err->valuestring);
+        snprintf(e, n, "token endpoint answered %ld%s%s", status, code[0] ? " " : "", code);
+        goto out;
+    }
+    const cJSON *tok = cJSON_GetObjectItemCaseSensitive(doc, "access_token");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(doc, "token_type");
+    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(doc, "expires_in");
+    if (!cJSON_IsString(tok) || !token_valid(tok->valuestring)) {
+        snprintf(e, n, "token endpoint answered 200 without a usable access_token");
+        goto out;
+    }
+    if (type != NULL && (!cJSON_IsString(type) || strcasecmp(type->valuestring, "bearer") != 0)) {
+        snprintf(e, n, "token endpoint answered a token_type other than Bearer");
+        goto out;
+    }
+    /* expires_in is recommended, not required; some servers send it as a string. Without it
+     * the token is kept for an hour, or until a 401. */
+    double secs = 3600;
+    if (cJSON_IsNumber(exp))
+        secs = exp->valuedouble;
+    else if (cJSON_IsString(exp))
+        secs = strtod(exp->valuestring, NULL);
+    if (!(secs >= 1))
+        secs = 1;
+    if (secs > 366.0 * 86400)
+        secs = 366.0 * 86400;
+    uint64_t life = (uint64_t)(secs * 1000);
+    struct buf line;
+    buf_init(&line, 0);
+    if (buf_printf(&line, "Authorization: Bearer %s", tok->valuestring) != 0) {
+        buf_dispose(&line);
+        snprintf(e, n, "out of memory");
+        goto out;
+    }
+    if (o->auth_line) {
+        explicit_bzero(o->auth_line, strlen(o->auth_line));
+        free(o->auth_line);
+    }
+    o->auth_line = buf_steal(&line, NULL);
+    o->gen++;
+    o->used = 0;
+    /* Sent until shortly before it expires (a tenth of its life, at most 30 s), and fetched
+     * again in the background a little earlier (a quarter, at most 60 s), so that no poll
+     * waits for it while polls keep using it. */
+    uint64_t now = loop_now_ms(o->pool->loop);
+    uint64_t skew = life / 10 < 30000 ? life / 10 : 30000;
+    uint64_t early = life / 4 < 60000 ? life / 4 : 60000;
+    o->usable_until = now + life - skew;
+    loop_timer_start(o->refresh, life - early);
+    taken = 0;
+out:
+    cJSON_Delete(doc);
+    return taken;
+}
+
+/* Starts a token request. Returns 0, or -1 with the reason in o->error. */
+static int oauth_fetch(struct oauth_client *o)
+{
+    struct buf form, cred, line;
+    int rc = 0;
+    unsigned char *b64 = NULL;
+    size_t b64len = 0;
+    struct curl_slist *h = NULL;
+    buf_init(&form, 0);
+    buf_init(&cred, 0);
+    buf_init(&line, 0);
+    rc |= buf_puts(&form, "grant_type=client_credentials");
+    if (o->scope) {
+        rc |= buf_puts(&form, "&scope=");
+        put_encoded(&form, o->scope, strlen(o->scope), &rc);
+    }
+    if (o->audience) {
+        rc |= buf_puts(&form, "&audience=");
+        put_encoded(&form, o->audience, strlen(o->audience), &rc);
+    }
+    /* RFC 6749 2.3.1: the id and the secret are form-encoded, then sent in the form
+     * (client_secret_post) or in HTTP Basic. */
+    if (o->secret_post) {
+        rc |= buf_puts(&form, "&client_id=");
+        put_encoded(&form, o->client_id, strlen(o->client_id), &rc);
+        rc |= buf_puts(&form, "&client_secret=");
+        put_encoded(&form, o->client_secret, strlen(o->client_secret), &rc);
+    } else {
+        put_encoded(&cred, o->client_id, strlen(o->client_id), &rc);
+        rc |= buf_puts(&cred, ":");
+        put_encoded(&cred, o->client_secret, strlen(o->client_secret), &rc);
+        b64len = 4 * ((cred.len + 2) / 3) + 1;
+        b64 = rc == 0 && cred.len < (1u << 20) ? malloc(b64len) : NULL;
+        if (b64 == NULL)
+            rc = -1;
+        if (rc == 0) {
+            EVP_EncodeBlock(b64, (const unsigned char *)cred.data, (int)cred.len);
+            rc |= buf_printf(&line, "Authorization: Basic %s", (const char *)b64);
+        }
+        if (rc == 0 && add_header(&h, line.data) != 0)
+            rc = -1;
+    }
+    if (rc == 0 &&
+        (add_header(&h, "Content-Type: application/x-www-form-urlencoded") != 0 ||
+         add_header(&h, "Accept: application/json") != 0 || add_header(&h, "Expect:") != 0))
+        rc = -1;
+    if (rc == 0) {
+        curl_slist_free_all(o->req_headers);
+        o->req_headers = h;
+        h = NULL;
+        buf_dispose(&o->resp);
+        buf_init(&o->resp, o->max_body);
+        o->resp_status = 0;
+        o->header_bytes = 0;
+        o->over_cap = 0;
+        o->errbuf[0] = '\0';
+        curl_easy_setopt(o->easy, CURLOPT_HTTPHEADER, o->req_headers);
+        if (curl_easy_setopt(o->easy, CURLOPT_COPYPOSTFIELDS, form.data) != CURLE_OK ||
+            curl_multi_add_handle(o->pool->multi, o->easy) != CURLM_OK)
+            rc = -1;
+        else
+            o->in_flight = 1;
+    }
+    /* Secrets do not outlive the request in freed memory. curl keeps its own copy of the form
+     * and of the header list, freed with the handle. */
+    curl_slist_free_all(h);
+    if (b64) {
+        explicit_bzero(b64, b64len);
+        free(b64);
+    }
+    if (form.data)
+        explicit_bzero(form.data, form.len);
+    if (cred.data)
+        explicit_bzero(cred.data, cred.len);
+    if (line.data)
+        explicit_bzero(line.data, line.len);
+    buf_dispose(&form);
+    buf_dispose(&cred);
+    buf_dispose(&line);
+    if (rc != 0)
+        snprintf(o->error, sizeof(o->error), "token endpoint: could not start the request");
+    return rc == 0 ? 0 : -1;
+}
+
+/* Makes sure p has a valid token to send. Returns 0 when it has one, 1 when p now waits for
+ * one (its transfer starts when it comes), or -1 with the reason in p->error. */
+static int oauth_token_for(struct poller *p)
+{
+    struct oauth_client *o = p->oauth;
+    if (o->auth_line && loop_now_ms(p->pool->loop) < o->usable_until)
+        return 0;
+    if (!o->in_flight && oauth_fetch(o) != 0) {
+        snprintf(p->error, sizeof(p->error), "%s", o->error);
+        return -1;
+    }
+    p->oauth_next = o->waiters;
+    o->waiters = p;
+    p->oauth_waiting = 1;
+    return 1;
+}
+
+static void oauth_done(struct oauth_client *o, CURLcode rc)
+{
+    long status = 0, oserr = 0;
+    curl_easy_getinfo(o->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(o->easy, CURLINFO_OS_ERRNO, &oserr);
+    curl_multi_remove_handle(o->pool->multi, o->easy);
+    o->in_flight = 0;
+    int ok = oauth_take(o, rc, status, oserr) == 0;
+    buf_dispose(&o->resp);
+    /* Callbacks may free pollers, this client's last one included: hold it meanwhile. */
+    o->refs++;
+    while (o->waiters) {
+        struct poller *p = o->waiters;
+        o->waiters = p->oauth_next;
+        p->oauth_next = NULL;
+        p->oauth_waiting = 0;
+        if (ok && start_transfer(p) == 0)
+            continue;
+        if (!ok)
+            snprintf(p->error, sizeof(p->error), "%s", o->error);
+        struct poll_result r;
+        memset(&r, 0, sizeof(r));
+        r.status = 0;
+        fail(p, &r, NULL);
+    }
+    oauth_release(o);
+}
+
+static void oauth_on_refresh(struct loop *loop, struct loop_timer *t, void *arg)
+{
+    struct oauth_client *o = arg;
+    /* Only a token that polls use is worth renewing before it lapses; an unused one is fetched
+     * again when a poll needs it. */
+    if (o->used && !o->in_flight)
+        oauth_fetch(o);
+}
+
+static void oauth_release(struct oauth_client *o)
+{
+    if (o == NULL || --o->refs > 0)
+        return;
+    struct oauth_client **l = &o->pool->oauths;
+    while (*l && *l != o)
+        l = &(*l)->next;
+    if (*l)
+        *l = o->next;
+    if (o->easy) {
+        if (o->in_flight)
+            curl_multi_remove_handle(o->pool->multi, o->easy);
+        curl_easy_cleanup(o->easy);
+    }
+    curl_slist_free_all(o->req_headers);
+    loop_timer_free(o->refresh);
+    buf_dispose(&o->resp);
+    if (o->auth_line) {
+        explicit_bzero(o->auth_line, strlen(o->auth_line));
+        free(o->auth_line);
+    }
+    if (o->client_secret) {
+        explicit_bzero(o->client_secret, strlen(o->client_secret));
+        free(o->client_secret);
+    }
+    free(o->definition);
+    free(o->token_url);
+    free(o->client_id);
+    free(o->scope);
+    free(o->audience);
+    free(o->ca_file);
+    free(o);
+}
+
+static int same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+static char *dup_opt(const char *s, int *failed)
+{
+    if (s == NULL)
+        return NULL;
+    char *d = dup_str(s);
+    if (d == NULL)
+        *failed = 1;
+    return d;
+}
+
+/* Returns the pool's client for the credentials of spec (one per definition), holding one
+ * more reference, or NULL on failure. */
+static struct oauth_client *oauth_acquire(struct upstream_pool *pool,
+                                          const struct poller_spec *spec, uint64_t timeout_ms,
+                                          uint64_t connect_timeout_ms, size_t max_body)
+{
+    const struct upstream_oauth2 *c = spec->oauth2;
+    if (c->token_url == NULL || c->client_id == NULL || c->client_secret == NULL)
+        return NULL;
+    if (strncasecmp(c->token_url, "http://", 7) != 0 &&
+        strncasecmp(c->token_url, "https://", 8) != 0)
+        return NULL;
+    for (struct oauth_client *o = pool->oauths; o; o = o->next) {
+        if (same_str(o->definition, c->definition) && same_str(o->token_url, c->token_url) &&
+            same_str(o->client_id, c->client_id) && same_str(o->client_secret, c->client_secret) &&
+            same_str(o->scope, c->scope) && same_str(o->audience, c->audience) &&
+            same_str(o->ca_file, spec->ca_file) && o->tls_no_verify == !!spec->tls_no_verify &&
+            o->secret_post == !!c->secret_post) {
+            o->refs++;
+            return o;
+        }
+    }
+    struct oauth_client *o = calloc(1, sizeof(*o));
+    if (o == NULL)
+        return NULL;
+    int failed = 0;
+    o->pool = pool;
+    o->refs = 1;
+    o->definition = dup_opt(c->definition, &failed);
+    o->token_url = dup_opt(c->token_url, &failed);
+    o->client_id = dup_opt(c->client_id, &failed);
+    o->client_secret = dup_opt(c->client_secret, &failed);
+    o->scope = dup_opt(c->scope, &failed);
+    o->audience = dup_opt(c->audience, &failed);
+    o->ca_file = dup_opt(spec->ca_file, &failed);
+    o->tls_no_verify = spec->tls_no_verify ? 1 : 0;
+    o->secret_post = c->secret_post ? 1 : 0;
+    o->timeout_ms = timeout_ms;
+    o->connect_timeout_ms = connect_timeout_ms;
+    o->max_body = max_body;
+    buf_init(&o->resp, max_body);
+    o->refresh = loop_timer_new(pool->loop, oauth_on_refresh, o);
+    o->easy = curl_easy_init();
+    o->next = pool->oauths;
+    pool->oauths = o;
+    if (failed || o->refresh == NULL || o->easy == NULL)
+        goto fail;
+    CURL *e = o->easy;
+    CURLcode rc = CURLE_OK;
+#define SET(opt, val)                                                                              \
+    do {                                                                                           \
+        if (rc == CURLE_OK)                                                                        \
+            rc = curl_easy_setopt(e, opt, val);                                                    \
+    } while (0)
+    SET(CURLOPT_URL, o->token_url);
+    SET(CURLOPT_PRIVATE, NULL);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_POST, 1L);
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    /* The request carries the client's credentials: it goes nowhere else. */
+    SET(CURLOPT_FOLLOWLOCATION, 0L);
+    SET(CURLOPT_USERAGENT, "pollcast/" POLLCAST_VERSION);
+    SET(CURLOPT_ACCEPT_ENCODING, "");
+    SET(CURLOPT_SSL_VERIFYPEER, o->tls_no_verify ? 0L : 1L);
+    SET(CURLOPT_SSL_VERIFYHOST, o->tls_no_verify ? 0L : 2L);
+    if (o->ca_file)
+        SET(CURLOPT_CAINFO, o->ca_file);
+    SET(CURLOPT_TIMEOUT_MS, (long)o->timeout_ms);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, (long)o->connect_timeout_ms);
+    SET(CURLOPT_LOW_SPEED_LIMIT, (long)LOW_SPEED_BYTES);
+    SET(CURLOPT_LOW_SPEED_TIME, (long)LOW_SPEED_SECS);
+    SET(CURLOPT_WRITEFUNCTION, oauth_on_write);
+    SET(CURLOPT_WRITEDATA, o);
+    SET(CURLOPT_HEADERFUNCTION, oauth_on_header);
+    SET(CURLOPT_HEADERDATA, o);
+    SET(CURLOPT_ERRORBUFFER, o->errbuf);
+#undef SET
+    if (rc != CURLE_OK)
+        goto fail;
+    return o;
+fail:
+    oauth_release(o);
+    return NULL;
+}
+
 static void on_tick(struct loop *loop, struct loop_timer *t, void *arg)
 {
     struct poller *p = arg;
@@ -831,7 +1477,7 @@ static void on_tick(struct loop *loop, struct loop_timer *t, void *arg)
         next += ((now - next) / p->interval_ms + 1) * p->interval_ms;
     p->next_tick = next;
     loop_timer_start(t, next - now);
-    if (p->in_flight)
+    if (p->in_flight || p->oauth_waiting)
         return; /* one request at a time: this tick is skipped */
     start_request(p);
 }
@@ -858,6 +1504,17 @@ static int header_valid(const char *h)
 static void poller_destroy(struct poller *p)
 {
     struct upstream_pool *pool = p->pool;
+    if (p->oauth) {
+        if (p->oauth_waiting) {
+            struct poller **w = &p->oauth->waiters;
+            while (*w && *w != p)
+                w = &(*w)->oauth_next;
+            if (*w)
+                *w = p->oauth_next;
+        }
+        oauth_release(p->oauth);
+        p->oauth = NULL;
+    }
     loop_timer_free(p->tick);
     if (p->easy) {
         if (p->in_flight)
@@ -869,6 +1526,9 @@ static void poller_destroy(struct poller *p)
     for (size_t i = 0; i < p->nheaders; i++)
         free(p->headers[i]);
     free(p->headers);
+    free(p->method);
+    free(p->req_body);
+    free(p->req_content_type);
     free(p->url);
     free(p->hop_url);
     free(p->ca_file);
@@ -906,7 +1566,14 @@ static int setup_easy(struct poller *p)
     SET(CURLOPT_URL, p->url);
     SET(CURLOPT_PRIVATE, p);
     SET(CURLOPT_NOSIGNAL, 1L);
-    SET(CURLOPT_HTTPGET, 1L);
+    if (p->method == NULL) {
+        SET(CURLOPT_HTTPGET, 1L);
+    } else {
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)p->req_body_len);
+        SET(CURLOPT_POSTFIELDS, p->req_body ? p->req_body : "");
+        if (strcmp(p->method, "POST") != 0)
+            SET(CURLOPT_CUSTOMREQUEST, p->method);
+    }
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     /* An ad-hoc poller follows its redirects itself (follow_redirect), so that each hop is
@@ -981,11 +1648,31 @@ struct poller *poller_new(struct upstream_pool *pool, const struct poller_spec *
         p->max_redirects = MAX_REDIRECTS;
     buf_init(&p->body, p->max_body);
 
-    p->url = dup_str(spec->url);
+    p->url = spec->nquery ? upstream_url_add_query(spec->url, spec->query, spec->nquery)
+                          : dup_str(spec->url);
     p->origin = dup_str(origin);
     p->ca_file = spec->ca_file ? dup_str(spec->ca_file) : NULL;
     if (p->url == NULL || p->origin == NULL || (spec->ca_file && p->ca_file == NULL))
         goto fail;
+    p->cache_floor_max_ms = spec->cache_floor_max_ms;
+    p->conditional = 1;
+    if (spec->method && strcmp(spec->method, "GET") != 0) {
+        /* Conditions make sense for safe methods only: QUERY is safe, the others change or
+         * may change state, and If-None-Match means something else to PUT. */
+        p->conditional = strcmp(spec->method, "QUERY") == 0;
+        p->method = dup_str(spec->method);
+        p->req_content_type = dup_str(spec->content_type ? spec->content_type : "application/json");
+        if (p->method == NULL || p->req_content_type == NULL)
+            goto fail;
+        if (spec->body) {
+            p->req_body = malloc(spec->body_len + 1);
+            if (p->req_body == NULL)
+                goto fail;
+            memcpy(p->req_body, spec->body, spec->body_len);
+            p->req_body[spec->body_len] = '\0';
+            p->req_body_len = spec->body_len;
+        }
+    }
     if (spec->nheaders) {
         p->headers = calloc(spec->nheaders, sizeof(*p->headers));
         if (p->headers == NULL)
@@ -997,7 +1684,14 @@ struct poller *poller_new(struct upstream_pool *pool, const struct poller_spec *
             p->nheaders++;
             if (strncasecmp(spec->headers[i], "accept:", 7) == 0)
                 p->has_accept = 1;
+            if (strncasecmp(spec->headers[i], "content-type:", 13) == 0)
+                p->has_content_type = 1;
         }
+    }
+    if (spec->oauth2) {
+        p->oauth = oauth_acquire(pool, spec, p->timeout_ms, p->connect_timeout_ms, p->max_body);
+        if (p->oauth == NULL)
+            goto fail;
     }
     p->easy = curl_easy_init();
     if (p->easy == NULL || setup_easy(p) != 0)

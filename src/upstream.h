@@ -29,6 +29,29 @@ struct poller_spec {
     long max_redirects;
     int tls_no_verify;   /* 1: do not verify the upstream's TLS certificate */
     const char *ca_file; /* CA bundle to verify with; NULL: the system's */
+    const char *method;  /* "POST", "PUT", "PATCH", "REPORT", "QUERY"; NULL or "GET": GET */
+    const char *body;    /* request body of body_len bytes, sent with a method other than GET;
+                            NULL: none */
+    size_t body_len;
+    const char *content_type; /* of the body; NULL: application/json */
+    const char *const *query; /* "name=value" pairs added to url, percent-encoded by the poller;
+                                 secrets: the poller never reports them. May be NULL */
+    size_t nquery;
+    uint64_t cache_floor_max_ms; /* > 0: a Cache-Control max-age (less Age) on a 2xx or 304 makes
+                                    the next poll wait that long, at most this; 0: ignored */
+    const struct upstream_oauth2 *oauth2; /* OAuth2 client credentials; NULL: none */
+};
+
+/* OAuth2 client credentials (RFC 6749 section 4.4) of an upstream definition. Pollers whose
+ * specs carry equal values (definition included) share one token. Strings are copied. */
+struct upstream_oauth2 {
+    const char *definition; /* the upstream's name: tokens are per definition */
+    const char *token_url;
+    const char *client_id;
+    const char *client_secret;
+    const char *scope;    /* NULL: not sent */
+    const char *audience; /* NULL: not sent */
+    int secret_post;      /* 1: credentials in the form (client_secret_post); 0: HTTP Basic */
 };
 
 enum poll_outcome {
@@ -73,6 +96,16 @@ typedef int (*upstream_addr_policy)(void *arg, const struct sockaddr *addr, sock
  * then fails with "redirect refused: <why>" and the hop is never requested. */
 typedef int (*upstream_url_policy)(void *arg, const char *url, char **canonical, char *why,
                                    size_t whylen);
+
+/* Returns url with the "name=value" pairs added to its query (after the parameters it has),
+ * each name and value percent-encoded (everything but A-Z a-z 0-9 - . _ ~). A pair without '='
+ * is a name alone. Returns a malloc'd string the caller frees, or NULL when out of memory. */
+char *upstream_url_add_query(const char *url, const char *const *pairs, size_t n);
+
+/* Parses a Cache-Control header value and an Age header value (NULL: none) into the seconds
+ * the answer stays fresh: max-age less Age. Returns them, or 0 when there is no max-age, when
+ * no-store or no-cache is present, or when the answer is already stale. Cannot fail. */
+uint64_t upstream_fresh_seconds(const char *cache_control, const char *age);
 
 /* Returns the pool sharing one curl multi handle on loop, or NULL on failure. */
 struct upstream_pool *upstream_pool_new(struct loop *loop);

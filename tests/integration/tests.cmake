@@ -17,6 +17,13 @@
 # many_subscribers   2,000 concurrent subscribers converge
 # shutdown           SIGTERM / SIGINT with 500 clients: clean ends, exit 0 within 5 s
 # syscalls           strace -c: events to parked streams cost a write each, no epoll_ctl each
+# upstream_requests  method/body/body_file/content_type and query reach the upstream exactly;
+#                    conditions only for GET/QUERY; a new body ends the streams on reload;
+#                    respect_cache_control; query values in no event, log or metric
+# upstream_oauth2    OAuth2 client credentials: one token request per expiry across 1,000
+#                    subscribers and 2 pollers, renewed in the background; 401 -> one new token
+#                    and a retried poll; 400 invalid_client as upstream-error with backoff;
+#                    secret, tokens and query values in no event, JSON log line or metric
 #
 # The ASan variant (binary name ending in -asan) scales the work down and stretches timing bounds
 # (POLLCAST_IT_SCALE, POLLCAST_IT_SLOW override both). Tests that load the machine or measure
@@ -29,7 +36,8 @@ foreach(t convergence resume resume_instances wire_contract config_errors conten
   pollcast_test(NAME integration.${t} LABELS integration TIMEOUT 600
                 COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/integration/${t}.js @POLLCAST@)
 endforeach()
-foreach(t upstream_failures slow_subscriber many_subscribers shutdown)
+foreach(t upstream_failures slow_subscriber many_subscribers shutdown upstream_requests
+          upstream_oauth2)
   pollcast_test(NAME integration.${t} LABELS integration TIMEOUT 600
                 RESOURCE_LOCK pollcast_integration_timing
                 COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/integration/${t}.js @POLLCAST@)

@@ -33,13 +33,30 @@
 //                redirect   `status` (default 302) to `location`
 //                endless    200 application/json without a Content-Length: "[0,0,0,..." in
 //                           64 KiB chunks for as long as the client reads (never ends)
+//                token      an OAuth2 token endpoint (RFC 6749 4.4): answers a POST of
+//                           application/x-www-form-urlencoded grant_type=client_credentials whose
+//                           client authenticates with HTTP Basic (form-encoded id and secret) or
+//                           in the body (client_secret_post) as `client_id` / `client_secret`
+//                           with {"access_token","token_type":"Bearer","expires_in"}
+//                           (`expires_in` seconds, default 3); `fail`: "invalid_client" answers
+//                           400 {"error":"invalid_client"} (any other string: 400 with that
+//                           error). Wrong credentials get 401 invalid_client.
+//        options of normal: cache_control, age (sent as Cache-Control and Age);
+//                           require_token: true answers 401 unless the request carries
+//                           Authorization: Bearer T with T issued by a token path, not expired
+//                           and not revoked
 //        common options: delay_ms (wait before answering), times (apply the mode to the next N
 //        requests only, then back to normal)
 //   GET  /_control/stats[?path=/x]    {"total":N,"paths":{"/x":{"count":N,"inflight":N,
 //                                      "max_inflight":N,"headers":{last request's headers},
 //                                      "times_ms":[arrival times, ms since start]}}}
 //                                      (with ?path=, that one path's entry)
-//   POST /_control/reset              forget documents, modes and counts
+//        each path's entry also has "requests": the last 50 requests as {method, target (path
+//        and query as received), query: {name: [values]}, content_type, authorization, body
+//        (as UTF-8 text)}
+//   POST /_control/revoke             every token issued so far is refused from now on (the
+//                                      next request that uses one gets 401)
+//   POST /_control/reset              forget documents, modes, tokens and counts
 'use strict';
 
 const http = require('http');
@@ -56,12 +73,14 @@ let docs = new Map(); // path -> {body: Buffer, etag, modified: Date, contentTyp
 let modes = new Map(); // path -> {mode, ...options, times}
 let stats = new Map(); // path -> {count, inflight, max_inflight, headers, times_ms}
 let total = 0;
+let tokens = new Map(); // access token -> {expires: ms since epoch, revoked}
+let tokenSeq = 0;
 const bombs = new Map(); // size -> gzip Buffer
 
 function statsFor(path) {
   let s = stats.get(path);
   if (!s) {
-    s = { count: 0, inflight: 0, max_inflight: 0, headers: {}, times_ms: [] };
+    s = { count: 0, inflight: 0, max_inflight: 0, headers: {}, times_ms: [], requests: [] };
     stats.set(path, s);
   }
   return s;
@@ -128,7 +147,7 @@ async function control(req, res, url) {
       return sendJson(res, 400, { error: '{"path":..., "mode":...} required' });
     }
     const known = ['normal', 'status', 'invalid', 'huge', 'gzip_bomb', 'drip', 'hang', 'close',
-      'redirect', 'endless'];
+      'redirect', 'endless', 'token'];
     if (!known.includes(m.mode)) return sendJson(res, 400, { error: 'unknown mode ' + m.mode });
     modes.set(m.path, m);
     return sendJson(res, 200, m);
@@ -139,7 +158,12 @@ async function control(req, res, url) {
     for (const [p, s] of stats) paths[p] = s;
     return sendJson(res, 200, { total, paths });
   }
+  if (what === 'revoke' && req.method === 'POST') {
+    for (const t of tokens.values()) t.revoked = true;
+    return sendJson(res, 200, { revoked: tokens.size });
+  }
   if (what === 'reset' && req.method === 'POST') {
+    tokens = new Map();
     docs = new Map();
     modes = new Map();
     stats = new Map();
@@ -163,10 +187,51 @@ function acceptsEncoding(req, enc) {
   return ae.split(',').some((t) => t.trim().split(';')[0] === enc);
 }
 
+// True when the request carries a token this server issued, unexpired and not revoked.
+function tokenValid(req) {
+  const m = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/.exec(req.headers.authorization || '');
+  const t = m && tokens.get(m[1]);
+  return !!t && !t.revoked && t.expires > Date.now();
+}
+
+function serveToken(req, res, m, body) {
+  const form = new URLSearchParams(body.toString('utf8'));
+  const ct = (req.headers['content-type'] || '').split(';')[0].trim().toLowerCase();
+  if (req.method !== 'POST' || ct !== 'application/x-www-form-urlencoded' ||
+    form.get('grant_type') !== 'client_credentials') {
+    return sendJson(res, 400, { error: 'invalid_request' });
+  }
+  if (typeof m.fail === 'string') return sendJson(res, 400, { error: m.fail });
+  let id = form.get('client_id');
+  let secret = form.get('client_secret');
+  const basic = /^Basic ([A-Za-z0-9+/]+=*)$/.exec(req.headers.authorization || '');
+  if (basic) {
+    const pair = Buffer.from(basic[1], 'base64').toString('utf8');
+    const i = pair.indexOf(':');
+    const dec = (x) => decodeURIComponent(x.replace(/\+/g, ' '));
+    id = i < 0 ? null : dec(pair.slice(0, i));
+    secret = i < 0 ? null : dec(pair.slice(i + 1));
+  }
+  if (id !== m.client_id || secret !== m.client_secret) {
+    return sendJson(res, 401, { error: 'invalid_client' });
+  }
+  const expiresIn = m.expires_in !== undefined ? m.expires_in : 3;
+  const token = `tok-${++tokenSeq}-${crypto.randomBytes(9).toString('base64url')}`;
+  tokens.set(token, { expires: Date.now() + expiresIn * 1000, revoked: false });
+  return sendJson(res, 200, { access_token: token, token_type: 'Bearer', expires_in: expiresIn });
+}
+
 function serveDoc(req, res, path, m) {
+  if (m.require_token && !tokenValid(req)) {
+    res.writeHead(401, { 'Content-Type': 'application/json',
+      'WWW-Authenticate': 'Bearer error="invalid_token"' });
+    return res.end('{"error":"invalid_token"}');
+  }
   const d = docs.get(path);
   if (!d) return sendJson(res, 404, { error: 'no document at ' + path });
   const headers = { 'Content-Type': m.content_type || d.contentType };
+  if (m.cache_control !== undefined) headers['Cache-Control'] = m.cache_control;
+  if (m.age !== undefined) headers.Age = String(m.age);
   const useEtag = m.etag !== false;
   const useLm = m.last_modified !== false;
   if (useEtag) headers.ETag = d.etag;
@@ -260,7 +325,7 @@ function serveEndless(res) {
   pump();
 }
 
-function serve(req, res, path) {
+function serve(req, res, path, body) {
   let m = modes.get(path) || { mode: 'normal' };
   if (m.times !== undefined) {
     if (m.times <= 0) {
@@ -302,6 +367,8 @@ function serve(req, res, path) {
       return req.socket.destroy();
     case 'endless':
       return serveEndless(res);
+    case 'token':
+      return serveToken(req, res, m, body);
     case 'redirect':
       res.writeHead(m.status || 302, { Location: m.location || '/', 'Content-Length': 0 });
       return res.end();
@@ -337,11 +404,25 @@ const server = http.createServer((req, res) => {
   };
   // 'close' comes when the response is done or the connection goes (a hang ends that way).
   res.on('close', finished);
-  req.resume();
-  const m = modes.get(path);
-  const delay = m && m.delay_ms;
-  if (delay) setTimeout(() => serve(req, res, path), delay);
-  else serve(req, res, path);
+  const chunks = [];
+  let size = 0;
+  req.on('data', (c) => {
+    size += c.length;
+    if (size <= 1024 * 1024) chunks.push(c);
+  });
+  req.on('end', () => {
+    const body = Buffer.concat(chunks);
+    const query = {};
+    for (const [k, v] of url.searchParams) (query[k] = query[k] || []).push(v);
+    s.requests.push({ method: req.method, target: req.url, query,
+      content_type: req.headers['content-type'], authorization: req.headers.authorization,
+      body: body.toString('utf8') });
+    if (s.requests.length > 50) s.requests.shift();
+    const m = modes.get(path);
+    const delay = m && m.delay_ms;
+    if (delay) setTimeout(() => serve(req, res, path, body), delay);
+    else serve(req, res, path, body);
+  });
 });
 server.keepAliveTimeout = 30000;
 server.headersTimeout = 35000;

@@ -1026,6 +1026,211 @@ static char *example_path(void)
     return buf_steal(&b, NULL);
 }
 
+/* ---- upstream requests (issue 12) -------------------------------------------------------- */
+
+static void test_requests(void)
+{
+    struct config c;
+    /* Defaults: GET, no body, no query, no OAuth2, Cache-Control ignored. */
+    REQUIRE(upstream_key("interval", "5s", &c) == 0);
+    CHECK_INT(c.upstreams[0].method, CONFIG_METHOD_GET);
+    CHECK(c.upstreams[0].body == NULL && c.upstreams[0].body_file == NULL);
+    CHECK(c.upstreams[0].content_type == NULL);
+    CHECK_INT(c.upstreams[0].query.n, 0);
+    CHECK(!c.upstreams[0].respect_cache_control);
+    CHECK(c.upstreams[0].oauth2_token_url == NULL);
+    config_dispose(&c);
+
+    const char *ok = "[upstream t]\nurl = http://x/a?b=1\nmethod = post\n"
+                     "body = {\"query\": \"{ a }\"}\ncontent_type = application/graphql+json; "
+                     "charset=utf-8\nquery = key=v a&l\nquery = empty=\n"
+                     "respect_cache_control = true\n";
+    REQUIRE(parse(ok, &c) == 0);
+    const struct config_upstream *u = &c.upstreams[0];
+    CHECK_INT(u->method, CONFIG_METHOD_POST);
+    CHECK_STR(config_method_name(u->method), "POST");
+    CHECK_STR(u->body, "{\"query\": \"{ a }\"}");
+    CHECK_STR(u->content_type, "application/graphql+json; charset=utf-8");
+    REQUIRE(u->query.n == 2);
+    CHECK_STR(u->query.items[0], "key=v a&l");
+    CHECK_STR(u->query.items[1], "empty=");
+    CHECK(u->respect_cache_control);
+    /* config_read_files copies the inline body. */
+    REQUIRE(config_read_files(&c, err, sizeof err) == 0);
+    CHECK_INT(u->request_body_len, strlen(u->body));
+    CHECK(memcmp(u->request_body, u->body, u->request_body_len) == 0);
+    config_dispose(&c);
+
+    static const char *const methods[] = {"PUT", "PATCH", "REPORT", "QUERY", "GET"};
+    static const int values[] = {CONFIG_METHOD_PUT, CONFIG_METHOD_PATCH, CONFIG_METHOD_REPORT,
+                                 CONFIG_METHOD_QUERY, CONFIG_METHOD_GET};
+    for (size_t i = 0; i < 5; i++) {
+        REQUIRE(upstream_key("method", methods[i], &c) == 0);
+        CHECK_INT(c.upstreams[0].method, values[i]);
+        CHECK_STR(config_method_name(c.upstreams[0].method), methods[i]);
+        config_dispose(&c);
+    }
+
+    /* Errors, each at its line, never echoing a secret. */
+    EXPECT_ERR(one("upstream", "method", "DELETE"),
+               "t.ini:3: method: \"DELETE\" is not one of GET, POST, PUT, PATCH, REPORT, QUERY");
+    EXPECT_ERR(one("upstream", "body", "{}"),
+               "t.ini:3: body: a body needs method = POST, PUT, PATCH, REPORT or QUERY (the "
+               "method is GET)");
+    EXPECT_ERR("[upstream t]\nurl = http://x/\nbody_file = /b.json\nmethod = GET\n",
+               "t.ini:4: body_file: a body needs method = POST, PUT, PATCH, REPORT or QUERY (the "
+               "method is GET)");
+    EXPECT_ERR("[upstream t]\nurl = http://x/\nmethod = POST\nbody = {}\nbody_file = /b\n",
+               "t.ini:5: body and body_file: set one of them, not both");
+    EXPECT_ERR(one("upstream", "content_type", "text/plain"),
+               "t.ini:3: content_type: only with body or body_file");
+    EXPECT_ERR("[upstream t]\nurl = http://x/\nmethod = POST\nbody = x\ncontent_type = json\n",
+               "t.ini:5: content_type: \"json\" is not a media type of at most 200 bytes (use "
+               "type/subtype, such as application/json)");
+    EXPECT_ERR(one("upstream", "query", "SECRETVALUE"),
+               "t.ini:3: query: expected name=value (a parameter name, \"=\", a value)");
+    EXPECT_ERR(one("upstream", "query", "=SECRETVALUE"),
+               "t.ini:3: query: expected name=value (a parameter name, \"=\", a value)");
+    EXPECT_ERR(one("upstream", "respect_cache_control", "sometimes"),
+               "t.ini:3: respect_cache_control: \"sometimes\" is not a boolean (use true or "
+               "false)");
+
+    /* OAuth2: the group needs its URL, an id and exactly one secret. */
+    const char *oauth = "[upstream t]\nurl = http://x/\noauth2_token_url = https://auth/t\n"
+                        "oauth2_client_id = me\noauth2_client_secret = SECRETVALUE\n"
+                        "oauth2_scope = a b\noauth2_audience = https://api/\n";
+    REQUIRE(parse(oauth, &c) == 0);
+    CHECK_STR(c.upstreams[0].oauth2_token_url, "https://auth/t");
+    CHECK_STR(c.upstreams[0].oauth2_client_id, "me");
+    CHECK_STR(c.upstreams[0].oauth2_scope, "a b");
+    CHECK_STR(c.upstreams[0].oauth2_audience, "https://api/");
+    CHECK_INT(c.upstreams[0].oauth2_client_auth, CONFIG_OAUTH2_BASIC);
+    REQUIRE(config_read_files(&c, err, sizeof err) == 0);
+    CHECK_STR(c.upstreams[0].oauth2_secret, "SECRETVALUE");
+    config_dispose(&c);
+    EXPECT_ERR(one("upstream", "oauth2_client_auth", "post"),
+               "t.ini:3: oauth2_client_auth: needs oauth2_token_url");
+    EXPECT_ERR("[upstream t]\nurl = http://x/\noauth2_token_url = https://a/t\n"
+               "oauth2_client_id = me\noauth2_client_secret = s\noauth2_client_auth = jwt\n",
+               "t.ini:6: oauth2_client_auth: \"jwt\" is not one of basic, post");
+    REQUIRE(parse("[upstream t]\nurl = http://x/\noauth2_token_url = https://a/t\n"
+                  "oauth2_client_id = me\noauth2_client_secret = s\noauth2_client_auth = POST\n",
+                  &c) == 0);
+    CHECK_INT(c.upstreams[0].oauth2_client_auth, CONFIG_OAUTH2_POST);
+    config_dispose(&c);
+    EXPECT_ERR(one("upstream", "oauth2_client_id", "me"),
+               "t.ini:3: oauth2_client_id: needs oauth2_token_url");
+    EXPECT_ERR(one("upstream", "oauth2_client_secret", "SECRETVALUE"),
+               "t.ini:3: oauth2_client_secret: needs oauth2_token_url");
+    EXPECT_ERR(one("upstream", "oauth2_token_url", "https://auth/t"),
+               "t.ini:3: oauth2_token_url: needs oauth2_client_id");
+    EXPECT_ERR(one("upstream", "oauth2_token_url", "builtin:demo"),
+               "t.ini:3: oauth2_token_url: must be an http:// or https:// URL");
+    EXPECT_ERR(one("upstream", "oauth2_token_url", "ftp://auth/t"),
+               "t.ini:3: oauth2_token_url: \"ftp://auth/t\" is not an http:// or https:// URL");
+    EXPECT_ERR("[upstream t]\nurl = http://x/\noauth2_token_url = https://a/t\n"
+               "oauth2_client_id = me\n",
+               "t.ini:4: oauth2_client_id: needs oauth2_client_secret or "
+               "oauth2_client_secret_file");
+    EXPECT_ERR("[upstream t]\nurl = http://x/\noauth2_token_url = https://a/t\n"
+               "oauth2_client_id = me\noauth2_client_secret_file = /s\n"
+               "oauth2_client_secret = SECRETVALUE\n",
+               "t.ini:6: oauth2_client_secret and oauth2_client_secret_file: set one of them, "
+               "not both");
+    EXPECT_ERR("[upstream t]\nurl = http://x/\noauth2_token_url = https://a/t\n"
+               "oauth2_client_id = me\noauth2_client_secret = \n",
+               "t.ini:5: oauth2_client_secret: the value is empty");
+    CHECK(strstr(err, "SECRETVALUE") == NULL);
+}
+
+/* body_file and oauth2_client_secret_file are read by config_read_files, bounded, with
+ * file:line errors that never hold the content. */
+static void test_request_files(void)
+{
+    struct config c;
+    char text[1024], want[1024];
+    const char body[] = "{\"a\":\n\t\"\xc3\xa9\"}\n";
+    char *bpath = tmp_file(body, sizeof body - 1);
+    char *spath = tmp_file("s3cret-line  \nsecond line\n", 26);
+    REQUIRE(bpath != NULL && spath != NULL);
+    snprintf(text, sizeof text,
+             "[upstream t]\nurl = http://x/\nmethod = PUT\nbody_file = %s\n"
+             "oauth2_token_url = http://a/t\noauth2_client_id = me\n"
+             "oauth2_client_secret_file = %s\n",
+             bpath, spath);
+    REQUIRE(parse(text, &c) == 0);
+    CHECK(c.upstreams[0].request_body == NULL); /* parsing touches no file */
+    REQUIRE(config_read_files(&c, err, sizeof err) == 0);
+    CHECK_INT(c.upstreams[0].request_body_len, sizeof body - 1);
+    CHECK(memcmp(c.upstreams[0].request_body, body, sizeof body - 1) == 0);
+    CHECK_STR(c.upstreams[0].oauth2_secret, "s3cret-line");
+
+    /* The content is part of the upstream's identity. */
+    struct config d;
+    REQUIRE(parse(text, &d) == 0);
+    REQUIRE(config_read_files(&d, err, sizeof err) == 0);
+    CHECK(config_upstream_equal(&c.upstreams[0], &d.upstreams[0]));
+    config_dispose(&d);
+    FILE *f = fopen(bpath, "w");
+    REQUIRE(f != NULL);
+    fputs("{\"a\":2}", f);
+    fclose(f);
+    REQUIRE(parse(text, &d) == 0);
+    REQUIRE(config_read_files(&d, err, sizeof err) == 0);
+    CHECK(!config_upstream_equal(&c.upstreams[0], &d.upstreams[0]));
+    config_dispose(&d);
+    config_dispose(&c);
+
+    /* Missing files, a body over 1 MiB, a secret file without a first line. */
+    snprintf(text, sizeof text,
+             "[upstream t]\nurl = http://x/\nmethod = POST\n"
+             "body_file = /nonexistent/body.json\n");
+    REQUIRE(parse(text, &c) == 0);
+    CHECK_INT(config_read_files(&c, err, sizeof err), -1);
+    CHECK_STR(err, "t.ini:4: body_file: cannot read \"/nonexistent/body.json\": No such file or "
+                   "directory");
+    config_dispose(&c);
+
+    char *big = malloc(CONFIG_MAX_BODY_FILE + 1);
+    REQUIRE(big != NULL);
+    memset(big, ' ', CONFIG_MAX_BODY_FILE + 1);
+    char *bigpath = tmp_file(big, CONFIG_MAX_BODY_FILE + 1);
+    free(big);
+    REQUIRE(bigpath != NULL);
+    snprintf(text, sizeof text, "[upstream t]\nurl = http://x/\nmethod = POST\nbody_file = %s\n",
+             bigpath);
+    REQUIRE(parse(text, &c) == 0);
+    CHECK_INT(config_read_files(&c, err, sizeof err), -1);
+    snprintf(want, sizeof want, "t.ini:4: body_file: cannot read \"%s\": larger than 1MiB",
+             bigpath);
+    CHECK_STR(err, want);
+    config_dispose(&c);
+    unlink(bigpath);
+    free(bigpath);
+
+    char *empty = tmp_file("\nSECRETVALUE\n", 13);
+    REQUIRE(empty != NULL);
+    snprintf(text, sizeof text,
+             "[upstream t]\nurl = http://x/\noauth2_token_url = http://a/t\n"
+             "oauth2_client_id = me\noauth2_client_secret_file = %s\n",
+             empty);
+    REQUIRE(parse(text, &c) == 0);
+    CHECK_INT(config_read_files(&c, err, sizeof err), -1);
+    snprintf(want, sizeof want,
+             "t.ini:5: oauth2_client_secret_file: \"%s\" must hold the secret on its first "
+             "line (no NUL, no other control character)",
+             empty);
+    CHECK_STR(err, want);
+    CHECK(strstr(err, "SECRETVALUE") == NULL);
+    config_dispose(&c);
+    unlink(empty);
+    free(empty);
+    unlink(bpath);
+    unlink(spath);
+    free(bpath);
+    free(spath);
+}
+
 static void test_example_is_generated(void)
 {
     struct buf gen;
@@ -1099,8 +1304,20 @@ static void test_example_values(void)
             snprintf(key, sizeof key, "%.*s", (int)kn, line + 1);
             buf_init(&t, 0);
             buf_printf(&t, "%s\n", section);
-            if (strncmp(section, "[upstream", 9) == 0)
+            if (strncmp(section, "[upstream", 9) == 0) {
                 buf_puts(&t, "url = http://x/\n");
+                /* Keys that only go with others get them. */
+                if (strcmp(key, "body") == 0 || strcmp(key, "body_file") == 0)
+                    buf_puts(&t, "method = POST\n");
+                if (strcmp(key, "content_type") == 0)
+                    buf_puts(&t, "method = POST\nbody = {}\n");
+                if (strncmp(key, "oauth2_", 7) == 0 && strcmp(key, "oauth2_token_url") != 0)
+                    buf_puts(&t, "oauth2_token_url = https://a/t\n");
+                if (strncmp(key, "oauth2_", 7) == 0 && strcmp(key, "oauth2_client_id") != 0)
+                    buf_puts(&t, "oauth2_client_id = c\n");
+                if (strncmp(key, "oauth2_", 7) == 0 && strncmp(key, "oauth2_client_s", 15) != 0)
+                    buf_puts(&t, "oauth2_client_secret = s\n");
+            }
             if (strcmp(section, "[auth]") == 0) {
                 if (strcmp(key, "secret") == 0)
                     buf_puts(&t, "algorithm = HS256\n");
@@ -1236,6 +1453,8 @@ int main(void)
     RUN(test_env_collision_and_long);
     RUN(test_equal_and_find);
     RUN(test_load_file);
+    RUN(test_requests);
+    RUN(test_request_files);
     RUN(test_example_is_generated);
     RUN(test_example_is_valid);
     RUN(test_example_values);

@@ -946,6 +946,52 @@ static void test_many_pollers(void)
     env_dispose(&e);
 }
 
+/* The query parameters of a spec: percent-encoded, merged with the URL's own. */
+static void test_url_add_query(void)
+{
+    static const struct {
+        const char *url;
+        const char *pairs[3];
+        const char *want;
+    } cases[] = {
+        {"http://h/p", {"a=1", NULL}, "http://h/p?a=1"},
+        {"http://h/p?x=1", {"a=1", "b=2", NULL}, "http://h/p?x=1&a=1&b=2"},
+        {"http://h/p?", {"a=1", NULL}, "http://h/p?a=1"},
+        {"http://h/p?x=1&", {"a=1", NULL}, "http://h/p?x=1&a=1"},
+        {"http://h/p", {"k=a b&c=/?#%+", NULL}, "http://h/p?k=a%20b%26c%3D%2F%3F%23%25%2B"},
+        {"http://h/p", {"\xc3\xbc=\xc3\xb6", "e=", NULL}, "http://h/p?%C3%BC=%C3%B6&e="},
+        {"http://h/p", {"n~._-=v~._-", NULL}, "http://h/p?n~._-=v~._-"},
+        {"http://h/p", {"flag", NULL}, "http://h/p?flag"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t n = 0;
+        while (n < 3 && cases[i].pairs[n])
+            n++;
+        char *got = upstream_url_add_query(cases[i].url, cases[i].pairs, n);
+        REQUIRE(got != NULL);
+        CHECK_STR(got, cases[i].want);
+        free(got);
+    }
+}
+
+/* Cache-Control max-age less Age, and what sets no floor. */
+static void test_fresh_seconds(void)
+{
+    CHECK_INT(upstream_fresh_seconds("max-age=60", NULL), 60);
+    CHECK_INT(upstream_fresh_seconds("public, max-age=60, must-revalidate", "15"), 45);
+    CHECK_INT(upstream_fresh_seconds("Max-Age=\"30\"", NULL), 30);
+    CHECK_INT(upstream_fresh_seconds("private=\"a, max-age=5\", max-age=7", NULL), 7);
+    CHECK_INT(upstream_fresh_seconds("max-age=60", "90"), 0);
+    CHECK_INT(upstream_fresh_seconds("max-age=60, no-cache", NULL), 0);
+    CHECK_INT(upstream_fresh_seconds("no-store, max-age=60", NULL), 0);
+    CHECK_INT(upstream_fresh_seconds("max-age=0", NULL), 0);
+    CHECK_INT(upstream_fresh_seconds("max-age=x", NULL), 0);
+    CHECK_INT(upstream_fresh_seconds("s-maxage=60", NULL), 0);
+    CHECK_INT(upstream_fresh_seconds("", NULL), 0);
+    CHECK_INT(upstream_fresh_seconds(NULL, NULL), 0);
+    CHECK_INT(upstream_fresh_seconds("max-age=60", "bogus"), 60);
+}
+
 int main(void)
 {
     /* The tests talk to loopback directly, whatever proxy the environment names. */
@@ -963,6 +1009,8 @@ int main(void)
         server_stop();
         return 1;
     }
+    RUN(test_url_add_query);
+    RUN(test_fresh_seconds);
     RUN(test_body_delivered);
     RUN(test_bad_specs);
     RUN(test_fixed_rate);
