@@ -343,12 +343,6 @@ static size_t utf8_encode(unsigned cp, char b[4])
     return n;
 }
 
-static void put_utf8(struct buf *out, unsigned cp)
-{
-    char b[4];
-    buf_append(out, b, utf8_encode(cp, b));
-}
-
 static unsigned hex4(const char *p)
 {
     return (unsigned)(hexval((unsigned char)p[0]) << 12 | hexval((unsigned char)p[1]) << 8 |
@@ -357,40 +351,49 @@ static unsigned hex4(const char *p)
 
 int json_unescape(const char *raw, size_t len, struct buf *out)
 {
-    /* Decoding never makes a string longer, so one reservation covers every append below. */
+    /* Decoding never makes a string longer, so one reservation covers every byte written
+     * below, straight into the buffer (this runs for every escaped string a document holds). */
     if (buf_reserve(out, len) != 0)
         return -1;
+    char *o = out->data + out->len;
     const char *p = raw, *end = raw + len;
+    int rc = 0;
     while (p < end) {
         const char *q = memchr(p, '\\', (size_t)(end - p));
         if (q == NULL) {
-            buf_append(out, p, (size_t)(end - p));
+            memcpy(o, p, (size_t)(end - p));
+            o += end - p;
             break;
         }
-        buf_append(out, p, (size_t)(q - p));
-        if (q + 1 >= end)
-            return -1;
+        memcpy(o, p, (size_t)(q - p));
+        o += q - p;
+        if (q + 1 >= end) {
+            rc = -1;
+            break;
+        }
         char c = q[1];
         p = q + 2;
         switch (c) {
         case 'b':
-            buf_putc(out, '\b');
+            *o++ = '\b';
             break;
         case 'f':
-            buf_putc(out, '\f');
+            *o++ = '\f';
             break;
         case 'n':
-            buf_putc(out, '\n');
+            *o++ = '\n';
             break;
         case 'r':
-            buf_putc(out, '\r');
+            *o++ = '\r';
             break;
         case 't':
-            buf_putc(out, '\t');
+            *o++ = '\t';
             break;
         case 'u': {
-            if (end - q < 6)
-                return -1;
+            if (end - q < 6) {
+                rc = -1;
+                break;
+            }
             unsigned cp = hex4(q + 2);
             p = q + 6;
             if (cp >= 0xD800 && cp <= 0xDBFF && end - p >= 6 && p[0] == '\\' && p[1] == 'u') {
@@ -402,14 +405,18 @@ int json_unescape(const char *raw, size_t len, struct buf *out)
             }
             /* A lone surrogate is kept as its three-byte (WTF-8) form so that it survives a
              * round trip through json_write_string. */
-            put_utf8(out, cp);
+            o += utf8_encode(cp, o);
             break;
         }
         default:
-            buf_putc(out, c);
+            *o++ = c;
         }
+        if (rc)
+            break;
     }
-    return 0;
+    out->len = (size_t)(o - out->data);
+    out->data[out->len] = '\0';
+    return rc;
 }
 
 int json_string_decode(const struct json_node *n, struct buf *out)

@@ -13,6 +13,7 @@
 # config_errors      FILE:LINE: message and exit 2 for each kind of error
 # content_types      text/plain, application/octet-stream refused by default, taken with
 #                    accept_any_content_type (named and [allow]); non-JSON refused either way
+# diff_escapes       "\u00e9" then "é" (or "\/" then "/"): no patch; a real change keeps its escapes
 # slow_subscriber    one client stops reading during 200 large changes: others on time, RSS bounded
 # many_subscribers   2,000 concurrent subscribers converge
 # shutdown           SIGTERM / SIGINT with 500 clients: clean ends, exit 0 within 5 s
@@ -32,7 +33,8 @@ find_program(POLLCAST_NODE node)
 if(NOT POLLCAST_NODE)
   set(POLLCAST_NODE node)
 endif()
-foreach(t convergence resume resume_instances wire_contract config_errors content_types syscalls)
+foreach(t convergence resume resume_instances wire_contract config_errors content_types syscalls
+          diff_escapes)
   pollcast_test(NAME integration.${t} LABELS integration TIMEOUT 600
                 COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/integration/${t}.js @POLLCAST@)
 endforeach()

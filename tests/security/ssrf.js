@@ -120,6 +120,7 @@ L.run('security.ssrf', async (t) => {
     'http://239.255.255.250/', 'http://[ff02::1]/', 'http://255.255.255.255/',
     'http://[::ffff:127.0.0.1]/', 'http://[::ffff:169.254.169.254]/', 'http://[64:ff9b::a00:1]/'];
   const cfg = {
+    server: { streamdata_compat: true },
     upstreams: { local: { url: up.url('/doc'), interval: '300ms' } },
     allow: { url_prefix: prefixes, interval: '300ms' },
   };
@@ -189,6 +190,11 @@ L.run('security.ssrf', async (t) => {
       assert.ok(ms < T(3000), 'answered at once, within the lookup timeout');
       assert.equal((await up.stats('/rebind')).count, 0, 'no request reached the upstream');
       assert.equal(await pollers(), p0, 'no poller was started for it');
+      // The Streamdata.io form: the same lookup, the same 403.
+      const c = await L.requestJson('GET', `${pc.base}/http://localhost:${up.port}/rebind`);
+      assert.equal(c.status, 403, c.body);
+      assert.match(c.json.detail, /^the host resolves to a refused address: address /);
+      assert.equal((await up.stats('/rebind')).count, 0);
     });
 
   await t.step('the check at connect still refuses a name resolving to loopback (a redirect hop)',
