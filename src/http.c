@@ -1430,7 +1430,7 @@ static uint64_t demo_rand(uint64_t a, uint64_t b)
  *   prices         two of the ten symbols every second (symbol i moves when t % 5 == i % 5)
  *   orders         order n is placed at 4n (an add at the end), its quantity changes at 4n + 7,
  *                  every other order is rushed at 4n + 13 (set rush: true and moved to the front,
- *                  newest rush first), and it is filled at 4n + 30 (removed; filled counts it)
+ *                  newest rush first), and it is filled at 4n + 30 (removed)
  *   filled_today   orders filled since midnight UTC
  * Order ids shown are 1000 + n % 9000: the id of an order is unique among the open ones. */
 #define DEMO_SYMBOLS     10

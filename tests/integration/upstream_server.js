@@ -149,6 +149,10 @@ async function control(req, res, url) {
     const known = ['normal', 'status', 'invalid', 'huge', 'gzip_bomb', 'drip', 'hang', 'close',
       'redirect', 'endless', 'token'];
     if (!known.includes(m.mode)) return sendJson(res, 400, { error: 'unknown mode ' + m.mode });
+    // A bomb is compressed off the event loop before the mode takes effect: made on the first
+    // request instead, 64 MiB at level 9 stalled every other path for over a second on a busy
+    // machine (all of security.hostile_upstreams' concurrent polls timed out).
+    if (m.mode === 'gzip_bomb') await bombReady(m.bytes || 64 * 1024 * 1024);
     modes.set(m.path, m);
     return sendJson(res, 200, m);
   }
@@ -171,6 +175,14 @@ async function control(req, res, url) {
     return sendJson(res, 200, {});
   }
   return sendJson(res, 404, { error: 'unknown control endpoint' });
+}
+
+async function bombReady(size) {
+  if (!bombs.has(size)) {
+    const b = await new Promise((resolve, reject) => zlib.gzip(Buffer.alloc(size, 0x20),
+      { level: 9 }, (err, out) => (err ? reject(err) : resolve(out))));
+    bombs.set(size, b);
+  }
 }
 
 function bomb(size) {
