@@ -1377,6 +1377,33 @@ static char *dup_opt(const char *s, int *failed)
     return d;
 }
 
+/* Sets what every request of ours shares: user agent, decoders, TLS checks, time limits. Returns
+ * the first error curl_easy_setopt gave, or CURLE_OK. */
+static CURLcode set_transport(CURL *e, int tls_no_verify, const char *ca_file, uint64_t timeout_ms,
+                              uint64_t connect_timeout_ms)
+{
+    CURLcode rc = curl_easy_setopt(e, CURLOPT_USERAGENT, "pollcast/" POLLCAST_VERSION);
+    /* "" asks for every decoder this libcurl has: gzip, deflate, br. */
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, tls_no_verify ? 0L : 1L);
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, tls_no_verify ? 0L : 2L);
+    if (rc == CURLE_OK && ca_file)
+        rc = curl_easy_setopt(e, CURLOPT_CAINFO, ca_file);
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_timeout_ms);
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, (long)LOW_SPEED_BYTES);
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)LOW_SPEED_SECS);
+    return rc;
+}
+
+
 /* Returns the pool's client for the credentials of spec (one per definition), holding one
  * more reference, or NULL on failure. */
 static struct oauth_client *oauth_acquire(struct upstream_pool *pool,
@@ -1438,16 +1465,8 @@ static struct oauth_client *oauth_acquire(struct upstream_pool *pool,
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
     /* The request carries the client's credentials: it goes nowhere else. */
     SET(CURLOPT_FOLLOWLOCATION, 0L);
-    SET(CURLOPT_USERAGENT, "pollcast/" POLLCAST_VERSION);
-    SET(CURLOPT_ACCEPT_ENCODING, "");
-    SET(CURLOPT_SSL_VERIFYPEER, o->tls_no_verify ? 0L : 1L);
-    SET(CURLOPT_SSL_VERIFYHOST, o->tls_no_verify ? 0L : 2L);
-    if (o->ca_file)
-        SET(CURLOPT_CAINFO, o->ca_file);
-    SET(CURLOPT_TIMEOUT_MS, (long)o->timeout_ms);
-    SET(CURLOPT_CONNECTTIMEOUT_MS, (long)o->connect_timeout_ms);
-    SET(CURLOPT_LOW_SPEED_LIMIT, (long)LOW_SPEED_BYTES);
-    SET(CURLOPT_LOW_SPEED_TIME, (long)LOW_SPEED_SECS);
+    if (rc == CURLE_OK)
+        rc = set_transport(e, o->tls_no_verify, o->ca_file, o->timeout_ms, o->connect_timeout_ms);
     SET(CURLOPT_WRITEFUNCTION, oauth_on_write);
     SET(CURLOPT_WRITEDATA, o);
     SET(CURLOPT_HEADERFUNCTION, oauth_on_header);
@@ -1580,16 +1599,8 @@ static int setup_easy(struct poller *p)
      * admitted before anything is sent to it. */
     SET(CURLOPT_FOLLOWLOCATION, p->max_redirects > 0 && !p->adhoc ? 1L : 0L);
     SET(CURLOPT_MAXREDIRS, p->max_redirects);
-    SET(CURLOPT_USERAGENT, "pollcast/" POLLCAST_VERSION);
-    SET(CURLOPT_ACCEPT_ENCODING, ""); /* every decoder this libcurl has: gzip, deflate, br */
-    SET(CURLOPT_SSL_VERIFYPEER, p->tls_no_verify ? 0L : 1L);
-    SET(CURLOPT_SSL_VERIFYHOST, p->tls_no_verify ? 0L : 2L);
-    if (p->ca_file)
-        SET(CURLOPT_CAINFO, p->ca_file);
-    SET(CURLOPT_TIMEOUT_MS, (long)p->timeout_ms);
-    SET(CURLOPT_CONNECTTIMEOUT_MS, (long)p->connect_timeout_ms);
-    SET(CURLOPT_LOW_SPEED_LIMIT, (long)LOW_SPEED_BYTES);
-    SET(CURLOPT_LOW_SPEED_TIME, (long)LOW_SPEED_SECS);
+    if (rc == CURLE_OK)
+        rc = set_transport(e, p->tls_no_verify, p->ca_file, p->timeout_ms, p->connect_timeout_ms);
     SET(CURLOPT_WRITEFUNCTION, on_write);
     SET(CURLOPT_WRITEDATA, p);
     SET(CURLOPT_HEADERFUNCTION, on_header);
