@@ -59,7 +59,10 @@ L.run('security.hostile_upstreams', async (t) => {
   const upstreams = {};
   for (const [name, sc] of Object.entries(SCENARIOS)) {
     await up.put(`/${name}`, good(name));
-    upstreams[name] = { url: up.url(`/${name}`), interval: '400ms', error_repeat: '1h',
+    // A 2 s interval gives each poll a 1.6 s timeout: under a loaded CI (22 pollers starting at
+    // once beside the ASan twin) a 1 s timeout made the first polls fail with "timeout", and with
+    // error_repeat = 1h the scenario's own upstream-error was then never sent.
+    upstreams[name] = { url: up.url(`/${name}`), interval: '2s', error_repeat: '1h',
       ...(sc.config || {}) };
   }
   // Valid extremes, streamed byte-exact.
