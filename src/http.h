@@ -1,6 +1,7 @@
-/* The HTTP front: libmicrohttpd driven by the event loop (its epoll descriptor is watched by the
- * loop; no thread of its own), routing of the wire contract's endpoints, CORS, request limits,
- * health, readiness and metrics, and the built-in demo upstream document. */
+/* The HTTP front's public interface: libmicrohttpd driven by the event loop (its epoll descriptor
+ * is watched by the loop; no thread of its own), routing of the wire contract's endpoints, CORS,
+ * request limits, health, readiness and metrics, and the built-in demo upstream document. The
+ * implementation is in src/http/: server.c, and one file per group of routes. */
 #ifndef POLLCAST_HTTP_H
 #define POLLCAST_HTTP_H
 
@@ -121,7 +122,7 @@ void http_server_free(struct http_server *srv);
 
 /* Writes the demo document for time t_s (seconds) into out: ten prices, two of which move each
  * second, and a list of orders that gains, loses, changes and reorders items, a few values per
- * second (the schedule is in http.c). Returns 0 or -1. */
+ * second (the schedule is in http/ops.c). Returns 0 or -1. */
 int http_demo_document(struct buf *out, uint64_t t_s);
 
 #endif
