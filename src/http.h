@@ -25,8 +25,11 @@ struct http_stream {
     uint64_t max_interval_ms;
     enum hub_mode mode;                 /* default mode */
     const char *const *forward_headers; /* client header names passed upstream; NULL: none */
-    const char *request_id; /* method and body digest ("POST.1a2b..."), part of the topic key so
-                               that another body is another topic; NULL: a GET */
+    const char *request_id;    /* method and body digest ("POST.1a2b..."), part of the topic key so
+                                  that another body is another topic; NULL: a GET */
+    int push;                  /* [stream NAME]: no upstream, documents are published to it */
+    const char *publish_token; /* the publishers' secret; NULL: JWT publishers only */
+    const char *state_file;    /* push: where the last document is kept; NULL: nowhere */
 };
 
 struct http_params {
@@ -64,6 +67,7 @@ struct http_params {
     int metrics;    /* serve GET /metrics (404 otherwise) */
     int access_log; /* log every stream request at open and close */
     int compat;     /* serve the Streamdata.io form GET /{absolute-url} */
+    int cluster;    /* cluster mode: publishing to push streams is refused (501) */
 };
 
 struct metrics;

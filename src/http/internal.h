@@ -31,6 +31,8 @@ enum reject_reason {
     REJECT_OVERLOAD,
     REJECT_UNAVAILABLE,
     REJECT_RATE_LIMITED,
+    REJECT_CONFLICT,  /* 409 and 412: a publish that does not apply to the current version */
+    REJECT_TOO_LARGE, /* 413: a publish body over its cap */
     REJECT_COUNT
 };
 /* Why the server ended a stream that was going on, the label of pollcast_streams_ended_total
@@ -71,6 +73,13 @@ struct request {
     struct request *rprev, *rnext;
     int looked_up;        /* the lookup ended (or could not run): do not look up again */
     char *lookup_refused; /* the lookup found a refused address: why, for the 403 (owned) */
+    /* A publish request (PUT, PATCH, POST .../refresh) admitted at its headers: what it asks
+     * for, and its body as it arrives, kept up to body_cap bytes. */
+    int publish;    /* enum http_publish_kind; 0: not a publish request */
+    char *pub_name; /* the stream's name (owned) */
+    struct buf body;
+    size_t body_cap;
+    int body_too_big; /* more than body_cap bytes came: the rest was dropped */
 };
 
 struct http_server {
@@ -124,6 +133,21 @@ enum MHD_Result http_send_text(struct http_server *srv, struct MHD_Connection *c
 enum MHD_Result http_send_problem_with(struct http_server *srv, struct MHD_Connection *c,
                                        unsigned status, const char *title, const char *detail,
                                        const char *hname, const char *hvalue);
+
+/* A new problem object {"status","title","detail"} (detail may be NULL) for
+ * http_send_problem_json, or NULL on OOM. */
+cJSON *http_problem_new(unsigned status, const char *title, const char *detail);
+
+/* Sends the problem object o (taken, freed here; NULL sends nothing and returns MHD_NO) as an
+ * application/problem+json answer of status, counted under its reject reason, with one more
+ * header when hname is not NULL. */
+enum MHD_Result http_send_problem_json(struct http_server *srv, struct MHD_Connection *c,
+                                       unsigned status, cJSON *o, const char *hname,
+                                       const char *hvalue);
+
+/* 405 with the Allow header given. */
+enum MHD_Result http_send_method_not_allowed(struct http_server *srv, struct MHD_Connection *c,
+                                             const char *allow);
 
 /* http_send_problem_with without an extra header. */
 enum MHD_Result http_send_problem(struct http_server *srv, struct MHD_Connection *c,
@@ -195,6 +219,32 @@ enum MHD_Result http_route_compat(struct http_server *srv, struct MHD_Connection
 
 /* Returns 1 when the request target is the Streamdata.io form "/http://..." or "/https://...". */
 int http_compat_target(const char *uri);
+
+/* ---- publish.c ---- */
+
+enum http_publish_kind { HTTP_PUBLISH_PUT = 1, HTTP_PUBLISH_PATCH, HTTP_PUBLISH_REFRESH };
+
+/* The headers of a PUT, PATCH or POST request are in: routes it (PUT and PATCH on
+ * /streams/NAME, POST on /streams/NAME/refresh), authenticates the publisher and checks the
+ * announced size. Either queues the refusal (q->status is then set) or admits the request
+ * (q->publish set) so that its body is read. Returns MHD's result. */
+enum MHD_Result http_publish_begin(struct http_server *srv, struct MHD_Connection *c,
+                                   const char *url, const char *method);
+
+/* Keeps n more body bytes of an admitted publish request, up to its cap. Cannot fail: past the
+ * cap (or out of memory) the request is marked too big. */
+void http_publish_body(struct request *q, const char *data, size_t n);
+
+/* The whole request is in: publishes (PUT, PATCH) or refreshes, and answers. */
+enum MHD_Result http_publish_finish(struct http_server *srv, struct MHD_Connection *c);
+
+/* Loads the state files of push streams into their topics, for streams that have one and whose
+ * topic has no document yet. Cannot fail (a file that cannot be read is logged). */
+void http_publish_load_state(struct http_server *srv);
+
+/* The topic of push stream st (created when new, its state file loaded), or NULL when it cannot
+ * be made (OOM, max_pollers). */
+struct topic *http_push_topic(struct http_server *srv, const struct http_stream *st);
 
 /* ---- ops.c ---- */
 

@@ -15,7 +15,11 @@ enum MHD_Result http_route_stream_list(struct http_server *srv, struct MHD_Conne
         char path[128];
         snprintf(path, sizeof(path), "/streams/%s", srv->p.streams[i].name);
         cJSON_AddStringToObject(e, "path", path);
-        cJSON_AddNumberToObject(e, "interval_ms", (double)srv->p.streams[i].spec.poll.interval_ms);
+        if (srv->p.streams[i].push)
+            cJSON_AddBoolToObject(e, "push", 1);
+        else
+            cJSON_AddNumberToObject(e, "interval_ms",
+                                    (double)srv->p.streams[i].spec.poll.interval_ms);
         cJSON_AddItemToArray(a, e);
     }
     char *body = cJSON_PrintUnformatted(o);
@@ -70,6 +74,14 @@ int http_register_metrics(struct http_server *srv)
     rc |= metrics_add(m, "pollcast_subscribers_reset_total", METRICS_COUNTER,
                       "Slow subscribers whose backlog was replaced by a snapshot.", NULL, NULL,
                       &s->subscribers_reset);
+    rc |= metrics_add(m, "pollcast_publishes_total", METRICS_COUNTER,
+                      "Documents published to push streams (PUT, PATCH), by outcome: changed (a "
+                      "new version) or unchanged.",
+                      "outcome", "changed", &s->publishes_changed);
+    rc |= metrics_add(m, "pollcast_publishes_total", METRICS_COUNTER,
+                      "Documents published to push streams (PUT, PATCH), by outcome: changed (a "
+                      "new version) or unchanged.",
+                      "outcome", "unchanged", &s->publishes_unchanged);
     for (size_t i = 0; i < REJECT_COUNT; i++)
         rc |= metrics_add(m, "pollcast_requests_rejected_total", METRICS_COUNTER,
                           "Requests refused, by reason.", "reason", http_reject_names[i],

@@ -23,9 +23,9 @@
 
 const char *const http_ended_names[ENDED_COUNT] = {"token_expired", "auth_changed"};
 
-const char *const http_reject_names[REJECT_COUNT] = {"bad_request", "unauthorized", "forbidden",
-                                                     "not_found",   "method",       "overload",
-                                                     "unavailable", "rate_limited"};
+const char *const http_reject_names[REJECT_COUNT] = {
+    "bad_request", "unauthorized", "forbidden",    "not_found", "method",
+    "overload",    "unavailable",  "rate_limited", "conflict",  "too_large"};
 
 void http_count_reject(struct http_server *srv, enum reject_reason why, unsigned status)
 {
@@ -296,25 +296,25 @@ enum MHD_Result http_send_text(struct http_server *srv, struct MHD_Connection *c
     return rc;
 }
 
-enum MHD_Result http_send_problem_with(struct http_server *srv, struct MHD_Connection *c,
-                                       unsigned status, const char *title, const char *detail,
-                                       const char *hname, const char *hvalue)
+enum MHD_Result http_send_problem_json(struct http_server *srv, struct MHD_Connection *c,
+                                       unsigned status, cJSON *o, const char *hname,
+                                       const char *hvalue)
 {
     enum reject_reason why = status == MHD_HTTP_BAD_REQUEST || status == MHD_HTTP_URI_TOO_LONG ||
-                                     status == MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE
+                                     status == MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE ||
+                                     status == MHD_HTTP_UNSUPPORTED_MEDIA_TYPE ||
+                                     status == MHD_HTTP_UNPROCESSABLE_CONTENT
                                  ? REJECT_BAD_REQUEST
                              : status == MHD_HTTP_UNAUTHORIZED       ? REJECT_UNAUTHORIZED
                              : status == MHD_HTTP_FORBIDDEN          ? REJECT_FORBIDDEN
                              : status == MHD_HTTP_NOT_FOUND          ? REJECT_NOT_FOUND
                              : status == MHD_HTTP_METHOD_NOT_ALLOWED ? REJECT_METHOD
-                                                                     : REJECT_UNAVAILABLE;
+                             : status == MHD_HTTP_CONFLICT || status == MHD_HTTP_PRECONDITION_FAILED
+                                 ? REJECT_CONFLICT
+                             : status == MHD_HTTP_CONTENT_TOO_LARGE ? REJECT_TOO_LARGE
+                                                                    : REJECT_UNAVAILABLE;
     http_count_reject(srv, why, status);
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "status", status);
-    cJSON_AddStringToObject(o, "title", title);
-    if (detail)
-        cJSON_AddStringToObject(o, "detail", detail);
-    char *body = cJSON_PrintUnformatted(o);
+    char *body = o ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     if (body == NULL)
         return MHD_NO;
@@ -326,12 +326,46 @@ enum MHD_Result http_send_problem_with(struct http_server *srv, struct MHD_Conne
     MHD_add_response_header(r, "Content-Type", "application/problem+json");
     MHD_add_response_header(r, "Cache-Control", "no-store");
     /* What follows an oversized request on the connection cannot be trusted to be a request. */
-    if (status == MHD_HTTP_URI_TOO_LONG || status == MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE)
+    if (status == MHD_HTTP_URI_TOO_LONG || status == MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE ||
+        status == MHD_HTTP_CONTENT_TOO_LARGE)
         MHD_add_response_header(r, "Connection", "close");
     if (hname)
         MHD_add_response_header(r, hname, hvalue);
     http_add_cors(srv, c, r);
     enum MHD_Result rc = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+cJSON *http_problem_new(unsigned status, const char *title, const char *detail)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    cJSON_AddNumberToObject(o, "status", status);
+    cJSON_AddStringToObject(o, "title", title);
+    if (detail)
+        cJSON_AddStringToObject(o, "detail", detail);
+    return o;
+}
+
+enum MHD_Result http_send_problem_with(struct http_server *srv, struct MHD_Connection *c,
+                                       unsigned status, const char *title, const char *detail,
+                                       const char *hname, const char *hvalue)
+{
+    return http_send_problem_json(srv, c, status, http_problem_new(status, title, detail), hname,
+                                  hvalue);
+}
+
+enum MHD_Result http_send_method_not_allowed(struct http_server *srv, struct MHD_Connection *c,
+                                             const char *allow)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (r == NULL)
+        return MHD_NO;
+    MHD_add_response_header(r, "Allow", allow);
+    http_count_reject(srv, REJECT_METHOD, MHD_HTTP_METHOD_NOT_ALLOWED);
+    enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
     MHD_destroy_response(r);
     return rc;
 }
@@ -492,35 +526,38 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return MHD_NO; /* the request record could not be allocated, or it is answered */
     int get = strcmp(method, "GET") == 0, head = strcmp(method, "HEAD") == 0;
     int options = strcmp(method, "OPTIONS") == 0;
+    int publish =
+        strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0 || strcmp(method, "POST") == 0;
     if (!q->seen) {
         q->seen = 1;
         request_arrived(c);
         /* Other methods are refused now, before any body they carry is read: MHD takes a
          * response only here or once the whole request is in, not while a body arrives. */
-        if (!get && !head && !options) {
-            struct MHD_Response *r =
-                MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-            if (r == NULL)
-                return MHD_NO;
-            MHD_add_response_header(r, "Allow", "GET, HEAD, OPTIONS");
-            srv->rejected[REJECT_METHOD]++;
-            q->status = MHD_HTTP_METHOD_NOT_ALLOWED;
-            enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
-            MHD_destroy_response(r);
+        if (!get && !head && !options && !publish) {
+            srv->cur = q;
+            enum MHD_Result rc = http_send_method_not_allowed(srv, c, "GET, HEAD, OPTIONS");
+            srv->cur = NULL;
             return rc;
         }
         srv->cur = q;
         enum MHD_Result rc = check_request(srv, c, method, version);
+        /* A publish request is authenticated and sized before its body is read. */
+        if (rc == MHD_YES && q->status == 0 && publish)
+            rc = http_publish_begin(srv, c, url, method);
         srv->cur = NULL;
         return rc;
     }
     if (*upload_data_size != 0) {
-        /* A body on GET, HEAD or OPTIONS means nothing here: read and ignored. */
+        /* A publish request keeps its body, up to its cap; a body on GET, HEAD or OPTIONS
+         * means nothing here: read and ignored. */
+        if (q->publish)
+            http_publish_body(q, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
     }
     srv->cur = q;
-    enum MHD_Result rc = route(srv, c, url, head, options);
+    enum MHD_Result rc =
+        q->publish ? http_publish_finish(srv, c) : route(srv, c, url, head, options);
     srv->cur = NULL;
     return rc;
 }
@@ -530,6 +567,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 static void request_release(struct subscriber_tally *t)
 {
     struct request *q = (struct request *)t;
+    buf_dispose(&q->body);
+    free(q->pub_name);
     if (q->counted)
         addr_release(q->srv, q->client);
     free(q->uri);
@@ -739,6 +778,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
     }
     srv->epoll_fd = info->epoll_fd;
     srv->port = port ? port->port : 0;
+    http_publish_load_state(srv);
     run_daemon(srv);
     return srv;
 }
@@ -758,6 +798,8 @@ void http_server_update(struct http_server *srv, const struct http_params *param
     p.max_header_bytes = srv->p.max_header_bytes;
     p.listen_backlog = srv->p.listen_backlog;
     srv->p = p;
+    /* Push streams the reload added (or changed) start from their state files. */
+    http_publish_load_state(srv);
 }
 
 unsigned http_server_port(const struct http_server *srv)

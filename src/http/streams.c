@@ -367,6 +367,21 @@ enum MHD_Result http_route_stream(struct http_server *srv, struct MHD_Connection
         return http_send_insufficient_scope(srv, c, "the token does not grant this stream");
     struct topic_spec spec = st->spec;
     enum hub_mode mode = st->mode;
+    if (st->push) {
+        /* A push stream has one topic, whatever the query: there is no poll to vary. */
+        if (srv->p.cluster)
+            return http_send_problem(srv, c, MHD_HTTP_NOT_IMPLEMENTED, "Not in cluster mode",
+                                     "push streams are not available in cluster mode yet");
+        if (http_query_mode(c, &mode) != 0)
+            return http_send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad mode",
+                                     "mode is patch or snapshot");
+        if (http_push_topic(srv, st) == NULL)
+            return http_send_retry_later(srv, c);
+        char key[CONFIG_MAX_NAME + 16];
+        snprintf(key, sizeof(key), "s:%s|push", st->name);
+        spec.push = 1;
+        return http_start_stream(srv, c, key, &spec, mode);
+    }
     if (http_query_interval(c, st->min_interval_ms, st->max_interval_ms, &spec.poll.interval_ms) !=
         0)
         return http_send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad interval",

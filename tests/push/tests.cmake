@@ -1,0 +1,18 @@
+# Push streams, refresh and plain reads (issue 12, sections 1, 2 and 4), against the real daemon
+# with the scripted upstream (tests/integration/upstream_server.js) and real SSE clients; patches
+# applied with fast-json-patch from tests/oracle/node_modules (harness.js).
+#
+# push.publish   PUT and PATCH reach subscribers exactly (ids, 200/204, ETag); no data before the
+#                first publish; failed PATCH (409 test, 422 op, 415, 400 with byte offset) changes
+#                nothing; two publishers racing with If-Match lose no update; 401/404/405; 413
+#                with and without Content-Length; state_file across a restart
+# push.auth      [auth]: a pollcast.publish JWT publishes, a subscriber token gets 403; config
+#                errors for a [stream] nobody could publish to or with a url
+find_program(POLLCAST_NODE node)
+if(NOT POLLCAST_NODE)
+  set(POLLCAST_NODE node)
+endif()
+foreach(t publish auth)
+  pollcast_test(NAME push.${t} LABELS push integration TIMEOUT 300
+                COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/push/${t}.js @POLLCAST@)
+endforeach()
