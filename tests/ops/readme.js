@@ -245,7 +245,7 @@ h.run('ops.readme', async (t) => {
     // name; sh-push lines run in order, in bash, against it.
     const pdir = path.join(dir, 'push');
     fs.mkdirSync(pdir, { recursive: true });
-    fs.writeFileSync(path.join(pdir, 'orders.token'), 'readme-publisher-secret\n');
+    fs.writeFileSync(path.join(pdir, 'publisher.token'), 'readme-publisher-secret\n');
     const text = `${of('ini-push').map((b) => b.body.join('\n')).join('\n\n')}\n`;
     const pc = await h.startPollcast(text, { name: 'push', cwd: pdir,
       env: { POLLCAST_SERVER_LISTEN: '127.0.0.1:0' } });
@@ -263,6 +263,7 @@ h.run('ops.readme', async (t) => {
         } else {
           assert.equal(r.code, 0, `${line}: ${r.stdout}${r.stderr}`);
           if (/-X (PUT|PATCH)/.test(line)) assert.match(r.stdout, /^\{"id":"[0-9a-z]+\.[0-9a-z]+"\}$/);
+          if (/\/refresh\b/.test(line)) assert.match(r.stdout, /^\{"refreshed":\d+\}$/);
         }
       }
     }

@@ -8,11 +8,13 @@
 #                with and without Content-Length; state_file across a restart
 # push.auth      [auth]: a pollcast.publish JWT publishes, a subscriber token gets 403; config
 #                errors for a [stream] nobody could publish to or with a url
+# push.refresh   POST /streams/NAME/refresh: 100 concurrent calls, the change arrives at once (60 s
+#                interval), one upstream request in flight at most; 401/404/405
 find_program(POLLCAST_NODE node)
 if(NOT POLLCAST_NODE)
   set(POLLCAST_NODE node)
 endif()
-foreach(t publish auth)
+foreach(t publish auth refresh)
   pollcast_test(NAME push.${t} LABELS push integration TIMEOUT 300
                 COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/push/${t}.js @POLLCAST@)
 endforeach()
