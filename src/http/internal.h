@@ -80,6 +80,16 @@ struct request {
     struct buf body;
     size_t body_cap;
     int body_too_big; /* more than body_cap bytes came: the rest was dropped */
+    /* A plain read (Accept: application/json): answered from the topic's document; while the
+     * topic has none yet, the connection waits suspended, a transient subscriber keeping the
+     * topic alive and waking the request, the timer bounding the wait. */
+    int plain; /* the request is a plain read */
+    struct subscriber *plain_sub;
+    struct topic *plain_topic;
+    struct loop_timer *plain_timer;
+    int plain_suspended; /* linked in http_server.plain_waiting */
+    int plain_timed_out;
+    struct request *pprev, *pnext;
 };
 
 struct http_server {
@@ -102,9 +112,10 @@ struct http_server {
     struct request *authed; /* the authenticated streams going on */
     struct request *cur;    /* the request handle() is answering, for the helpers below */
     struct metrics *metrics;
-    struct resolver *resolver; /* host lookups of ad-hoc URLs at admission */
-    struct request *resolving; /* requests suspended while their host resolves */
-    http_ready_fn ready_fn;    /* extra /readyz members (cluster state); NULL: none */
+    struct resolver *resolver;     /* host lookups of ad-hoc URLs at admission */
+    struct request *resolving;     /* requests suspended while their host resolves */
+    struct request *plain_waiting; /* plain reads suspended until their topic's first document */
+    http_ready_fn ready_fn;        /* extra /readyz members (cluster state); NULL: none */
     void *ready_arg;
 };
 
@@ -187,6 +198,27 @@ void http_auth_untrack(struct http_server *srv, struct request *q);
  * here) for the current request, or answers retry-later when a limit is reached. */
 enum MHD_Result http_start_stream(struct http_server *srv, struct MHD_Connection *c,
                                   const char *key, struct topic_spec *spec, enum hub_mode mode);
+
+/* 1 when the request asks for a plain read: its Accept names application/json and not
+ * text/event-stream (EventSource sends the latter; curl's default is neither). */
+int http_wants_json(struct MHD_Connection *c);
+
+/* Answers a plain read of topic key (created from spec when new, its poller polling at once):
+ * the current document with ETag "<id>" (304 for a matching If-None-Match) and Cache-Control:
+ * max-age from the interval; while the topic has no document yet, suspends the connection until
+ * it has one, at most the poll timeout (then 504). Called again when the connection resumes. */
+enum MHD_Result http_plain_read(struct http_server *srv, struct MHD_Connection *c, const char *key,
+                                struct topic_spec *spec);
+
+/* Ends the plain read of q, if any: its subscriber, timer and wait. Cannot fail. */
+void http_plain_end(struct http_server *srv, struct request *q);
+
+/* Resumes every plain read that waits (before the daemon stops). Cannot fail. */
+void http_plain_abort(struct http_server *srv);
+
+/* 1 when an If-Match or If-None-Match value (entity tags, or "*") names id; strong comparison:
+ * weak tags (W/"...") never match. An empty id matches nothing. */
+int http_etag_match(const char *value, const char *id);
 
 /* Names the current request in the access log: a stream name, or a URL of which only the part
  * before the query is kept (queries may carry tokens). */

@@ -329,33 +329,6 @@ void http_publish_load_state(struct http_server *srv)
 
 /* ---- PUT, PATCH ---------------------------------------------------------------------------- */
 
-/* 1 when the If-Match value (a list of entity tags, or "*") names the current id; strong
- * comparison: weak tags (W/"...") never match. */
-static int if_match(const char *value, const char *id)
-{
-    size_t idlen = strlen(id);
-    if (idlen == 0)
-        return 0;
-    const char *p = value;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        if (*p == '*')
-            return 1;
-        if (p[0] == '"') {
-            const char *end = strchr(p + 1, '"');
-            if (end == NULL)
-                return 0;
-            if ((size_t)(end - p - 1) == idlen && memcmp(p + 1, id, idlen) == 0)
-                return 1;
-            p = end + 1;
-        } else {
-            p += strcspn(p, ",");
-        }
-    }
-    return 0;
-}
-
 /* Answers a publication's outcome: 200 {"id":ID} for a new version, 204 when nothing changed,
  * both with ETag "ID". */
 static enum MHD_Result send_published(struct http_server *srv, struct MHD_Connection *c,
@@ -459,7 +432,7 @@ static enum MHD_Result publish_document(struct http_server *srv, struct MHD_Conn
     char id[40];
     const char *im = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-Match");
     hub_topic_id(t, id);
-    if (im && !if_match(im, id)) {
+    if (im && !http_etag_match(im, id)) {
         cJSON *o = http_problem_new(MHD_HTTP_PRECONDITION_FAILED, "Precondition failed",
                                     id[0] ? "If-Match does not name the current version"
                                           : "If-Match: the stream has no document yet");

@@ -669,15 +669,19 @@ static void on_request_done(void *cls, struct MHD_Connection *c, void **req_cls,
     if (q == NULL)
         return;
     http_auth_untrack(srv, q);
+    if (q->plain_sub || q->plain_timer)
+        http_plain_end(srv, q);
     if (q->lookup) {
         resolve_cancel(q->lookup);
         q->lookup = NULL;
         http_resolving_unlink(srv, q);
     }
     if (srv->p.access_log && q->stream) {
-        const char *reason = q->tally.end_reason ? q->tally.end_reason
-                             : q->opened         ? termination_reason(toe)
-                                                 : "refused";
+        const char *reason = q->tally.end_reason                    ? q->tally.end_reason
+                             : q->opened                            ? termination_reason(toe)
+                             : q->plain && q->status == MHD_HTTP_OK ? "plain_read"
+                             : q->plain && q->status == MHD_HTTP_NOT_MODIFIED ? "not_modified"
+                                                                              : "refused";
         log_event(LOG_INFO, "stream closed",
                   (struct log_field[]){LOG_STR("client", q->client), LOG_STR("stream", q->stream),
                                        LOG_NUM("status", q->status),
@@ -836,6 +840,7 @@ void http_server_free(struct http_server *srv)
     loop_timer_free(srv->resume_timer);
     /* MHD refuses to stop with suspended connections. */
     http_resolving_abort(srv);
+    http_plain_abort(srv);
     MHD_stop_daemon(srv->daemon);
     resolver_free(srv->resolver);
     ratelimit_free(srv->rate);

@@ -201,6 +201,8 @@ enum MHD_Result http_start_stream(struct http_server *srv, struct MHD_Connection
         cap = 1000;
     if (spec->poll.timeout_ms == 0 || spec->poll.timeout_ms > cap)
         spec->poll.timeout_ms = cap;
+    if (http_wants_json(c))
+        return http_plain_read(srv, c, key, spec);
     if (srv->quiesced)
         return http_send_retry_later(srv, c);
     if (hub_stats(srv->hub)->subscribers >= srv->p.max_subscribers)
@@ -430,5 +432,224 @@ out:
     for (size_t i = 0; i < nfwd; i++)
         buf_dispose(&fwd[i]);
     buf_dispose(&key);
+    return rc;
+}
+
+/* ---- plain reads --------------------------------------------------------------------------- */
+
+/* 1 when the comma-separated media ranges of accept hold type (case-insensitive, parameters
+ * ignored). */
+static int accept_has(const char *accept, const char *type)
+{
+    size_t tlen = strlen(type);
+    for (const char *p = accept; *p;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        size_t n = strcspn(p, ",;");
+        size_t m = n;
+        while (m > 0 && (p[m - 1] == ' ' || p[m - 1] == '\t'))
+            m--;
+        if (m == tlen && strncasecmp(p, type, tlen) == 0)
+            return 1;
+        p += n;
+        p += strcspn(p, ",");
+    }
+    return 0;
+}
+
+int http_wants_json(struct MHD_Connection *c)
+{
+    const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept");
+    return a && accept_has(a, "application/json") && !accept_has(a, "text/event-stream");
+}
+
+int http_etag_match(const char *value, const char *id)
+{
+    size_t idlen = strlen(id);
+    if (idlen == 0)
+        return 0;
+    const char *p = value;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '*')
+            return 1;
+        if (p[0] == '"') {
+            const char *end = strchr(p + 1, '"');
+            if (end == NULL)
+                return 0;
+            if ((size_t)(end - p - 1) == idlen && memcmp(p + 1, id, idlen) == 0)
+                return 1;
+            p = end + 1;
+        } else {
+            p += strcspn(p, ",");
+        }
+    }
+    return 0;
+}
+
+static void plain_unlink(struct http_server *srv, struct request *q)
+{
+    if (!q->plain_suspended)
+        return;
+    if (q->pprev)
+        q->pprev->pnext = q->pnext;
+    else
+        srv->plain_waiting = q->pnext;
+    if (q->pnext)
+        q->pnext->pprev = q->pprev;
+    q->pprev = q->pnext = NULL;
+    q->plain_suspended = 0;
+}
+
+/* Resumes a waiting plain read: handle() runs again and answers. */
+static void plain_resume(struct request *q)
+{
+    if (!q->plain_suspended)
+        return;
+    plain_unlink(q->srv, q);
+    MHD_resume_connection(q->conn);
+    http_kick_daemon(q->srv);
+}
+
+/* The topic has something new (its first document, an upstream error, its end). The hub may not
+ * be called back from here: the request is only resumed. */
+static void plain_wake(void *ctx)
+{
+    plain_resume(ctx);
+}
+
+static const struct subscriber_ops plain_ops = {.wake = plain_wake};
+
+static void on_plain_timeout(struct loop *loop, struct loop_timer *timer, void *arg)
+{
+    struct request *q = arg;
+    q->plain_timed_out = 1;
+    plain_resume(q);
+}
+
+void http_plain_end(struct http_server *srv, struct request *q)
+{
+    plain_unlink(srv, q);
+    loop_timer_free(q->plain_timer);
+    q->plain_timer = NULL;
+    /* The topic's idle grace starts from here when it has no other subscriber: readers that
+     * come back within it find the poller warm. */
+    hub_unsubscribe(q->plain_sub);
+    q->plain_sub = NULL;
+    q->plain_topic = NULL;
+}
+
+void http_plain_abort(struct http_server *srv)
+{
+    /* The daemon is about to stop: no MHD_run is asked for. */
+    while (srv->plain_waiting) {
+        struct request *q = srv->plain_waiting;
+        plain_unlink(srv, q);
+        MHD_resume_connection(q->conn);
+    }
+}
+
+/* Drains what the subscriber has pending (it is never sent: the answer is the document), so
+ * that the hub wakes it on the next event. Returns 0, or -1 when its stream has ended. */
+static int plain_drain(struct subscriber *s)
+{
+    char scratch[4096];
+    long n;
+    while ((n = subscriber_read(s, scratch, sizeof(scratch))) > 0)
+        ;
+    return n < 0 ? -1 : 0;
+}
+
+/* 200 with the document (or 304), its ETag and Cache-Control. */
+static enum MHD_Result plain_answer(struct http_server *srv, struct MHD_Connection *c,
+                                    struct topic *t, const struct topic_spec *spec)
+{
+    char id[40], etag[48], cc[64];
+    size_t len = 0;
+    const char *doc = hub_topic_document(t, &len);
+    hub_topic_id(t, id);
+    snprintf(etag, sizeof(etag), "\"%s\"", id);
+    /* A push stream changes whenever it is published to: caches revalidate with the ETag. */
+    if (spec->push)
+        snprintf(cc, sizeof(cc), "no-cache");
+    else
+        snprintf(cc, sizeof(cc), "max-age=%llu",
+                 (unsigned long long)(spec->poll.interval_ms / 1000));
+    const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
+    int not_modified = inm && http_etag_match(inm, id);
+    struct MHD_Response *r =
+        not_modified ? MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT)
+                     : MHD_create_response_from_buffer(len, (void *)doc, MHD_RESPMEM_MUST_COPY);
+    if (r == NULL)
+        return MHD_NO;
+    if (!not_modified)
+        MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "ETag", etag);
+    MHD_add_response_header(r, "Cache-Control", cc);
+    MHD_add_response_header(r, "Vary", "Accept");
+    http_add_cors(srv, c, r);
+    unsigned status = not_modified ? MHD_HTTP_NOT_MODIFIED : MHD_HTTP_OK;
+    if (srv->cur)
+        srv->cur->status = status;
+    enum MHD_Result rc = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+enum MHD_Result http_plain_read(struct http_server *srv, struct MHD_Connection *c, const char *key,
+                                struct topic_spec *spec)
+{
+    struct request *q = srv->cur;
+    if (q == NULL)
+        return MHD_NO;
+    q->plain = 1;
+    if (q->plain_sub == NULL) {
+        if (srv->quiesced)
+            return http_send_problem(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "Shutting down", NULL);
+        struct topic *t = hub_topic_get(srv->hub, key, spec);
+        if (t == NULL)
+            return http_send_problem(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "Unavailable",
+                                     "no poller can be started now (max_pollers, or memory)");
+        /* A topic with a document answers at once; the subscriber (taken and let go at once)
+         * restarts its idle grace, so that readers keep the poller alive as streams do. */
+        q->plain_sub = hub_subscribe(t, HUB_MODE_SNAPSHOT, NULL, &plain_ops, q);
+        if (q->plain_sub == NULL)
+            return http_send_problem(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "Unavailable",
+                                     "out of memory");
+        q->plain_topic = t;
+    }
+    struct topic *t = q->plain_topic;
+    enum MHD_Result rc;
+    if (topic_ready(t)) {
+        rc = plain_answer(srv, c, t, spec);
+    } else if (spec->push) {
+        rc = http_send_problem(srv, c, MHD_HTTP_NOT_FOUND, "No document yet",
+                               "nothing has been published to this stream yet");
+    } else if (q->plain_timed_out || srv->quiesced || plain_drain(q->plain_sub) != 0) {
+        rc = http_send_problem(srv, c, MHD_HTTP_GATEWAY_TIMEOUT, "No document yet",
+                               "the upstream gave no document within the poll timeout");
+    } else {
+        /* The first poll is on its way: wait for it, at most its timeout (and a little more,
+         * for its answer to be taken). */
+        if (q->plain_timer == NULL) {
+            q->plain_timer = loop_timer_new(srv->loop, on_plain_timeout, q);
+            if (q->plain_timer == NULL) {
+                http_plain_end(srv, q);
+                return http_send_problem(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "Unavailable",
+                                         "out of memory");
+            }
+            loop_timer_start(q->plain_timer, spec->poll.timeout_ms + 250);
+        }
+        q->conn = c;
+        q->plain_suspended = 1;
+        q->pnext = srv->plain_waiting;
+        if (srv->plain_waiting)
+            srv->plain_waiting->pprev = q;
+        srv->plain_waiting = q;
+        MHD_suspend_connection(c);
+        return MHD_YES;
+    }
+    http_plain_end(srv, q);
     return rc;
 }

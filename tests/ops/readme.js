@@ -264,6 +264,9 @@ h.run('ops.readme', async (t) => {
           assert.equal(r.code, 0, `${line}: ${r.stdout}${r.stderr}`);
           if (/-X (PUT|PATCH)/.test(line)) assert.match(r.stdout, /^\{"id":"[0-9a-z]+\.[0-9a-z]+"\}$/);
           if (/\/refresh\b/.test(line)) assert.match(r.stdout, /^\{"refreshed":\d+\}$/);
+          if (/Accept: application\/json/.test(line)) {
+            assert.equal(r.stdout, '{"orders":[{"id":1,"qty":3}]}', 'the plain read');
+          }
         }
       }
     }

@@ -10,6 +10,10 @@
 #                errors for a [stream] nobody could publish to or with a url
 # push.refresh   POST /streams/NAME/refresh: 100 concurrent calls, the change arrives at once (60 s
 #                interval), one upstream request in flight at most; 401/404/405
+# push.plain_reads  Accept: application/json on /streams/NAME, /proxy and the Streamdata.io form:
+#                the document, ETag = the id, 304, max-age; 200 concurrent readers over several
+#                ticks cost one upstream request per tick; a first read waits, 504 after the poll
+#                timeout; push streams (404 before the first publish, no-cache)
 find_program(POLLCAST_NODE node)
 if(NOT POLLCAST_NODE)
   set(POLLCAST_NODE node)
@@ -18,3 +22,6 @@ foreach(t publish auth refresh)
   pollcast_test(NAME push.${t} LABELS push integration TIMEOUT 300
                 COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/push/${t}.js @POLLCAST@)
 endforeach()
+pollcast_test(NAME push.plain_reads LABELS push integration TIMEOUT 300
+              RESOURCE_LOCK pollcast_integration_timing
+              COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/push/plain_reads.js @POLLCAST@)
