@@ -14,6 +14,8 @@
 #                the document, ETag = the id, 304, max-age; 200 concurrent readers over several
 #                ticks cost one upstream request per tick; a first read waits, 504 after the poll
 #                timeout; push streams (404 before the first publish, no-cache)
+# push.cluster   with [cluster] (a real redis-server): publishing to and reading a push stream get
+#                501 problem+json; a polled stream is refreshed by its polling node
 find_program(POLLCAST_NODE node)
 if(NOT POLLCAST_NODE)
   set(POLLCAST_NODE node)
@@ -25,3 +27,5 @@ endforeach()
 pollcast_test(NAME push.plain_reads LABELS push integration TIMEOUT 300
               RESOURCE_LOCK pollcast_integration_timing
               COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/push/plain_reads.js @POLLCAST@)
+pollcast_test(NAME push.cluster LABELS push cluster TIMEOUT 300
+              COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/push/cluster.js @POLLCAST@)
