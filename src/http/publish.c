@@ -76,8 +76,8 @@ static enum MHD_Result send_unauthorized(struct http_server *srv, struct MHD_Con
                                   had_token ? "Bearer error=\"invalid_token\"" : "Bearer");
 }
 
-/* Checks the publisher of a request for stream st (NULL: no such stream, answered 404 once a
- * token is there). Returns 1 when it may publish; otherwise 0 with the answer queued in *rc.
+/* Checks the publisher of a request for stream st. Returns 1 when it may publish; otherwise 0
+ * with the answer queued in *rc.
  * Only the Authorization header is looked at: a publisher is a backend, and a cookie or query
  * token would let a browser be made to publish. */
 static int publisher_allowed(struct http_server *srv, struct MHD_Connection *c,
@@ -92,12 +92,6 @@ static int publisher_allowed(struct http_server *srv, struct MHD_Connection *c,
     }
     if (found < 0) {
         *rc = send_unauthorized(srv, c, "the token is malformed", 1);
-        return 0;
-    }
-    if (st == NULL) {
-        explicit_bzero(token, sizeof(token));
-        *rc = http_send_problem(srv, c, MHD_HTTP_NOT_FOUND, "Unknown stream",
-                                "no stream of that name is configured");
         return 0;
     }
     int ok = st->publish_token && secret_equal(token, st->publish_token);
@@ -145,10 +139,12 @@ enum MHD_Result http_publish_begin(struct http_server *srv, struct MHD_Connectio
     if (nlen == 0 || (name[nlen] != '\0' && !refresh) || post != refresh)
         return http_send_method_not_allowed(srv, c,
                                             refresh ? "POST, OPTIONS" : "GET, HEAD, OPTIONS");
+    /* Stream names are public (GET /streams lists them): whether the request applies to the
+     * stream is answered before the token is looked at, as for any other method. */
     const struct http_stream *st = find_stream(srv, name, nlen);
-    enum MHD_Result rc;
-    if (!publisher_allowed(srv, c, st, &rc))
-        return rc;
+    if (st == NULL)
+        return http_send_problem(srv, c, MHD_HTTP_NOT_FOUND, "Unknown stream",
+                                 "no stream of that name is configured");
     if (refresh && st->push)
         return http_send_problem_with(srv, c, MHD_HTTP_METHOD_NOT_ALLOWED, "Not a polled stream",
                                       "a push stream has no poller to refresh: PUT or PATCH its "
@@ -159,6 +155,9 @@ enum MHD_Result http_publish_begin(struct http_server *srv, struct MHD_Connectio
                                       "PUT and PATCH are for push streams ([stream NAME]); this "
                                       "one polls its upstream",
                                       "Allow", "GET, HEAD, OPTIONS");
+    enum MHD_Result rc;
+    if (!publisher_allowed(srv, c, st, &rc))
+        return rc;
     if (!refresh && srv->p.cluster)
         return http_send_problem(srv, c, MHD_HTTP_NOT_IMPLEMENTED, "Not in cluster mode",
                                  "publishing to push streams is not available in cluster mode "
