@@ -450,6 +450,38 @@ static int read_grant(const struct auth *a, const struct json_node *claims, stru
     return rc;
 }
 
+/* Fills g->publish from the AUTH_PUBLISH_CLAIM claim: the stream names the token may publish
+ * to (none when there is no such claim). Returns AUTH_OK, AUTH_INVALID or AUTH_NOMEM. */
+static int read_publish(const struct json_node *claims, struct auth_grant *g, struct buf *tmp,
+                        char *err, size_t errlen)
+{
+    size_t n = 0;
+    g->publish = calloc(1, sizeof *g->publish);
+    if (g->publish == NULL)
+        return AUTH_NOMEM;
+    const struct json_node *list = member(claims, AUTH_PUBLISH_CLAIM);
+    if (list == NULL)
+        return AUTH_OK;
+    if (list->type != JSON_ARRAY || list->count > AUTH_MAX_GRANTS) {
+        fail(err, errlen, "token's %s claim must be an array of at most %d stream names",
+             AUTH_PUBLISH_CLAIM, AUTH_MAX_GRANTS);
+        return AUTH_INVALID;
+    }
+    for (uint32_t i = 0; i < list->count; i++) {
+        int s = get_string(list->u.items[i], tmp);
+        if (s == -2)
+            return AUTH_NOMEM;
+        if (s != 0 || tmp->len == 0 || tmp->len > AUTH_MAX_GRANT_BYTES) {
+            fail(err, errlen, "token's %s claim must hold non-empty strings of at most %d bytes",
+                 AUTH_PUBLISH_CLAIM, AUTH_MAX_GRANT_BYTES);
+            return AUTH_INVALID;
+        }
+        if (push_str(&g->publish, &n, tmp->data) != 0)
+            return AUTH_NOMEM;
+    }
+    return AUTH_OK;
+}
+
 /* Checks the registered claims of the payload. Returns AUTH_OK, AUTH_INVALID or AUTH_NOMEM. */
 static int check_claims(const struct auth *a, const struct json_node *c, uint64_t now_ms,
                         struct auth_grant *g, struct buf *tmp, char *err, size_t errlen)
@@ -522,7 +554,8 @@ static int check_claims(const struct auth *a, const struct json_node *c, uint64_
                 return AUTH_NOMEM;
         }
     }
-    return read_grant(a, c, g, tmp, err, errlen);
+    int rc = read_grant(a, c, g, tmp, err, errlen);
+    return rc == AUTH_OK ? read_publish(c, g, tmp, err, errlen) : rc;
 }
 
 /* Checks the JOSE header. Returns AUTH_OK, AUTH_INVALID or AUTH_NOMEM. */
@@ -632,6 +665,9 @@ void auth_grant_dispose(struct auth_grant *g)
         free(*p);
     for (char **p = g->urls; p && *p; p++)
         free(*p);
+    for (char **p = g->publish; p && *p; p++)
+        free(*p);
+    free(g->publish);
     free(g->streams);
     free(g->urls);
     free(g->subject);
@@ -641,6 +677,14 @@ void auth_grant_dispose(struct auth_grant *g)
 uint64_t auth_leeway_ms(const struct auth *a)
 {
     return a->leeway_ms;
+}
+
+bool auth_grant_allows_publish(const struct auth_grant *g, const char *name)
+{
+    for (char **p = g->publish; p && *p; p++)
+        if (strcmp(*p, name) == 0)
+            return true;
+    return false;
 }
 
 bool auth_grant_allows_stream(const struct auth_grant *g, const char *name)

@@ -26,6 +26,9 @@ struct auth_grant {
     char **streams;  /* NULL-terminated: entries of the claim without "://" (stream names) */
     char **urls;     /* NULL-terminated: the other entries, normalized by ssrf_normalize_url
                         (entries that do not normalize are dropped: they grant nothing) */
+    char **publish;  /* NULL-terminated: the stream names of the AUTH_PUBLISH_CLAIM claim, which
+                        the token may publish to (PUT, PATCH, refresh); the subscribe claim
+                        never grants that */
     char *subject;   /* the sub claim when it is a string of at most 256 bytes, else NULL; for
                         logs (not a secret, but not proof of anything beyond this token) */
     uint64_t exp_ms; /* the exp claim, milliseconds since the epoch */
@@ -79,6 +82,12 @@ void auth_grant_dispose(struct auth_grant *g);
 
 /* The leeway the verifier grants time claims: a token is valid until exp plus this. */
 uint64_t auth_leeway_ms(const struct auth *a);
+
+/* The claim that lists the streams a token may publish to. */
+#define AUTH_PUBLISH_CLAIM "pollcast.publish"
+
+/* True when the grant's publish claim names the stream exactly (case-sensitive). Cannot fail. */
+bool auth_grant_allows_publish(const struct auth_grant *g, const char *name);
 
 /* True when the grant names the stream exactly (case-sensitive). Cannot fail. */
 bool auth_grant_allows_stream(const struct auth_grant *g, const char *name);

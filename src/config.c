@@ -319,6 +319,15 @@ static const struct key keys[] = {
      .help = "How the client authenticates to the token endpoint: basic (HTTP Basic, "
              "client_secret_basic) or post (client_id and client_secret in the form, "
              "client_secret_post)."},
+    {UPS("publish_token_file", T_PATH, publish_token_file), .example = "/run/secrets/publisher",
+     .help =
+         "A file whose first line is the publishers' secret: Authorization: Bearer SECRET lets a "
+         "backend PUT and PATCH documents to a [stream NAME] and POST /streams/NAME/refresh "
+         "on an upstream. Publishers may also use a JWT with a pollcast.publish claim."},
+    {UPS("state_file", T_PATH, state_file), .example = "/var/lib/pollcast/orders.json",
+     .help = "[stream NAME] only: the last published document is written here atomically "
+             "(temporary file, fsync, rename) and served again after a restart. Without it, a "
+             "stream starts empty: subscribers get no data event until the first publish."},
 
     /* [allow] */
     {ALW("url_prefix", T_PREFIXES, url_prefix), .example = "https://api.example.com/",
@@ -427,7 +436,8 @@ static const char *const sec_help[SEC_COUNT] = {
     "The HTTP side: where pollcast listens, its limits, streams and logs.",
     "A named upstream, served as GET /streams/NAME. One section per upstream; NAME is 1 to 64 of "
     "A-Z a-z 0-9 . _ -. Named upstreams are the operator's: they may point anywhere, internal "
-    "addresses included.",
+    "addresses included. A [stream NAME] section is a push stream: the same keys without url, "
+    "a backend publishes its documents (PUT, PATCH /streams/NAME) instead of pollcast polling.",
     "Ad-hoc upstreams (GET /proxy?url=, and the Streamdata.io form): the URLs clients may have "
     "pollcast poll, and the settings those pollers use.",
     "JWT authentication of subscribers; off unless algorithm is set. /healthz, /readyz and "
@@ -1795,8 +1805,30 @@ static int finalize(struct config *cfg, char *err, size_t errlen)
 {
     const struct key *kurl = find_key(SEC_UPSTREAM, "url");
     char at[320];
+    const struct key *kstate = find_key(SEC_UPSTREAM, "state_file");
     for (size_t i = 0; i < cfg->n_upstreams; i++) {
         struct config_upstream *u = &cfg->upstreams[i];
+        if (u->push && u->url != NULL) {
+            where(cfg, kurl, u, at, sizeof at);
+            return report(err, errlen, at,
+                          "[stream %s] has no url: documents are published to it (use [upstream "
+                          "NAME] to poll a URL)",
+                          u->name);
+        }
+        if (!u->push && u->state_file != NULL) {
+            where(cfg, kstate, u, at, sizeof at);
+            return report(err, errlen, at,
+                          "[upstream %s]: state_file is for push streams ([stream NAME])", u->name);
+        }
+        if (u->push && u->publish_token_file == NULL && cfg->auth.algorithm == CONFIG_AUTH_OFF) {
+            where(cfg, kurl, u, at, sizeof at);
+            return report(err, errlen, at,
+                          "[stream %s]: nobody could publish to it: set publish_token_file, or "
+                          "configure [auth] for publishers' tokens (claim pollcast.publish)",
+                          u->name);
+        }
+        if (u->push)
+            continue;
         if (u->url == NULL) {
             where(cfg, kurl, u, at, sizeof at);
             return report(err, errlen, at, "[upstream %s]: missing required key \"url\"", u->name);
@@ -1922,9 +1954,15 @@ static void open_section(struct parser *p, const char *s)
     for (int i = 0; i < SEC_COUNT; i++)
         if (strcmp(inner, sec_names[i]) == 0)
             s_kind = (enum sec)i;
+    /* [stream NAME] is a push stream: an upstream section without a url, whose documents are
+     * published to it. */
+    bool push = strcmp(inner, "stream") == 0;
+    if (push)
+        s_kind = SEC_UPSTREAM;
     if (s_kind == SEC_COUNT) {
         fail(p,
-             "unknown section [%s] (use [server], [upstream NAME], [allow], [auth] or [cluster])",
+             "unknown section [%s] (use [server], [upstream NAME], [stream NAME], [allow], [auth] "
+             "or [cluster])",
              q);
         return;
     }
@@ -1932,7 +1970,7 @@ static void open_section(struct parser *p, const char *s)
     p->last = NULL;
     if (s_kind == SEC_UPSTREAM) {
         if (*name == '\0') {
-            fail(p, "[upstream] needs a name: [upstream NAME]");
+            fail(p, "[%s] needs a name: [%s NAME]", q, q);
             return;
         }
         if (check_new_upstream(p->cfg, name, msg, sizeof msg) != 0) {
@@ -1945,6 +1983,7 @@ static void open_section(struct parser *p, const char *s)
             return;
         }
         p->up = (size_t)idx;
+        p->cfg->upstreams[idx].push = push;
         p->sec = SEC_UPSTREAM;
         return;
     }
@@ -2207,6 +2246,10 @@ void config_dispose(struct config *cfg)
         section_dispose(SEC_UPSTREAM, u);
         free(u->name);
         free(u->request_body);
+        if (u->publish_token != NULL) {
+            explicit_bzero(u->publish_token, strlen(u->publish_token));
+            free(u->publish_token);
+        }
         if (u->oauth2_secret != NULL) {
             explicit_bzero(u->oauth2_secret, strlen(u->oauth2_secret));
             free(u->oauth2_secret);
@@ -2497,44 +2540,17 @@ out:
     return rc;
 }
 
-static int read_upstream_files(const struct config *cfg, struct config_upstream *u, char *err,
-                               size_t errlen)
+/* Reads the secret on the first line of path (key k of upstream u) into *out (owned by the
+ * caller, who zeroes it before freeing). Returns 0, or -1 with a file:line message. */
+static int read_secret_line(const struct config *cfg, const struct config_upstream *u,
+                            const struct key *k, const char *path, char **out, char *err,
+                            size_t errlen)
 {
     char at[320], q[96], msg[256];
-    free(u->request_body);
-    u->request_body = NULL;
-    u->request_body_len = 0;
-    if (u->oauth2_secret != NULL) {
-        explicit_bzero(u->oauth2_secret, strlen(u->oauth2_secret));
-        free(u->oauth2_secret);
-        u->oauth2_secret = NULL;
-    }
-    if (u->body != NULL) {
-        u->request_body = strdup(u->body);
-        if (u->request_body == NULL)
-            return report(err, errlen, cfg->source ? cfg->source : "config", "out of memory");
-        u->request_body_len = strlen(u->body);
-    } else if (u->body_file != NULL &&
-               read_small_file(u->body_file, CONFIG_MAX_BODY_FILE, &u->request_body,
-                               &u->request_body_len, msg, sizeof msg) != 0) {
-        quote(u->body_file, q, sizeof q);
-        where(cfg, find_key(SEC_UPSTREAM, "body_file"), u, at, sizeof at);
-        return report(err, errlen, at, "body_file: cannot read \"%s\": %s", q, msg);
-    }
-    if (u->oauth2_token_url == NULL)
-        return 0;
-    if (u->oauth2_client_secret != NULL) {
-        u->oauth2_secret = strdup(u->oauth2_client_secret);
-        if (u->oauth2_secret == NULL)
-            return report(err, errlen, cfg->source ? cfg->source : "config", "out of memory");
-        return 0;
-    }
-    const struct key *k = find_key(SEC_UPSTREAM, "oauth2_client_secret_file");
     size_t len = 0;
     char *data = NULL;
-    quote(u->oauth2_client_secret_file, q, sizeof q);
-    if (read_small_file(u->oauth2_client_secret_file, CONFIG_MAX_SECRET_FILE, &data, &len, msg,
-                        sizeof msg) != 0) {
+    quote(path, q, sizeof q);
+    if (read_small_file(path, CONFIG_MAX_SECRET_FILE, &data, &len, msg, sizeof msg) != 0) {
         where(cfg, k, u, at, sizeof at);
         return report(err, errlen, at, "%s: cannot read \"%s\": %s", k->name, q, msg);
     }
@@ -2556,8 +2572,53 @@ static int read_upstream_files(const struct config *cfg, struct config_upstream 
                       "control character)",
                       k->name, q);
     }
-    u->oauth2_secret = data;
+    *out = data;
     return 0;
+}
+
+static int read_upstream_files(const struct config *cfg, struct config_upstream *u, char *err,
+                               size_t errlen)
+{
+    char at[320], q[96], msg[256];
+    free(u->request_body);
+    u->request_body = NULL;
+    u->request_body_len = 0;
+    if (u->oauth2_secret != NULL) {
+        explicit_bzero(u->oauth2_secret, strlen(u->oauth2_secret));
+        free(u->oauth2_secret);
+        u->oauth2_secret = NULL;
+    }
+    if (u->publish_token != NULL) {
+        explicit_bzero(u->publish_token, strlen(u->publish_token));
+        free(u->publish_token);
+        u->publish_token = NULL;
+    }
+    if (u->publish_token_file != NULL &&
+        read_secret_line(cfg, u, find_key(SEC_UPSTREAM, "publish_token_file"),
+                         u->publish_token_file, &u->publish_token, err, errlen) != 0)
+        return -1;
+    if (u->body != NULL) {
+        u->request_body = strdup(u->body);
+        if (u->request_body == NULL)
+            return report(err, errlen, cfg->source ? cfg->source : "config", "out of memory");
+        u->request_body_len = strlen(u->body);
+    } else if (u->body_file != NULL &&
+               read_small_file(u->body_file, CONFIG_MAX_BODY_FILE, &u->request_body,
+                               &u->request_body_len, msg, sizeof msg) != 0) {
+        quote(u->body_file, q, sizeof q);
+        where(cfg, find_key(SEC_UPSTREAM, "body_file"), u, at, sizeof at);
+        return report(err, errlen, at, "body_file: cannot read \"%s\": %s", q, msg);
+    }
+    if (u->oauth2_token_url == NULL)
+        return 0;
+    if (u->oauth2_client_secret != NULL) {
+        u->oauth2_secret = strdup(u->oauth2_client_secret);
+        if (u->oauth2_secret == NULL)
+            return report(err, errlen, cfg->source ? cfg->source : "config", "out of memory");
+        return 0;
+    }
+    return read_secret_line(cfg, u, find_key(SEC_UPSTREAM, "oauth2_client_secret_file"),
+                            u->oauth2_client_secret_file, &u->oauth2_secret, err, errlen);
 }
 
 int config_read_files(struct config *cfg, char *err, size_t errlen)

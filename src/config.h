@@ -145,13 +145,17 @@ struct config_upstream {
     char *oauth2_scope;
     char *oauth2_audience;
     enum config_oauth2_auth oauth2_client_auth;
+    char *publish_token_file; /* publishers' secret (first line); NULL: JWT publishers only */
+    char *state_file;         /* [stream NAME]: the last document, kept across restarts */
+    bool push;                /* [stream NAME]: no url, documents are published to it */
     /* Derived by config_read_files (not keys): the body to send (body, or the content of
      * body_file; NULL: none) and the client secret (oauth2_client_secret, or the first line of
      * its file; NULL: no OAuth2). Both owned by the config. */
     char *request_body;
     size_t request_body_len;
     char *oauth2_secret;
-    int line; /* of the section header; -1 made by the environment */
+    char *publish_token; /* the first line of publish_token_file, owned; NULL: none */
+    int line;            /* of the section header; -1 made by the environment */
     struct config_origin origin;
 };
 

@@ -1,6 +1,7 @@
-/* The HTTP front: libmicrohttpd driven by the event loop (its epoll descriptor is watched by the
- * loop; no thread of its own), routing of the wire contract's endpoints, CORS, request limits,
- * health, readiness and metrics, and the built-in demo upstream document. */
+/* The HTTP front's public interface: libmicrohttpd driven by the event loop (its epoll descriptor
+ * is watched by the loop; no thread of its own), routing of the wire contract's endpoints, CORS,
+ * request limits, health, readiness and metrics, and the built-in demo upstream document. The
+ * implementation is in src/http/: server.c, and one file per group of routes. */
 #ifndef POLLCAST_HTTP_H
 #define POLLCAST_HTTP_H
 
@@ -24,8 +25,11 @@ struct http_stream {
     uint64_t max_interval_ms;
     enum hub_mode mode;                 /* default mode */
     const char *const *forward_headers; /* client header names passed upstream; NULL: none */
-    const char *request_id; /* method and body digest ("POST.1a2b..."), part of the topic key so
-                               that another body is another topic; NULL: a GET */
+    const char *request_id;    /* method and body digest ("POST.1a2b..."), part of the topic key so
+                                  that another body is another topic; NULL: a GET */
+    int push;                  /* [stream NAME]: no upstream, documents are published to it */
+    const char *publish_token; /* the publishers' secret; NULL: JWT publishers only */
+    const char *state_file;    /* push: where the last document is kept; NULL: nowhere */
 };
 
 struct http_params {
@@ -63,6 +67,7 @@ struct http_params {
     int metrics;    /* serve GET /metrics (404 otherwise) */
     int access_log; /* log every stream request at open and close */
     int compat;     /* serve the Streamdata.io form GET /{absolute-url} */
+    int cluster;    /* cluster mode: publishing to push streams is refused (501) */
 };
 
 struct metrics;
@@ -121,7 +126,7 @@ void http_server_free(struct http_server *srv);
 
 /* Writes the demo document for time t_s (seconds) into out: ten prices, two of which move each
  * second, and a list of orders that gains, loses, changes and reorders items, a few values per
- * second (the schedule is in http.c). Returns 0 or -1. */
+ * second (the schedule is in http/ops.c). Returns 0 or -1. */
 int http_demo_document(struct buf *out, uint64_t t_s);
 
 #endif

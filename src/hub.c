@@ -85,6 +85,8 @@ struct topic {
     int compat;           /* Streamdata.io event names and shapes */
     int any_content_type; /* bodies of any Content-Type are parsed */
     int retired;          /* no longer found by key; freed with its last subscriber */
+    int push;             /* documents are published to it (hub_topic_put); never polled, kept
+                             without subscribers */
     int rejected_pending; /* the poller's next POLL_FAILED reports a body the hub rejected */
     size_t max_values;    /* parse bound: a quarter of the body cap, at least 65536 */
     /* Owned copies of the spec. */
@@ -216,7 +218,6 @@ uint64_t hub_epoch_next(uint64_t now_ms, uint64_t last)
         epoch = last + 1 + (r >> 16);
     return epoch;
 }
-
 
 int hub_parse_id(const char *id, uint64_t *epoch, uint64_t *seq)
 {
@@ -645,6 +646,72 @@ static int json_content_type(const char *ct)
     return 0;
 }
 
+/* A new document (owned) for the topic, parsed: it becomes the topic's first version (a data
+ * event), or is diffed against the current one into a patch event, which are added to the
+ * publication for the store; a document equal in value replaces the current text without a new
+ * version. Returns 0, or -1 with why filled when out of memory (doc is then freed). */
+static int topic_take_doc(struct topic *t, struct json_doc *doc, char *why, size_t whylen)
+{
+    struct hub *hub = t->hub;
+    if (t->doc == NULL) {
+        struct frame *f = data_frame_new(t, doc, t->seq + 1);
+        if (f == NULL) {
+            json_doc_free(doc);
+            snprintf(why, whylen, "out of memory");
+            return -1;
+        }
+        t->pub_doc = doc;
+        pub_add(t, STORE_DATA, f);
+        return 0;
+    }
+    struct buf *b = &t->diff_out;
+    b->len = 0;
+    uint64_t seq = t->seq + 1;
+    size_t nops = 0;
+    int rc = put_event_head(b, t, seq, "patch");
+    size_t head_len = b->len;
+    const struct json_diff_opts opts = {.id_keys = (const char *const *)t->id_keys};
+    rc |= json_diff(t->doc->root, doc->root, &opts, b, &nops);
+    if (rc != 0) {
+        /* Out of memory: keep serving the old version, as for a failed poll. */
+        json_doc_free(doc);
+        snprintf(why, whylen, "out of memory while diffing");
+        return -1;
+    }
+    if (nops == 0) {
+        /* Equal in value (whitespace or key order changed): same version, new text. */
+        json_doc_free(t->doc);
+        t->doc = doc;
+        frame_unref(t->data_frame);
+        t->data_frame = NULL;
+        return 0;
+    }
+    metrics_histogram_observe(&hub->stats.patch_bytes, (double)(b->len - head_len));
+    rc = buf_append(b, "\n\n", 2);
+    struct frame *f = malloc(sizeof(*f));
+    char *data = malloc(b->len);
+    if (rc != 0 || f == NULL || data == NULL) {
+        /* Keep serving the old version, as for a failed poll. */
+        free(f);
+        free(data);
+        json_doc_free(doc);
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    memcpy(data, b->data, b->len);
+    f->refs = 1;
+    f->len = b->len;
+    f->seq = seq;
+    f->time_ms = 0;
+    f->data = data;
+    /* Keep the scratch buffer from growing without bound after one huge patch. */
+    if (b->cap > (1u << 20))
+        buf_dispose(b);
+    t->pub_doc = doc;
+    pub_add(t, STORE_PATCH, f);
+    return 0;
+}
+
 /* A new body: parse, diff against the current version, publish. Returns 0, or -1 when the
  * body is rejected (r->reject says why). */
 static int topic_take_body(struct topic *t, struct poll_result *r)
@@ -676,63 +743,7 @@ static int topic_take_body(struct topic *t, struct poll_result *r)
     }
     r->body = NULL; /* the document owns it now */
     hub->stats.polls_changed++;
-    if (t->doc == NULL) {
-        struct frame *f = data_frame_new(t, doc, t->seq + 1);
-        if (f == NULL) {
-            json_doc_free(doc);
-            snprintf(r->reject, sizeof(r->reject), "out of memory");
-            return -1;
-        }
-        t->pub_doc = doc;
-        pub_add(t, STORE_DATA, f);
-        return 0;
-    }
-    struct buf *b = &t->diff_out;
-    b->len = 0;
-    uint64_t seq = t->seq + 1;
-    size_t nops = 0;
-    int rc = put_event_head(b, t, seq, "patch");
-    size_t head_len = b->len;
-    const struct json_diff_opts opts = {.id_keys = (const char *const *)t->id_keys};
-    rc |= json_diff(t->doc->root, doc->root, &opts, b, &nops);
-    if (rc != 0) {
-        /* Out of memory: keep serving the old version, as for a failed poll. */
-        json_doc_free(doc);
-        snprintf(r->reject, sizeof(r->reject), "out of memory while diffing");
-        return -1;
-    }
-    if (nops == 0) {
-        /* Equal in value (whitespace or key order changed): same version, new text. */
-        json_doc_free(t->doc);
-        t->doc = doc;
-        frame_unref(t->data_frame);
-        t->data_frame = NULL;
-        return 0;
-    }
-    metrics_histogram_observe(&hub->stats.patch_bytes, (double)(b->len - head_len));
-    rc = buf_append(b, "\n\n", 2);
-    struct frame *f = malloc(sizeof(*f));
-    char *data = malloc(b->len);
-    if (rc != 0 || f == NULL || data == NULL) {
-        /* Keep serving the old version, as for a failed poll. */
-        free(f);
-        free(data);
-        json_doc_free(doc);
-        snprintf(r->reject, sizeof(r->reject), "out of memory");
-        return -1;
-    }
-    memcpy(data, b->data, b->len);
-    f->refs = 1;
-    f->len = b->len;
-    f->seq = seq;
-    f->time_ms = 0;
-    f->data = data;
-    /* Keep the scratch buffer from growing without bound after one huge patch. */
-    if (b->cap > (1u << 20))
-        buf_dispose(b);
-    t->pub_doc = doc;
-    pub_add(t, STORE_PATCH, f);
-    return 0;
+    return topic_take_doc(t, doc, r->reject, sizeof(r->reject));
 }
 
 static int on_poll(void *arg, struct poll_result *r)
@@ -845,7 +856,7 @@ static void on_store_role(void *arg, int writer)
         topic_stop_poller(t);
         return;
     }
-    if (t->poller || t->retired || t->hub->closing)
+    if (t->poller || t->retired || t->hub->closing || t->push)
         return;
     t->poller = poller_new(t->hub->pool, &t->pspec, on_poll, t);
     if (t->poller)
@@ -951,7 +962,8 @@ static void topic_free(struct topic *t)
 static void on_idle_timeout(struct loop *loop, struct loop_timer *timer, void *arg)
 {
     struct topic *t = arg;
-    if (t->nsubs == 0)
+    /* A push topic holds the last published document: it stays until it is retired. */
+    if (t->nsubs == 0 && (!t->push || t->retired))
         topic_free(t);
 }
 
@@ -1012,6 +1024,7 @@ struct topic *hub_topic_get(struct hub *hub, const char *key, const struct topic
     t->error_repeat_ms = spec->error_repeat_ms ? spec->error_repeat_ms : 30000;
     t->compat = spec->compat;
     t->any_content_type = spec->any_content_type;
+    t->push = spec->push;
     size_t cap = spec->poll.max_body ? spec->poll.max_body : (size_t)8 << 20;
     t->max_values = cap / 4 > 65536 ? cap / 4 : 65536;
     t->key = strdup(key);
@@ -1032,12 +1045,75 @@ struct topic *hub_topic_get(struct hub *hub, const char *key, const struct topic
      * that makes this node the writer at once has it poll now, and a spec the poller refuses
      * fails here, as it always did. */
     hub->store->ops->interest(t->st, 1);
-    if (t->writer && t->poller == NULL)
+    if (t->writer && t->poller == NULL && !t->push)
         goto fail;
     return t;
 fail:
     topic_free(t);
     return NULL;
+}
+
+int hub_topic_put(struct topic *t, const char *text, size_t len, char *err, size_t errlen)
+{
+    struct hub *hub = t->hub;
+    if (t->pub_pending)
+        return HUB_PUT_BUSY;
+    if (t->doc && len == t->doc->len && memcmp(text, t->doc->text, len) == 0) {
+        hub->stats.publishes_unchanged++;
+        return HUB_PUT_UNCHANGED;
+    }
+    struct json_error jerr;
+    const struct json_parse_opts popts = {.max_values = t->max_values};
+    struct json_doc *doc = json_parse(text, len, &popts, &jerr);
+    if (doc == NULL) {
+        snprintf(err, errlen, "invalid JSON at byte %zu: %s", jerr.offset, jerr.msg);
+        return HUB_PUT_INVALID;
+    }
+    uint64_t epoch = t->epoch, seq = t->seq;
+    if (topic_take_doc(t, doc, err, errlen) != 0)
+        return HUB_PUT_FAILED;
+    if (t->npub == 0) {
+        hub->stats.publishes_unchanged++;
+        return HUB_PUT_UNCHANGED;
+    }
+    topic_publish(t);
+    if (t->pub_pending)
+        return HUB_PUT_PENDING;
+    if (t->epoch == epoch && t->seq == seq) {
+        snprintf(err, errlen, "the store refused the new version");
+        return HUB_PUT_FAILED;
+    }
+    hub->stats.publishes_changed++;
+    return HUB_PUT_CHANGED;
+}
+
+size_t hub_refresh_topics(struct hub *hub, const char *prefix)
+{
+    size_t n = 0, plen = strlen(prefix);
+    for (size_t b = 0; b < TOPIC_BUCKETS; b++)
+        for (struct topic *t = hub->buckets[b]; t; t = t->bucket_next)
+            if (!t->retired && t->poller && strncmp(t->key, prefix, plen) == 0) {
+                poller_poll_now(t->poller);
+                n++;
+            }
+    return n;
+}
+
+const char *hub_topic_document(const struct topic *t, size_t *len)
+{
+    if (t->doc == NULL)
+        return NULL;
+    *len = t->doc->len;
+    return t->doc->text;
+}
+
+size_t hub_topic_id(const struct topic *t, char *dst)
+{
+    if (t->doc == NULL) {
+        dst[0] = '\0';
+        return 0;
+    }
+    return hub_format_id(dst, t->epoch, t->seq);
 }
 
 int topic_ready(const struct topic *topic)

@@ -59,6 +59,8 @@ struct topic_spec {
                                    {"cause","status","message"}, no upstream-recovered */
     int any_content_type;       /* 1: a body of any Content-Type is taken when it parses as
                                    JSON; 0: only JSON types (or none) */
+    int push;                   /* a push stream ([stream NAME]): no poller, documents come
+                                   from hub_topic_put; the topic stays without subscribers */
     const char *identity_url;   /* the URL as configured when poll.url is this node's own
                                    rewriting of it (builtin:demo); NULL: poll.url. Nodes of a
                                    cluster name the topic by it */
@@ -82,6 +84,7 @@ struct hub_stats {
     uint64_t events_delivered; /* frames written out whole to subscribers, keepalives excluded */
     uint64_t bytes_in, bytes_out;
     uint64_t topics_retired;
+    uint64_t publishes_changed, publishes_unchanged; /* hub_topic_put: new version, or none */
     struct metrics_histogram upstream_latency; /* seconds, per poll that got an answer or failed */
     struct metrics_histogram patch_bytes;      /* size of each patch published (JSON array) */
 };
@@ -153,6 +156,36 @@ void hub_close_all(struct hub *hub);
  * were retired. Cannot fail. */
 size_t hub_retire_topics(struct hub *hub, int (*pred)(void *arg, const char *key), void *arg,
                          const char *reason);
+
+/* What hub_topic_put did. */
+enum hub_put {
+    HUB_PUT_CHANGED = 0,   /* a new version was published */
+    HUB_PUT_UNCHANGED = 1, /* the document equals the current one: no new version */
+    HUB_PUT_PENDING = 2,   /* handed to a store that answers later (not the memory store) */
+    HUB_PUT_BUSY = -1,     /* another publication is in flight: try again */
+    HUB_PUT_INVALID = -2,  /* not JSON (err says at which byte), or over the topic's bounds */
+    HUB_PUT_FAILED = -3,   /* out of memory, or the store refused it (err says which) */
+};
+
+/* Publishes text (len bytes, a JSON document) on a push topic exactly as a poll that fetched
+ * it would: parsed with the same bounds, diffed against the current document into a patch (the
+ * first document is a data event), appended to the store with the next id and fanned out, with
+ * the same history, resume and slow-subscriber handling. text is copied. Returns an enum
+ * hub_put; on a negative one, nothing changed and err (errlen bytes) says why. */
+int hub_topic_put(struct topic *t, const char *text, size_t len, char *err, size_t errlen);
+
+/* Makes the pollers of every live topic whose key starts with prefix, that this node polls,
+ * fetch now (coalesced with a request in flight: poller_poll_now). Returns how many topics were
+ * asked. Cannot fail. */
+size_t hub_refresh_topics(struct hub *hub, const char *prefix);
+
+/* The topic's current document text (NUL-terminated, *len bytes), or NULL when it has none.
+ * Owned by the topic; valid until the next publication. */
+const char *hub_topic_document(const struct topic *t, size_t *len);
+
+/* Writes the id of the topic's current version (as the events carry it) into dst (at least 32
+ * bytes) and returns its length; 0 (dst "") when the topic has no document yet. */
+size_t hub_topic_id(const struct topic *t, char *dst);
 
 /* Returns 1 when topic has a snapshot to serve. */
 int topic_ready(const struct topic *topic);

@@ -332,7 +332,10 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
         st->spec.poll.query = (const char *const *)u->query.items;
         st->spec.poll.nquery = u->query.n;
         st->spec.poll.cache_floor_max_ms = u->respect_cache_control ? u->max_interval_ms : 0;
-        if (strcmp(u->url, CONFIG_DEMO_URL) == 0)
+        st->push = u->push;
+        st->publish_token = u->publish_token;
+        st->state_file = u->state_file;
+        if (u->url && strcmp(u->url, CONFIG_DEMO_URL) == 0)
             hp->demo = 1;
     }
     const struct config_allow *a = &cfg->allow;
@@ -377,6 +380,7 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
     hp->metrics = s->metrics;
     hp->access_log = s->access_log;
     hp->compat = s->streamdata_compat;
+    hp->cluster = cfg->cluster.redis != NULL;
 
     memset(hubp, 0, sizeof(*hubp));
     hubp->queue_events = s->queue_events;
@@ -394,7 +398,7 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
 static int wire_demo(const struct config *cfg, struct wiring *w, unsigned port)
 {
     for (size_t i = 0; i < cfg->n_upstreams; i++)
-        if (strcmp(cfg->upstreams[i].url, CONFIG_DEMO_URL) == 0) {
+        if (cfg->upstreams[i].url && strcmp(cfg->upstreams[i].url, CONFIG_DEMO_URL) == 0) {
             w->demo_urls[i] = demo_url(&cfg->server.listen, port);
             if (w->demo_urls[i] == NULL)
                 return -1;

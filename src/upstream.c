@@ -1501,6 +1501,15 @@ static void on_tick(struct loop *loop, struct loop_timer *t, void *arg)
     start_request(p);
 }
 
+int poller_poll_now(struct poller *p)
+{
+    /* Coalesced: a request in flight (or waiting for its token) answers this refresh too. */
+    if (p->in_flight || p->oauth_waiting || p->closing)
+        return 0;
+    start_request(p);
+    return 1;
+}
+
 /* ---- poller lifecycle ---- */
 
 static int header_valid(const char *h)

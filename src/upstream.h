@@ -140,6 +140,12 @@ void upstream_pool_set_url_policy(struct upstream_pool *pool, upstream_url_polic
 struct poller *poller_new(struct upstream_pool *pool, const struct poller_spec *spec, poller_cb cb,
                           void *arg);
 
+/* Polls now instead of at the next tick (the tick schedule stays as it is), unless a request
+ * is in flight or waits for its OAuth2 token: that one answers for this call too, so a poller
+ * never has two requests at a time. Returns 1 when a request started, 0 when it was coalesced.
+ * Must not be called from the poller's own callback. */
+int poller_poll_now(struct poller *p);
+
 /* Stops polling, cancels a request in flight (its callback is not called) and frees. Accepts
  * NULL. Safe from within the poller's own callback. */
 void poller_free(struct poller *p);

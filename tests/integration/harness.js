@@ -409,13 +409,14 @@ class Pollcast {
 // Starts pollcast with the given config (INI text, or an object for configText) and resolves
 // once it printed "listening on port N". At teardown of a passing test it is stopped with
 // SIGTERM and must exit 0 without sanitizer reports.
-async function startPollcast(config, { name = 'pollcast', env = {}, args = null } = {}) {
+async function startPollcast(config, { name = 'pollcast', env = {}, args = null, cwd } = {}) {
   const text = typeof config === 'string' ? config : configText(config);
   const file = writeConfig(text);
   const argv = args || ['-c', file];
   const child = track(spawnBin(argv, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
+    cwd,
   }));
   const pc = new Pollcast(child, 0, name);
   pc.configFile = file;

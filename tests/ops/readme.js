@@ -20,7 +20,8 @@ const { assert, T, log, BIN, SRC } = h;
 
 const README = fs.readFileSync(path.join(SRC, 'README.md'), 'utf8');
 const KINDS = ['commands', 'sh-demo', 'sse-output', 'js-browser', 'ini', 'sh-config',
-  'metrics-list', 'log-lines', 'sh-reload', 'docker', 'nginx', 'sh-engine'];
+  'metrics-list', 'log-lines', 'sh-reload', 'docker', 'nginx', 'sh-engine', 'ini-push',
+  'sh-push'];
 
 function blocks() {
   const lines = README.split('\n');
@@ -237,6 +238,40 @@ h.run('ops.readme', async (t) => {
         assert.equal(r.code, 0, `${line}: ${r.stderr}`);
       }
     }
+  });
+
+  await t.step('the push examples: a pollcast with their config, then each curl line', async () => {
+    // The ini-push blocks are one config, run from a directory that holds the token file they
+    // name; sh-push lines run in order, in bash, against it.
+    const pdir = path.join(dir, 'push');
+    fs.mkdirSync(pdir, { recursive: true });
+    fs.writeFileSync(path.join(pdir, 'publisher.token'), 'readme-publisher-secret\n');
+    const text = `${of('ini-push').map((b) => b.body.join('\n')).join('\n\n')}\n`;
+    const pc = await h.startPollcast(text, { name: 'push', cwd: pdir,
+      env: { POLLCAST_SERVER_LISTEN: '127.0.0.1:0' } });
+    const subPush = (cmd) => cmd.replace(/(localhost|127\.0\.0\.1):8080/g, `127.0.0.1:${pc.port}`);
+    assert.ok(of('sh-push').length > 0);
+    for (const b of of('sh-push')) {
+      for (const line of b.body) {
+        const streaming = /curl -N\b/.test(line);
+        const r = await exec(['bash', '-c', subPush(line)], { cwd: pdir,
+          ms: streaming ? T(2000) : T(15000) });
+        log(`$ ${line}\n${r.stdout.slice(0, 300)}`);
+        if (streaming) {
+          assert.ok(r.timedOut, `${line} should run until stopped (exit ${r.code}: ${r.stderr})`);
+          assert.match(r.stdout, /event: data\ndata: \{"orders":\[\{"id":1,"qty":3\}\]\}/);
+        } else {
+          assert.equal(r.code, 0, `${line}: ${r.stdout}${r.stderr}`);
+          if (/-X (PUT|PATCH)/.test(line)) assert.match(r.stdout, /^\{"id":"[0-9a-z]+\.[0-9a-z]+"\}$/);
+          if (/\/refresh\b/.test(line)) assert.match(r.stdout, /^\{"refreshed":\d+\}$/);
+          if (/Accept: application\/json/.test(line)) {
+            assert.equal(r.stdout, '{"orders":[{"id":1,"qty":3}]}', 'the plain read');
+          }
+        }
+      }
+    }
+    assert.equal(fs.readFileSync(path.join(pdir, 'orders.json'), 'utf8'),
+      '{"orders":[{"id":1,"qty":3}]}', 'the state file holds the last document');
   });
 
   await t.step('the metrics list is what /metrics serves', async () => {

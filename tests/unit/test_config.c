@@ -614,7 +614,13 @@ static void test_syntax(void)
 static void test_errors(void)
 {
     EXPECT_ERR("[server]\n[foo]\n", "t.ini:2: unknown section [foo] (use [server], [upstream "
-                                    "NAME], [allow], [auth] or [cluster])");
+                                    "NAME], [stream NAME], [allow], [auth] or [cluster])");
+    EXPECT_ERR("[stream s]\npublish_token_file = /t\nurl = http://x/\n",
+               "t.ini:3: [stream s] has no url: documents are published to it (use [upstream "
+               "NAME] to poll a URL)");
+    EXPECT_ERR("[upstream u]\nurl = http://x/\nstate_file = /s\n",
+               "t.ini:3: [upstream u]: state_file is for push streams ([stream NAME])");
+    EXPECT_ERR("[stream]\n", "t.ini:1: [stream] needs a name: [stream NAME]");
     EXPECT_ERR("[upstream prices]\nurl = http://x/\nintervl = 5s\n",
                "t.ini:3: unknown key \"intervl\" in [upstream prices] (did you mean "
                "\"interval\"?)");
@@ -1304,7 +1310,11 @@ static void test_example_values(void)
             snprintf(key, sizeof key, "%.*s", (int)kn, line + 1);
             buf_init(&t, 0);
             buf_printf(&t, "%s\n", section);
-            if (strncmp(section, "[upstream", 9) == 0) {
+            if (strncmp(section, "[upstream", 9) == 0 && strcmp(key, "state_file") == 0) {
+                /* A push stream's key: in a [stream NAME] section, which has no url. */
+                buf_truncate(&t, 0);
+                buf_puts(&t, "[stream prices]\npublish_token_file = /t\n");
+            } else if (strncmp(section, "[upstream", 9) == 0) {
                 buf_puts(&t, "url = http://x/\n");
                 /* Keys that only go with others get them. */
                 if (strcmp(key, "body") == 0 || strcmp(key, "body_file") == 0)

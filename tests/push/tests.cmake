@@ -1,0 +1,31 @@
+# Push streams, refresh and plain reads (issue 12, sections 1, 2 and 4), against the real daemon
+# with the scripted upstream (tests/integration/upstream_server.js) and real SSE clients; patches
+# applied with fast-json-patch from tests/oracle/node_modules (harness.js).
+#
+# push.publish   PUT and PATCH reach subscribers exactly (ids, 200/204, ETag); no data before the
+#                first publish; failed PATCH (409 test, 422 op, 415, 400 with byte offset) changes
+#                nothing; two publishers racing with If-Match lose no update; 401/404/405; 413
+#                with and without Content-Length; state_file across a restart
+# push.auth      [auth]: a pollcast.publish JWT publishes, a subscriber token gets 403; config
+#                errors for a [stream] nobody could publish to or with a url
+# push.refresh   POST /streams/NAME/refresh: 100 concurrent calls, the change arrives at once (60 s
+#                interval), one upstream request in flight at most; 401/404/405
+# push.plain_reads  Accept: application/json on /streams/NAME, /proxy and the Streamdata.io form:
+#                the document, ETag = the id, 304, max-age; 200 concurrent readers over several
+#                ticks cost one upstream request per tick; a first read waits, 504 after the poll
+#                timeout; push streams (404 before the first publish, no-cache)
+# push.cluster   with [cluster] (a real redis-server): publishing to and reading a push stream get
+#                501 problem+json; a polled stream is refreshed by its polling node
+find_program(POLLCAST_NODE node)
+if(NOT POLLCAST_NODE)
+  set(POLLCAST_NODE node)
+endif()
+foreach(t publish auth refresh)
+  pollcast_test(NAME push.${t} LABELS push integration TIMEOUT 300
+                COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/push/${t}.js @POLLCAST@)
+endforeach()
+pollcast_test(NAME push.plain_reads LABELS push integration TIMEOUT 300
+              RESOURCE_LOCK pollcast_integration_timing
+              COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/push/plain_reads.js @POLLCAST@)
+pollcast_test(NAME push.cluster LABELS push cluster TIMEOUT 300
+              COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/push/cluster.js @POLLCAST@)
