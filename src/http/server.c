@@ -36,8 +36,8 @@ void http_count_reject(struct http_server *srv, enum reject_reason why, unsigned
 
 /* ---- the daemon on the loop -------------------------------------------------------------- */
 
-/* The longest that a resumed stream waits for the MHD_run that serves it, as a multiple of the
- * parked streams: see http_kick_daemon. */
+/* The shortest time between two MHD runs that serve resumed streams: 1 ms per RESUME_GAP_CONNS
+ * open connections, at most RESUME_GAP_MAX_MS (see http_kick_daemon). */
 #define RESUME_GAP_MAX_MS 10u
 #define RESUME_GAP_CONNS  1000u
 
@@ -80,8 +80,9 @@ static void on_resume_timer(struct loop *loop, struct loop_timer *timer, void *a
  * upstreams changing at 1/s beside 10,000 idle subscribers doubled the CPU; issue 13). Runs for
  * resumes are therefore at least one gap apart: 1 ms per 1,000 open connections, at most
  * RESUME_GAP_MAX_MS. A resume after a quiet gap (one publish a second, a keepalive round) is
- * served at once; resumes that come closer together wait for the gap to end and share one walk,
- * which bounds the walks' cost at about 1,000 connection visits per ms. */
+ * served at once; resumes that come closer together wait for the gap to end and share one walk.
+ * Measured: 2.0x -> 1.4-1.55x the CPU of the same upstreams alone, +5-6 ms at the median; a
+ * longer gap added latency without saving CPU (bench/RESULTS.md). */
 void http_kick_daemon(void *arg)
 {
     struct http_server *srv = arg;

@@ -405,7 +405,8 @@ enum MHD_Result http_route_stream(struct http_server *srv, struct MHD_Connection
         goto out;
     for (size_t i = 0; i < spec.poll.nheaders && nlines < CONFIG_MAX_LIST_ITEMS; i++)
         lines[nlines++] = spec.poll.headers[i];
-    for (const char *const *f = st->forward_headers; f && *f && nfwd < CONFIG_MAX_LIST_ITEMS; f++) {
+    for (const char *const *f = st->forward_headers; f && *f && nfwd < CONFIG_MAX_LIST_ITEMS;
+         f++) {
         const char *v = NULL;
         size_t vlen = 0;
         if (MHD_lookup_connection_value_n(c, MHD_HEADER_KIND, *f, strlen(*f), &v, &vlen) !=
