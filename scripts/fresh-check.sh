@@ -6,7 +6,7 @@
 # a chroot as root, printing each step's time and the final ctest summary.
 #
 # The machine's part, kept apart from the README's commands: the Debian sources (this machine's
-# bookworm entries), its CA certificates (/usr/local/share/ca-certificates: HTTPS to the package
+# bookworm entries), its /etc/hosts and /etc/resolv.conf, its CA certificates (/usr/local/share/ca-certificates: HTTPS to the package
 # registries may pass through a proxy with its own CA; NODE_EXTRA_CA_CERTS names them for node),
 # apt proxy settings and http(s)_proxy variables if it has any. When 127.0.0.1:8080 is taken on
 # this machine, POLLCAST_SERVER_LISTEN moves the demo to a free port (the chroot shares the
@@ -153,6 +153,10 @@ for v in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
   if [ -n "${!v:-}" ]; then machine_env+=("$v=${!v}"); echo "   $v set"; fi
 done
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# Name service as an installed Debian has it: debootstrap writes no /etc/hosts, so "localhost"
+# would not resolve (the installer and container runtimes write one; tests resolve it).
+cp /etc/hosts "$root/etc/hosts"
+echo "   /etc/hosts and /etc/resolv.conf: this machine's"
 port=8080
 if (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null; then
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null ||

@@ -7,6 +7,7 @@
 // bounded by max_interval.
 'use strict';
 
+const http = require('node:http');
 const fs = require('node:fs');
 const path = require('node:path');
 const h = require('./harness');
@@ -143,6 +144,12 @@ h.run('integration.upstream_requests', async (t) => {
     });
 
   await t.step('QUERY: body, query and conditions (a safe method)', async () => {
+    // The scripted upstream is node's http server, whose parser knows QUERY from node 20 on
+    // (Debian bookworm's node 18 answers 400 to it): there is nothing to receive it with here.
+    if (!http.METHODS.includes('QUERY')) {
+      log(`skipped: node ${process.version}'s http server does not parse the QUERY method`);
+      return;
+    }
     const s = await open('query_m');
     await s.waitDoc({ q: 'doc' });
     const end = Date.now() + T(5000);
