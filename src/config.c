@@ -1820,6 +1820,15 @@ static int finalize(struct config *cfg, char *err, size_t errlen)
             return report(err, errlen, at,
                           "[upstream %s]: state_file is for push streams ([stream NAME])", u->name);
         }
+        /* In cluster mode the document lives in Redis (the snapshot every node loads): a file
+         * on one node would be a second copy that could disagree with it after a restart. */
+        if (u->push && u->state_file != NULL && cfg->cluster.redis != NULL) {
+            where(cfg, kstate, u, at, sizeof at);
+            return report(err, errlen, at,
+                          "[stream %s]: state_file is not used in cluster mode: the document is "
+                          "kept in Redis (remove state_file, or [cluster] redis)",
+                          u->name);
+        }
         if (u->push && u->publish_token_file == NULL && cfg->auth.algorithm == CONFIG_AUTH_OFF) {
             where(cfg, kurl, u, at, sizeof at);
             return report(err, errlen, at,

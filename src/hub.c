@@ -76,6 +76,9 @@ struct topic {
     size_t npub;
     struct json_doc *pub_doc;
     int pub_pending;
+    int put_async;     /* the pending publication came from hub_topic_put */
+    hub_put_fn put_fn; /* told its outcome (hub_topic_put_watch) */
+    void *put_arg;
     struct loop_timer *idle_timer;
     /* Upstream failure state. */
     int failing;
@@ -588,14 +591,24 @@ static void commit_recovered(struct topic *t, struct frame *f)
         fan_out(t, f, -1);
 }
 
-/* The store's answer to topic_publish. */
+/* Tells the watcher of a pending hub_topic_put, if any, its outcome. */
+static void put_notify(struct topic *t, int result)
+{
+    hub_put_fn fn = t->put_fn;
+    t->put_fn = NULL;
+    if (fn)
+        fn(t->put_arg, result);
+}
+
+/* The store's answer to topic_publish: ok 1 taken, 0 refused, -1 refused because another node
+ * published first. */
 static void on_store_appended(void *arg, int ok)
 {
     struct topic *t = arg;
     t->pub_pending = 0;
     for (size_t i = 0; i < t->npub; i++) {
         struct frame *f = t->pub[i].frame;
-        if (ok) {
+        if (ok > 0) {
             switch (t->pub[i].kind) {
             case STORE_DATA:
             case STORE_PATCH:
@@ -615,6 +628,12 @@ static void on_store_appended(void *arg, int ok)
     t->npub = 0;
     json_doc_free(t->pub_doc);
     t->pub_doc = NULL;
+    if (t->put_async) {
+        t->put_async = 0;
+        if (ok > 0)
+            t->hub->stats.publishes_changed++;
+        put_notify(t, ok > 0 ? HUB_PUT_CHANGED : ok < 0 ? HUB_PUT_CONFLICT : HUB_PUT_FAILED);
+    }
 }
 
 /* Hands the publication built from one poll to the store. */
@@ -937,6 +956,7 @@ static void topic_free(struct topic *t)
         pp = &(*pp)->bucket_next;
     if (*pp)
         *pp = t->bucket_next;
+    put_notify(t, HUB_PUT_FAILED);
     while (t->subs)
         hub_unsubscribe(t->subs);
     topic_stop_poller(t);
@@ -1077,14 +1097,22 @@ int hub_topic_put(struct topic *t, const char *text, size_t len, char *err, size
         return HUB_PUT_UNCHANGED;
     }
     topic_publish(t);
-    if (t->pub_pending)
+    if (t->pub_pending) {
+        t->put_async = 1;
         return HUB_PUT_PENDING;
+    }
     if (t->epoch == epoch && t->seq == seq) {
         snprintf(err, errlen, "the store refused the new version");
         return HUB_PUT_FAILED;
     }
     hub->stats.publishes_changed++;
     return HUB_PUT_CHANGED;
+}
+
+void hub_topic_put_watch(struct topic *t, hub_put_fn fn, void *arg)
+{
+    t->put_fn = fn;
+    t->put_arg = arg;
 }
 
 size_t hub_refresh_topics(struct hub *hub, const char *prefix)

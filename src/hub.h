@@ -165,7 +165,13 @@ enum hub_put {
     HUB_PUT_BUSY = -1,     /* another publication is in flight: try again */
     HUB_PUT_INVALID = -2,  /* not JSON (err says at which byte), or over the topic's bounds */
     HUB_PUT_FAILED = -3,   /* out of memory, or the store refused it (err says which) */
+    HUB_PUT_CONFLICT = -4, /* (only to a hub_put_fn) another node published first: the topic
+                              serves that version now, and a new attempt diffs against it */
 };
+
+/* Told the outcome of a publication that hub_topic_put left pending: HUB_PUT_CHANGED (the
+ * topic serves the new version now), HUB_PUT_CONFLICT or HUB_PUT_FAILED. May not call the hub. */
+typedef void (*hub_put_fn)(void *arg, int result);
 
 /* Publishes text (len bytes, a JSON document) on a push topic exactly as a poll that fetched
  * it would: parsed with the same bounds, diffed against the current document into a patch (the
@@ -173,6 +179,10 @@ enum hub_put {
  * the same history, resume and slow-subscriber handling. text is copied. Returns an enum
  * hub_put; on a negative one, nothing changed and err (errlen bytes) says why. */
 int hub_topic_put(struct topic *t, const char *text, size_t len, char *err, size_t errlen);
+
+/* After HUB_PUT_PENDING: fn(arg, result) is called once with the outcome, from the loop, or with
+ * HUB_PUT_FAILED when the topic is freed first. fn NULL: nobody is told any more. Cannot fail. */
+void hub_topic_put_watch(struct topic *t, hub_put_fn fn, void *arg);
 
 /* Makes the pollers of every live topic whose key starts with prefix, that this node polls,
  * fetch now (coalesced with a request in flight: poller_poll_now). Returns how many topics were

@@ -80,6 +80,14 @@ struct request {
     struct buf body;
     size_t body_cap;
     int body_too_big; /* more than body_cap bytes came: the rest was dropped */
+    /* A publish the store answers later (cluster mode): the connection waits suspended, linked
+     * in http_server.pub_waiting (pprev, pnext), until the hub tells the outcome. */
+    struct topic *pub_topic; /* while waiting */
+    int pub_waiting;
+    int pub_result; /* the outcome (enum hub_put), once told */
+    int pub_told;
+    int pub_tries;   /* publishes refused because another node published first */
+    char pub_id[40]; /* the id of the version published */
     /* A plain read (Accept: application/json): answered from the topic's document; while the
      * topic has none yet, the connection waits suspended, a transient subscriber keeping the
      * topic alive and waking the request, the timer bounding the wait. */
@@ -115,6 +123,7 @@ struct http_server {
     struct resolver *resolver;     /* host lookups of ad-hoc URLs at admission */
     struct request *resolving;     /* requests suspended while their host resolves */
     struct request *plain_waiting; /* plain reads suspended until their topic's first document */
+    struct request *pub_waiting;   /* publishes suspended until the store answers */
     http_ready_fn ready_fn;        /* extra /readyz members (cluster state); NULL: none */
     void *ready_arg;
 };
@@ -269,6 +278,13 @@ void http_publish_body(struct request *q, const char *data, size_t n);
 
 /* The whole request is in: publishes (PUT, PATCH) or refreshes, and answers. */
 enum MHD_Result http_publish_finish(struct http_server *srv, struct MHD_Connection *c);
+
+/* Ends the wait of a publish the store has not answered (its outcome is no longer told), and
+ * resumes it when resume is set. Cannot fail. */
+void http_publish_end(struct http_server *srv, struct request *q, int resume);
+
+/* Resumes every publish that waits (before the daemon stops). Cannot fail. */
+void http_publish_abort(struct http_server *srv);
 
 /* Loads the state files of push streams into their topics, for streams that have one and whose
  * topic has no document yet. Cannot fail (a file that cannot be read is logged). */

@@ -3,7 +3,9 @@
  * pollers of a polled stream fetch now. Publishers authenticate with the stream's secret
  * (publish_token_file, compared in constant time) or a JWT whose pollcast.publish claim names
  * the stream; If-Match makes a write conditional on the current version; a push stream's last
- * document may be kept in its state file. */
+ * document may be kept in its state file. In cluster mode a publish is a compare-and-append in
+ * Redis (store/redis.c): the request waits suspended for its answer, and is tried again against
+ * the newer version when another node published first. */
 #include "http/internal.h"
 
 #include <errno.h>
@@ -21,6 +23,8 @@
 #define PUBLISH_DEFAULT_CAP ((size_t)8 << 20)
 /* Bytes of a publisher's bearer token at most. */
 #define PUBLISH_MAX_TOKEN 4096
+/* Attempts of one publish in cluster mode while other nodes publish first; then 409. */
+#define PUBLISH_CLUSTER_TRIES 3
 
 static const struct http_stream *find_stream(const struct http_server *srv, const char *name,
                                              size_t len)
@@ -158,10 +162,6 @@ enum MHD_Result http_publish_begin(struct http_server *srv, struct MHD_Connectio
     enum MHD_Result rc;
     if (!publisher_allowed(srv, c, st, &rc))
         return rc;
-    if (!refresh && srv->p.cluster)
-        return http_send_problem(srv, c, MHD_HTTP_NOT_IMPLEMENTED, "Not in cluster mode",
-                                 "publishing to push streams is not available in cluster mode "
-                                 "yet: the publish would not go through the fenced append");
     size_t cap = refresh ? 0 : body_cap(st);
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
     if (cl && !refresh) {
@@ -319,11 +319,79 @@ out:
 
 void http_publish_load_state(struct http_server *srv)
 {
-    if (srv->p.cluster)
-        return;
+    /* In cluster mode every push stream is opened at once, so that its stored version is loaded
+     * from Redis before the first publish or subscriber comes (state_file is refused there). */
     for (size_t i = 0; i < srv->p.nstreams; i++)
-        if (srv->p.streams[i].push && srv->p.streams[i].state_file)
+        if (srv->p.streams[i].push && (srv->p.streams[i].state_file || srv->p.cluster))
             http_push_topic(srv, &srv->p.streams[i]);
+}
+
+/* ---- waiting for the cluster store --------------------------------------------------------- */
+
+static void pub_unlink(struct http_server *srv, struct request *q)
+{
+    if (q->pprev)
+        q->pprev->pnext = q->pnext;
+    else
+        srv->pub_waiting = q->pnext;
+    if (q->pnext)
+        q->pnext->pprev = q->pprev;
+    q->pprev = q->pnext = NULL;
+}
+
+void http_publish_end(struct http_server *srv, struct request *q, int resume)
+{
+    if (!q->pub_waiting)
+        return;
+    pub_unlink(srv, q);
+    if (q->pub_topic && !q->pub_told)
+        hub_topic_put_watch(q->pub_topic, NULL, NULL);
+    q->pub_topic = NULL;
+    q->pub_waiting = 0;
+    if (resume) {
+        MHD_resume_connection(q->conn);
+        http_kick_daemon(srv);
+    }
+}
+
+void http_publish_abort(struct http_server *srv)
+{
+    /* The daemon is about to stop: no MHD_run is asked for. */
+    while (srv->pub_waiting) {
+        struct request *q = srv->pub_waiting;
+        http_publish_end(srv, q, 0);
+        MHD_resume_connection(q->conn);
+    }
+}
+
+/* The hub's answer to a pending publish: noted, and the request resumed (handle() runs again
+ * and answers through http_publish_finish). */
+static void on_published(void *arg, int result)
+{
+    struct request *q = arg;
+    q->pub_told = 1;
+    q->pub_result = result;
+    if (result == HUB_PUT_CHANGED && q->pub_topic)
+        hub_topic_id(q->pub_topic, q->pub_id);
+    http_publish_end(q->srv, q, 1);
+}
+
+static enum MHD_Result publish_wait(struct http_server *srv, struct MHD_Connection *c,
+                                    struct topic *t)
+{
+    struct request *q = srv->cur;
+    q->conn = c;
+    q->pub_topic = t;
+    q->pub_told = 0;
+    q->pub_waiting = 1;
+    q->pprev = NULL;
+    q->pnext = srv->pub_waiting;
+    if (srv->pub_waiting)
+        srv->pub_waiting->pprev = q;
+    srv->pub_waiting = q;
+    hub_topic_put_watch(t, on_published, q);
+    MHD_suspend_connection(c);
+    return MHD_YES;
 }
 
 /* ---- PUT, PATCH ---------------------------------------------------------------------------- */
@@ -461,7 +529,17 @@ static enum MHD_Result publish_document(struct http_server *srv, struct MHD_Conn
     }
     if (put == HUB_PUT_INVALID) {
         rc = http_send_problem(srv, c, MHD_HTTP_UNPROCESSABLE_CONTENT, "Document refused", why);
-    } else if (put < 0 || put == HUB_PUT_PENDING) {
+    } else if (put == HUB_PUT_PENDING) {
+        rc = publish_wait(srv, c, t);
+    } else if (put == HUB_PUT_FAILED && srv->p.cluster) {
+        /* Redis is unreachable (degraded), or the stream still loads from it: a node alone
+         * must not hand out ids that the other nodes never see. */
+        rc = http_send_problem_with(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "Unavailable",
+                                    "the cluster store (Redis) cannot take the publish now "
+                                    "(unreachable, or the stream is loading); nothing was "
+                                    "published",
+                                    "Retry-After", "1");
+    } else if (put < 0) {
         rc = http_send_problem_with(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "Unavailable",
                                     why[0] ? why : "another publication is in flight",
                                     "Retry-After", "1");
@@ -517,5 +595,22 @@ enum MHD_Result http_publish_finish(struct http_server *srv, struct MHD_Connecti
     }
     if (q->publish == HTTP_PUBLISH_REFRESH)
         return refresh_stream(srv, c, st);
+    if (q->pub_told) {
+        /* The cluster store answered the publish this request waited for. */
+        q->pub_told = 0;
+        if (q->pub_result == HUB_PUT_CHANGED)
+            return send_published(srv, c, q->pub_id, 1);
+        if (q->pub_result == HUB_PUT_FAILED)
+            return http_send_problem_with(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "Unavailable",
+                                          "the cluster store (Redis) did not take the publish; "
+                                          "nothing was published",
+                                          "Retry-After", "1");
+        /* Another node published first: the topic serves that version now, and the request is
+         * taken again against it (If-Match then answers 412; a PATCH applies to it). */
+        if (++q->pub_tries >= PUBLISH_CLUSTER_TRIES)
+            return http_send_problem(srv, c, MHD_HTTP_CONFLICT, "Conflict",
+                                     "other nodes kept publishing to this stream at the same "
+                                     "time; nothing was published: try again");
+    }
     return publish_document(srv, c, st, q->publish);
 }

@@ -672,6 +672,8 @@ static void on_request_done(void *cls, struct MHD_Connection *c, void **req_cls,
     http_auth_untrack(srv, q);
     if (q->plain_sub || q->plain_timer)
         http_plain_end(srv, q);
+    if (q->pub_waiting)
+        http_publish_end(srv, q, 0);
     if (q->lookup) {
         resolve_cancel(q->lookup);
         q->lookup = NULL;
@@ -842,6 +844,7 @@ void http_server_free(struct http_server *srv)
     /* MHD refuses to stop with suspended connections. */
     http_resolving_abort(srv);
     http_plain_abort(srv);
+    http_publish_abort(srv);
     MHD_stop_daemon(srv->daemon);
     resolver_free(srv->resolver);
     ratelimit_free(srv->rate);

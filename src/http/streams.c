@@ -371,9 +371,6 @@ enum MHD_Result http_route_stream(struct http_server *srv, struct MHD_Connection
     enum hub_mode mode = st->mode;
     if (st->push) {
         /* A push stream has one topic, whatever the query: there is no poll to vary. */
-        if (srv->p.cluster)
-            return http_send_problem(srv, c, MHD_HTTP_NOT_IMPLEMENTED, "Not in cluster mode",
-                                     "push streams are not available in cluster mode yet");
         if (http_query_mode(c, &mode) != 0)
             return http_send_problem(srv, c, MHD_HTTP_BAD_REQUEST, "Bad mode",
                                      "mode is patch or snapshot");
@@ -405,8 +402,7 @@ enum MHD_Result http_route_stream(struct http_server *srv, struct MHD_Connection
         goto out;
     for (size_t i = 0; i < spec.poll.nheaders && nlines < CONFIG_MAX_LIST_ITEMS; i++)
         lines[nlines++] = spec.poll.headers[i];
-    for (const char *const *f = st->forward_headers; f && *f && nfwd < CONFIG_MAX_LIST_ITEMS;
-         f++) {
+    for (const char *const *f = st->forward_headers; f && *f && nfwd < CONFIG_MAX_LIST_ITEMS; f++) {
         const char *v = NULL;
         size_t vlen = 0;
         if (MHD_lookup_connection_value_n(c, MHD_HEADER_KIND, *f, strlen(*f), &v, &vlen) !=

@@ -135,6 +135,36 @@ static const char script_append[] =
     "redis.call('PEXPIRE', KEYS[3], ARGV[2])\n"
     "return 1\n";
 
+/* KEYS: snap log. ARGV: ttl_ms maxlen epoch prev_seq after_id count node kind seq frame doc.
+ * The publish of a push topic (no lease: any node may publish): a compare-and-append that adds
+ * the event (kind, version seq of epoch) and replaces the snapshot only while the stored
+ * snapshot is still version prev_seq of epoch, or absent with prev_seq 0 (the first publish,
+ * which creates the epoch). Returns {1}, or {0, epoch, seq, doc, entries after after_id} (false
+ * for missing fields) when another publish came first. */
+static const char script_publish[] =
+    "local s = redis.call('HMGET', KEYS[1], 'e', 's', 'd')\n"
+    "local ok\n"
+    "if s[1] then ok = s[1] == ARGV[3] and s[2] == ARGV[4] else ok = ARGV[4] == '0' end\n"
+    "if not ok then\n"
+    "  local tail = {}\n"
+    "  if ARGV[5] ~= '' then\n"
+    "    tail = redis.call('XRANGE', KEYS[2], '(' .. ARGV[5], '+', 'COUNT', ARGV[6])\n"
+    "  end\n"
+    "  return {0, s[1], s[2], s[3], tail}\n"
+    "end\n"
+    "redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'k', ARGV[8], 's', ARGV[9],\n"
+    "           'e', ARGV[3], 'f', ARGV[10], 't', ARGV[7])\n"
+    "redis.call('HSET', KEYS[1], 'e', ARGV[3], 's', ARGV[9], 'd', ARGV[11])\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[1])\n"
+    "redis.call('PEXPIRE', KEYS[2], ARGV[1])\n"
+    "return {1}\n";
+
+/* KEYS: snap log. ARGV: ttl_ms. Keeps a push topic's keys from expiring while a node serves it
+ * (nobody renews a lease for it). */
+static const char script_touch[] = "redis.call('PEXPIRE', KEYS[1], ARGV[1])\n"
+                                   "redis.call('PEXPIRE', KEYS[2], ARGV[1])\n"
+                                   "return 1\n";
+
 /* KEYS: snap log. ARGV: count. The snapshot and the newest entries, newest first, read
  * together: {epoch, seq, doc, entries}. */
 static const char script_load[] = "local s = redis.call('HMGET', KEYS[1], 'e', 's', 'd')\n"
@@ -174,6 +204,9 @@ struct store_topic {
     unsigned refs;       /* 1 while open, plus one per command in flight */
     unsigned closed : 1, interest : 1, writer : 1, local : 1, loaded : 1, loading : 1,
         acquiring : 1, appending : 1, reading : 1;
+    /* A push topic: never leased nor polled; any node publishes with script_publish while the
+     * store is up, none while it is degraded. next_lease_ms is then when its keys are touched. */
+    unsigned push : 1;
     char token[112]; /* the lease token while writer (Redis mode) */
     uint64_t next_lease_ms;
     /* The append in flight: its frames, pushed to the ring when Redis took them. */
@@ -201,6 +234,7 @@ struct redis_store {
     uint64_t rng;
     /* Metrics. */
     uint64_t m_owned, m_acquired, m_lost, m_errors, m_connected, m_to_up, m_to_degraded;
+    uint64_t m_publish_conflicts;
     uint64_t m_state[3];
     struct metrics_histogram m_latency;
 };
@@ -219,6 +253,7 @@ struct cmd_ctx {
 
 static void conn_fail(struct conn *c, const char *why);
 static void reader_kick(struct redis_store *rs);
+static int reader_wants(const struct store_topic *rt);
 static void topic_load(struct store_topic *rt);
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -497,6 +532,9 @@ static void topic_set_writer(struct store_topic *rt, int writer, int local)
  * (or nothing yet), polled here. */
 static void topic_go_local(struct store_topic *rt)
 {
+    /* A push topic keeps its version: nothing is published to it until Redis is back. */
+    if (rt->push)
+        return;
     uint64_t seq = rt->seq > 0 ? 1 : 0;
     store_ring_reset(&rt->ring, seq);
     topic_sync(rt, store_epoch_new(), seq, NULL, 0);
@@ -687,6 +725,13 @@ static void on_load(redisAsyncContext *ac, void *reply, void *priv)
         snprintf(newest, sizeof(newest), "%s", tail->element[0]->element[0]->str);
     if (stream_id_after(newest, rt->last_id))
         snprintf(rt->last_id, sizeof(rt->last_id), "%s", newest);
+    if (!had && rt->push && (rt->epoch == 0 || rt->seq != 0)) {
+        /* Nothing published yet (or Redis lost it): an epoch of this node's, which the first
+         * publish from any node stores (a concurrent first publish of another epoch wins or
+         * loses as a whole). */
+        store_ring_reset(&rt->ring, 0);
+        topic_sync(rt, store_epoch_new(), 0, NULL, 0);
+    }
     rt->loaded = 1;
     /* A stored snapshot ends local mode: this node no longer polls alone; it competes. */
     if (had && rt->local)
@@ -826,6 +871,103 @@ static void on_release(redisAsyncContext *ac, void *reply, void *priv)
     cmd_release(x);
 }
 
+/* KEYS snap log kept alive: see script_touch. */
+static void topic_touch(struct store_topic *rt)
+{
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)STORE_REDIS_TTL_MS);
+    const char *keys[] = {rt->k_snap, rt->k_log};
+    const char *args[] = {ttl};
+    eval(rt, on_release, script_touch, 2, keys, 1, args, NULL);
+}
+
+/* The answer to a push topic's publish: taken (ok 1), or refused because another publish came
+ * first (ok -1: the entries this node had not read yet and the stored snapshot come with the
+ * refusal and are handed to the hub first, so that a publisher trying again diffs against the
+ * current version), or not answered (ok 0). */
+static void on_publish(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct cmd_ctx *x = priv;
+    struct store_topic *rt = x->rt;
+    const redisReply *r = reply;
+    int usable = cmd_done(x, r);
+    int ok = 0;
+    rt->appending = 0;
+    if (usable && r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+        r->element[0]->type == REDIS_REPLY_INTEGER) {
+        if (r->element[0]->integer == 1)
+            ok = 1;
+        else if (r->elements == 5)
+            ok = -1;
+    }
+    if (ok == 1 && rt->npend == 1) {
+        struct frame *f = rt->pend[0].frame;
+        if (rt->pend[0].kind == STORE_PATCH)
+            store_ring_push(&rt->ring, f);
+        else
+            store_ring_reset(&rt->ring, f->seq);
+        rt->seq = f->seq;
+    } else if (ok == -1) {
+        rt->rs->m_publish_conflicts++;
+        topic_take_entries(rt, r->element[4], 0); /* on a gap the snapshot below wins */
+        const redisReply *snap[3] = {r->element[1], r->element[2], r->element[3]};
+        if (!topic_take_snapshot(rt, snap, NULL)) {
+            /* No stored snapshot although this node had a version: Redis lost it. A new epoch,
+             * empty: the next publish stores its document whole. */
+            store_ring_reset(&rt->ring, 0);
+            topic_sync(rt, store_epoch_new(), 0, NULL, 0);
+        }
+    }
+    for (size_t i = 0; i < rt->npend; i++)
+        frame_unref(rt->pend[i].frame);
+    rt->npend = 0;
+    if (!rt->closed) {
+        rt->cbs->appended(rt->arg, ok);
+        reader_kick(rt->rs); /* the topic's stream is read again */
+    }
+    cmd_release(x);
+}
+
+/* A push topic's publish: one version (a DATA or PATCH event and the document after it), sent
+ * with script_publish. Refused at once (ok 0) while the store is not up or the topic not
+ * loaded: a node alone must not hand out ids the others never see. */
+static void topic_publish(struct store_topic *rt, const struct store_event *events, size_t n,
+                          const char *doc, size_t doc_len)
+{
+    struct redis_store *rs = rt->rs;
+    if (n != 1 || doc == NULL || (events[0].kind != STORE_DATA && events[0].kind != STORE_PATCH) ||
+        events[0].frame->seq == 0 || rs->state != CLUSTER_UP || !rt->loaded) {
+        rt->cbs->appended(rt->arg, 0);
+        return;
+    }
+    struct frame *f = events[0].frame;
+    char ttl[24], maxlen[24], epoch[24], prev[24], count[24], kind[4], seq[24];
+    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)STORE_REDIS_TTL_MS);
+    snprintf(maxlen, sizeof(maxlen), "%zu", rs->hp.history_events ? rs->hp.history_events : 1);
+    snprintf(epoch, sizeof(epoch), "%llu", (unsigned long long)rt->epoch);
+    snprintf(prev, sizeof(prev), "%llu", (unsigned long long)(f->seq - 1));
+    snprintf(count, sizeof(count), "%zu", rs->hp.history_events + 1);
+    snprintf(kind, sizeof(kind), "%d", (int)events[0].kind);
+    snprintf(seq, sizeof(seq), "%llu", (unsigned long long)f->seq);
+    const char *keys[] = {rt->k_snap, rt->k_log};
+    const char *args[] = {ttl,         maxlen, epoch, prev,    rt->last_id, count,
+                          rs->node_id, kind,   seq,   f->data, doc};
+    size_t lens[11];
+    for (int i = 0; i < 11; i++)
+        lens[i] = strlen(args[i]);
+    lens[9] = f->len;
+    lens[10] = doc_len;
+    if (eval(rt, on_publish, script_publish, 2, keys, 11, args, lens) != 0) {
+        rs->m_errors++;
+        rt->cbs->appended(rt->arg, 0);
+        return;
+    }
+    rt->appending = 1;
+    rt->pend[0].kind = events[0].kind;
+    rt->pend[0].frame = frame_ref(f);
+    rt->npend = 1;
+}
+
 static void on_append(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct cmd_ctx *x = priv;
@@ -887,7 +1029,8 @@ static void on_xread(redisAsyncContext *ac, void *reply, void *priv)
                 s->element[0]->type != REDIS_REPLY_STRING)
                 continue;
             struct store_topic *rt = topic_by_log_key(rs, s->element[0]->str);
-            if (rt == NULL || rt->closed || !rt->loaded)
+            /* A push topic publishing reads these entries again after the answer. */
+            if (rt == NULL || !reader_wants(rt))
                 continue;
             if (topic_take_entries(rt, s->element[1], 0) != 0) {
                 rt->loaded = 0;
@@ -900,6 +1043,14 @@ static void on_xread(redisAsyncContext *ac, void *reply, void *priv)
         reader_send(rs);
 }
 
+/* 1 when the reader reads the topic's stream. A push topic with a publish in flight is left out
+ * until its answer came (on_publish kicks the reader): its own entry may reach the reader first,
+ * and must neither be published twice nor make a later entry look like a gap. */
+static int reader_wants(const struct store_topic *rt)
+{
+    return rt->loaded && !rt->closed && !(rt->push && rt->appending);
+}
+
 /* Sends one XREAD BLOCK for every loaded topic. */
 static void reader_send(struct redis_store *rs)
 {
@@ -907,7 +1058,7 @@ static void reader_send(struct redis_store *rs)
         return;
     size_t n = 0;
     for (struct store_topic *rt = rs->topics; rt; rt = rt->next)
-        n += rt->loaded && !rt->closed;
+        n += reader_wants(rt);
     if (n == 0)
         return;
     size_t argc = 6 + 2 * n;
@@ -923,10 +1074,10 @@ static void reader_send(struct redis_store *rs)
     argv[a++] = STORE_REDIS_BLOCK_MS;
     argv[a++] = "STREAMS";
     for (struct store_topic *rt = rs->topics; rt; rt = rt->next)
-        if (rt->loaded && !rt->closed)
+        if (reader_wants(rt))
             argv[a++] = rt->k_log;
     for (struct store_topic *rt = rs->topics; rt; rt = rt->next)
-        if (rt->loaded && !rt->closed)
+        if (reader_wants(rt))
             argv[a++] = rt->last_id[0] ? rt->last_id : "0-0";
     for (size_t i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
@@ -1162,6 +1313,14 @@ static void on_tick(struct loop *loop, struct loop_timer *timer, void *arg)
         for (struct store_topic *rt = rs->topics; rt; rt = rt->next) {
             if (rt->closed || now < rt->next_lease_ms)
                 continue;
+            if (rt->push) {
+                if (rt->loaded)
+                    topic_touch(rt);
+                else if (!rt->loading)
+                    topic_load(rt);
+                rt->next_lease_ms = now + (rt->loaded ? STORE_REDIS_TTL_MS / 4 : 0);
+                continue;
+            }
             if (rt->writer && !rt->local) {
                 topic_renew(rt);
                 rt->next_lease_ms = now + rs->lease_ms / 3;
@@ -1198,6 +1357,7 @@ static struct store_topic *redis_open(struct store *s, const char *key,
     rt->cbs = cbs;
     rt->arg = arg;
     rt->refs = 1;
+    rt->push = spec->push != 0;
     snprintf(rt->name, sizeof(rt->name), "%s", spec->name ? spec->name : "-");
     snprintf(rt->k_lease, sizeof(rt->k_lease), "pollcast:{%s}:lease", rt->hash);
     snprintf(rt->k_snap, sizeof(rt->k_snap), "pollcast:{%s}:snap", rt->hash);
@@ -1247,7 +1407,7 @@ static void redis_close(struct store_topic *rt)
 static void redis_interest(struct store_topic *rt, int subscribers)
 {
     rt->interest = subscribers != 0;
-    if (!rt->interest)
+    if (!rt->interest || rt->push)
         return;
     if (rt->rs->state == CLUSTER_DEGRADED && !rt->writer)
         topic_set_writer(rt, 1, 1);
@@ -1261,6 +1421,10 @@ static int redis_append(struct store_topic *rt, const struct store_event *events
     struct redis_store *rs = rt->rs;
     if (rt->appending || n == 0 || n > 2)
         return -1;
+    if (rt->push) {
+        topic_publish(rt, events, n, doc, doc_len);
+        return 0;
+    }
     if (rt->local || !rt->writer) {
         /* Alone (degraded), as the memory store; not the writer: refused. */
         int ok = rt->local && rt->writer;
@@ -1447,6 +1611,10 @@ int store_redis_add_metrics(struct store *s, struct metrics *m)
                       "Redis commands that failed (error reply, lost connection, refused "
                       "over the bounds).",
                       NULL, NULL, &rs->m_errors);
+    rc |= metrics_add(m, "pollcast_cluster_publish_conflicts_total", METRICS_COUNTER,
+                      "Publishes to push streams that Redis refused because another node "
+                      "published first (the node then takes the newer version).",
+                      NULL, NULL, &rs->m_publish_conflicts);
     rc |= metrics_add_histogram(m, "pollcast_cluster_redis_latency_seconds",
                                 "Redis command round trips (scripts), in seconds.", &rs->m_latency);
     rc |=

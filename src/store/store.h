@@ -46,7 +46,9 @@ struct store_topic_cbs {
     void (*role)(void *arg, int writer);
     /* The outcome of the append in flight: ok 1, its events are in the history in order and the
      * hub publishes them; ok 0, they were refused (this node lost the lease, the store is out of
-     * room) and the hub drops them (a later poll diffs again from what was committed). */
+     * room or down) and the hub drops them (a later poll diffs again from what was committed);
+     * ok -1 (push topics of the Redis store), another node published first: the hub drops them
+     * and has been handed that node's version (event or sync) before this call. */
     void (*appended)(void *arg, int ok);
     /* An event that another node published, in order. For DATA, payload is the document; for
      * PATCH the patch; for ERROR and RECOVERED the event's JSON. f is the frame as the writer
