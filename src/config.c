@@ -327,7 +327,8 @@ static const struct key keys[] = {
     {UPS("state_file", T_PATH, state_file), .example = "/var/lib/pollcast/orders.json",
      .help = "[stream NAME] only: the last published document is written here atomically "
              "(temporary file, fsync, rename) and served again after a restart. Without it, a "
-             "stream starts empty: subscribers get no data event until the first publish."},
+             "stream starts empty: subscribers get no data event until the first publish. Not "
+             "in cluster mode, where the document is kept in Redis."},
 
     /* [allow] */
     {ALW("url_prefix", T_PREFIXES, url_prefix), .example = "https://api.example.com/",

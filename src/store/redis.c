@@ -12,16 +12,31 @@
  * A node keeps a local ring of each topic's recent patch frames, loaded from the stream when it
  * opens the topic, so that a client resumes on any node.
  *
+ * Push topics ([stream NAME]) have no poller, hence no lease and no writer: any node publishes.
+ * A publish is one script (script_publish), a compare-and-append: the node diffs the new
+ * document against its copy of version (epoch, seq), and Redis adds the event as seq+1 (XADD,
+ * the snapshot replaced) only while the stored snapshot is still (epoch, seq), or absent with
+ * seq 0 (the first publish, which stores the epoch the node made when it found no snapshot).
+ * Otherwise Redis refuses and sends back the entries the node has not read and the snapshot,
+ * which the node hands to its hub before answering (appended -1), so that the publish is taken
+ * again against the newer version (http/publish.c: three attempts, then 409). The node
+ * publishes its own event when the script answers; while it waits, the topic is left out of the
+ * XREAD, so that its own entry never comes twice and a later one never looks like a gap. Every
+ * node's reader delivers the event to its subscribers as for polled topics. Degraded (or
+ * before the topic loaded), publishes are refused (503) and nodes go on serving the version
+ * they have: no node forks ids. Every node serving a push topic touches its keys every
+ * STORE_REDIS_TTL_MS / 4 (nobody renews a lease), so they expire only when no node serves it.
+ *
  * Keys (H: the first 32 hex digits of SHA-256 over "pollcast-topic-v1", the hub key (stream
  * name or URL, interval, forwarded header values) and the definition (URL, configured headers,
  * timeouts, body cap, id keys, error repeat, event style), so that no header value or token is
  * stored in clear, every node derives the same H, and a changed definition is another topic):
- *   pollcast:{H}:lease  string  lease token "<node_id>:<16 hex>", PX lease
+ *   pollcast:{H}:lease  string  lease token "<node_id>:<16 hex>", PX lease (not for push topics)
  *   pollcast:{H}:snap   hash    e: epoch, s: seq, d: document text of version s (decimal numbers)
  *   pollcast:{H}:log    stream  one entry per event, MAXLEN ~ history_events:
  *                               k: kind (1 data, 2 patch, 3 upstream-error, 4 upstream-recovered),
  *                               s: seq (0 for 3 and 4), e: epoch, f: the SSE frame as sent,
- *                               t: the writer's lease token
+ *                               t: the writer's lease token (push topics: the node id)
  * snap and log expire STORE_REDIS_TTL_MS (1 hour) after the last append or renewal, so that
  * abandoned topics vanish; the lease lapses on its own. The {H} hash tag keeps a topic's keys in
  * one slot.

@@ -14,8 +14,11 @@
 #                the document, ETag = the id, 304, max-age; 200 concurrent readers over several
 #                ticks cost one upstream request per tick; a first read waits, 504 after the poll
 #                timeout; push streams (404 before the first publish, no-cache)
-# push.cluster   with [cluster] (a real redis-server): publishing to and reading a push stream get
-#                501 problem+json; a polled stream is refreshed by its polling node
+# push.cluster   with [cluster]: two nodes and a real redis-server; PUT and PATCH alternately on
+#                both nodes reach subscribers on both with the same ids; If-Match publishers and
+#                PATCHes racing from the two nodes lose no update; late subscribers and plain
+#                reads on either node get the current version; state_file refused; Redis gone:
+#                503 with Retry-After; a polled stream is refreshed by its polling node
 find_program(POLLCAST_NODE node)
 if(NOT POLLCAST_NODE)
   set(POLLCAST_NODE node)
