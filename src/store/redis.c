@@ -968,9 +968,9 @@ static void topic_publish(struct store_topic *rt, const struct store_event *even
     const char *args[] = {ttl,         maxlen, epoch, prev,    rt->last_id, count,
                           rs->node_id, kind,   seq,   f->data, doc};
     size_t lens[11];
-    for (int i = 0; i < 11; i++)
+    for (int i = 0; i < 9; i++)
         lens[i] = strlen(args[i]);
-    lens[9] = f->len;
+    lens[9] = f->len; /* the frame and the document are not NUL-terminated */
     lens[10] = doc_len;
     if (eval(rt, on_publish, script_publish, 2, keys, 11, args, lens) != 0) {
         rs->m_errors++;
