@@ -81,9 +81,11 @@ struct request {
     size_t body_cap;
     int body_too_big; /* more than body_cap bytes came: the rest was dropped */
     /* A publish the store answers later (cluster mode): the connection waits suspended, linked
-     * in http_server.pub_waiting (pprev, pnext), until the hub tells the outcome. */
+     * in http_server.pub_waiting (pprev, pnext), until the hub tells the outcome, or (queued)
+     * until the publish of another request to the same topic ends. */
     struct topic *pub_topic; /* while waiting */
     int pub_waiting;
+    int pub_queued; /* waits for another request's publish to the topic to end, not its own */
     int pub_result; /* the outcome (enum hub_put), once told */
     int pub_told;
     int pub_tries;   /* publishes refused because another node published first */

@@ -344,10 +344,11 @@ void http_publish_end(struct http_server *srv, struct request *q, int resume)
     if (!q->pub_waiting)
         return;
     pub_unlink(srv, q);
-    if (q->pub_topic && !q->pub_told)
+    if (q->pub_topic && !q->pub_told && !q->pub_queued)
         hub_topic_put_watch(q->pub_topic, NULL, NULL);
     q->pub_topic = NULL;
     q->pub_waiting = 0;
+    q->pub_queued = 0;
     if (resume) {
         MHD_resume_connection(q->conn);
         http_kick_daemon(srv);
@@ -369,27 +370,40 @@ void http_publish_abort(struct http_server *srv)
 static void on_published(void *arg, int result)
 {
     struct request *q = arg;
+    struct http_server *srv = q->srv;
+    struct topic *t = q->pub_topic;
     q->pub_told = 1;
     q->pub_result = result;
-    if (result == HUB_PUT_CHANGED && q->pub_topic)
-        hub_topic_id(q->pub_topic, q->pub_id);
-    http_publish_end(q->srv, q, 1);
+    if (result == HUB_PUT_CHANGED && t)
+        hub_topic_id(t, q->pub_id);
+    http_publish_end(srv, q, 1);
+    /* The topic takes a publish again: the requests queued behind this one are taken again
+     * (one of them publishes next, the others queue again). */
+    for (struct request *w = srv->pub_waiting, *next; w; w = next) {
+        next = w->pnext;
+        if (w->pub_queued && w->pub_topic == t)
+            http_publish_end(srv, w, 1);
+    }
 }
 
+/* Suspends the request until the store answers its publish to t (queued 0), or until the
+ * publish of another request to t ends (queued 1: the topic takes one publish at a time). */
 static enum MHD_Result publish_wait(struct http_server *srv, struct MHD_Connection *c,
-                                    struct topic *t)
+                                    struct topic *t, int queued)
 {
     struct request *q = srv->cur;
     q->conn = c;
     q->pub_topic = t;
     q->pub_told = 0;
+    q->pub_queued = queued;
     q->pub_waiting = 1;
     q->pprev = NULL;
     q->pnext = srv->pub_waiting;
     if (srv->pub_waiting)
         srv->pub_waiting->pprev = q;
     srv->pub_waiting = q;
-    hub_topic_put_watch(t, on_published, q);
+    if (!queued)
+        hub_topic_put_watch(t, on_published, q);
     MHD_suspend_connection(c);
     return MHD_YES;
 }
@@ -530,7 +544,10 @@ static enum MHD_Result publish_document(struct http_server *srv, struct MHD_Conn
     if (put == HUB_PUT_INVALID) {
         rc = http_send_problem(srv, c, MHD_HTTP_UNPROCESSABLE_CONTENT, "Document refused", why);
     } else if (put == HUB_PUT_PENDING) {
-        rc = publish_wait(srv, c, t);
+        rc = publish_wait(srv, c, t, 0);
+    } else if (put == HUB_PUT_BUSY && srv->p.cluster) {
+        /* Another request's publish to this stream waits for Redis: this one follows it. */
+        rc = publish_wait(srv, c, t, 1);
     } else if (put == HUB_PUT_FAILED && srv->p.cluster) {
         /* Redis is unreachable (degraded), or the stream still loads from it: a node alone
          * must not hand out ids that the other nodes never see. */

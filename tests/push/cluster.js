@@ -3,7 +3,8 @@
 // serve the same ids: PUT and PATCH alternately on node A and node B reach subscribers on both
 // nodes with the same ids, and their documents (patches applied with fast-json-patch) converge
 // to the published one; two publishers racing from the two nodes with If-Match, trying again on
-// 412 or 409, lose no update, and so do PATCHes without If-Match; a late subscriber on either node gets the current snapshot; a
+// 412 or 409, lose no update, and so do PATCHes without If-Match, several at once per node
+// (queued on the node, never 503); a late subscriber on either node gets the current snapshot; a
 // state_file is refused in cluster mode; with Redis gone, a publish gets 503 problem+json with
 // Retry-After instead of ids the other node never sees. A polled stream is still refreshed.
 'use strict';
@@ -166,6 +167,36 @@ h.run('push.cluster', async (t) => {
       c.metricSum(await b.metrics(), 'pollcast_cluster_publish_conflicts_total');
     h.log(`patch race: ${2 * N} PATCHes from two nodes, ${conflicts} answered 409, retried; ` +
       `${taken} publishes overtaken in Redis since the start (both races)`);
+  });
+
+  await t.step('concurrent publishes on each node queue: no 503, every one applies', async () => {
+    // Eight clients per node PATCH at once: a node sends one publish of a stream to Redis at a
+    // time, and the others wait for it instead of getting 503.
+    let r = await pub(a, 'PUT', 'orders', { a: [], b: [] });
+    assert.equal(r.status, 200, r.body);
+    const K = 8;
+    let conflicts = 0;
+    const client = async (who, pc, i) => {
+      for (;;) {
+        const w = await pub(pc, 'PATCH', 'orders', [{ op: 'add', path: `/${who}/-`, value: i }]);
+        if (w.status === 200) return;
+        assert.equal(w.status, 409, `${who}${i}: ${w.status} ${w.body}`);
+        conflicts++;
+      }
+    };
+    const all = [];
+    for (let i = 0; i < K; i++) all.push(client('a', a, i), client('b', b, i));
+    await Promise.all(all);
+    for (const s of [sa, sb]) {
+      await s.until((f) => f.doc && f.doc.a && f.doc.a.length === K && f.doc.b.length === K,
+        T(5000), 'every concurrent PATCH');
+      const seq = Array.from({ length: K }, (_, i) => i);
+      assert.deepEqual([...s.doc.a].sort((x, y) => x - y), seq);
+      assert.deepEqual([...s.doc.b].sort((x, y) => x - y), seq);
+    }
+    assert.deepEqual(ids(sa), ids(sb), 'both nodes served the same ids');
+    doc = sa.doc;
+    h.log(`concurrent: ${2 * K} PATCHes at once on two nodes, ${conflicts} answered 409, retried`);
   });
 
   await t.step('a late subscriber on either node gets the current snapshot', async () => {

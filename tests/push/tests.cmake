@@ -16,7 +16,8 @@
 #                timeout; push streams (404 before the first publish, no-cache)
 # push.cluster   with [cluster]: two nodes and a real redis-server; PUT and PATCH alternately on
 #                both nodes reach subscribers on both with the same ids; If-Match publishers and
-#                PATCHes racing from the two nodes lose no update; late subscribers and plain
+#                PATCHes racing from the two nodes (several at once per node: queued, no 503)
+#                lose no update; late subscribers and plain
 #                reads on either node get the current version; state_file refused; Redis gone:
 #                503 with Retry-After; a polled stream is refreshed by its polling node
 find_program(POLLCAST_NODE node)
