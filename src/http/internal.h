@@ -145,6 +145,11 @@ const char *http_cors_origin(const struct http_server *srv, struct MHD_Connectio
 /* Adds Access-Control-Allow-Origin (and Vary) when the request's Origin is allowed. */
 void http_add_cors(const struct http_server *srv, struct MHD_Connection *c, struct MHD_Response *r);
 
+/* Adds the CORS headers to r, notes status for the access log, queues r on c and drops the
+ * caller's reference to r (always, also on failure). Returns MHD's answer. */
+enum MHD_Result http_queue_response(struct http_server *srv, struct MHD_Connection *c,
+                                    unsigned status, struct MHD_Response *r);
+
 /* Queues a complete answer of the given type (body copied, Cache-Control: no-store, CORS).
  * Returns MHD's result: MHD_NO on failure. */
 enum MHD_Result http_send_text(struct http_server *srv, struct MHD_Connection *c, unsigned status,

@@ -427,13 +427,7 @@ static enum MHD_Result send_published(struct http_server *srv, struct MHD_Connec
         MHD_add_response_header(r, "Content-Type", "application/json");
     MHD_add_response_header(r, "ETag", etag);
     MHD_add_response_header(r, "Cache-Control", "no-store");
-    http_add_cors(srv, c, r);
-    unsigned status = changed ? MHD_HTTP_OK : MHD_HTTP_NO_CONTENT;
-    if (srv->cur)
-        srv->cur->status = status;
-    enum MHD_Result rc = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
-    return rc;
+    return http_queue_response(srv, c, changed ? MHD_HTTP_OK : MHD_HTTP_NO_CONTENT, r);
 }
 
 /* A 400 for a body that is not JSON, with the byte offset where parsing stopped. */

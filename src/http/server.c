@@ -282,6 +282,17 @@ void http_add_cors(const struct http_server *srv, struct MHD_Connection *c, stru
     }
 }
 
+enum MHD_Result http_queue_response(struct http_server *srv, struct MHD_Connection *c,
+                                    unsigned status, struct MHD_Response *r)
+{
+    http_add_cors(srv, c, r);
+    if (srv->cur)
+        srv->cur->status = status;
+    enum MHD_Result rc = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
 enum MHD_Result http_send_text(struct http_server *srv, struct MHD_Connection *c, unsigned status,
                                const char *type, const char *body, size_t len)
 {

@@ -585,13 +585,7 @@ static enum MHD_Result plain_answer(struct http_server *srv, struct MHD_Connecti
     MHD_add_response_header(r, "ETag", etag);
     MHD_add_response_header(r, "Cache-Control", cc);
     MHD_add_response_header(r, "Vary", "Accept");
-    http_add_cors(srv, c, r);
-    unsigned status = not_modified ? MHD_HTTP_NOT_MODIFIED : MHD_HTTP_OK;
-    if (srv->cur)
-        srv->cur->status = status;
-    enum MHD_Result rc = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
-    return rc;
+    return http_queue_response(srv, c, not_modified ? MHD_HTTP_NOT_MODIFIED : MHD_HTTP_OK, r);
 }
 
 enum MHD_Result http_plain_read(struct http_server *srv, struct MHD_Connection *c, const char *key,
