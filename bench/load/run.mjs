@@ -7,7 +7,11 @@
 //   node run.mjs SCENARIO [--subs N] [--secs S] [--hz H] [--upstreams U] [--change]
 //                         [--pollcast BIN] [--sseload BIN] [--rate CONN_PER_S] [--workers W]
 //                         [--bystanders K] [--max-header-bytes SIZE] [--gap S]
-//                         [--reconnect-rate CONN_PER_S]
+//                         [--reconnect-rate CONN_PER_S] [--io-threads N]
+//
+// --io-threads N (pollcast scenarios) writes io_threads = N into [server]; without it the key is
+// left out and the line records io_threads "default". --workers N (nchan scenarios) is nginx's
+// worker_processes (1 when not given); the line records workers.
 //
 // Scenarios:
 //   fanout         one upstream, a new version on every poll, interval 1s (1 KB patches)
@@ -48,6 +52,8 @@ const UPSTREAMS = opt('upstreams', 1000);
 const RATE = opt('rate', 2000);
 const BLOB = opt('blob', 1000);
 const WORKERS = opt('workers', 1);
+// pollcast's io_threads; '' (not given): the key is left out of the config, the daemon's default.
+const IO_THREADS = opt('io-threads', '');
 const POLLCAST = opt('pollcast', path.join(here, '../../build-perf/pollcast'));
 const SSELOAD = opt('sseload', path.join(here, 'sseload'));
 const SRC_IPS = opt('src-ips', 8);
@@ -77,6 +83,14 @@ function pollcastCommit() {
   const dirty = spawnSync('git', ['-C', root, 'status', '--porcelain', '--', 'src', 'CMakeLists.txt'],
     { encoding: 'utf8' });
   return head.stdout.trim() + (dirty.stdout.trim() ? '-dirty' : '');
+}
+
+// nginx's version and the nchan package's (Debian), for the nchan lines.
+function nchanVersion() {
+  const ng = spawnSync('nginx', ['-v'], { encoding: 'utf8' });
+  const pkg = spawnSync('dpkg-query', ['-W', '-f', '${Version}', 'libnginx-mod-nchan'], { encoding: 'utf8' });
+  const v = ((ng.stderr || '') + (ng.stdout || '')).match(/nginx\/(\S+)/);
+  return `nginx ${v ? v[1] : 'unknown'}, nchan ${pkg.status === 0 ? pkg.stdout.trim() : 'unknown'}`;
 }
 
 // The hard limit on open files, for nginx's worker_rlimit_nofile (asking for more than it is an
@@ -329,7 +343,8 @@ async function startPollcast(upstreamPort, names, intervalMs, tmp) {
     `max_subscribers_per_ip = 0\nconnect_rate_per_ip = 0\nlisten_backlog = 4096\n` +
     `max_pollers = ${Math.max(2048, names.length + 16)}\n` +
     `log_level = warn\naccess_log = false\n` +
-    (MAX_HEADER_BYTES ? `max_header_bytes = ${MAX_HEADER_BYTES}\n` : '');
+    (MAX_HEADER_BYTES ? `max_header_bytes = ${MAX_HEADER_BYTES}\n` : '') +
+    (IO_THREADS ? `io_threads = ${IO_THREADS}\n` : '');
   for (const n of names)
     ini +=
       `\n[upstream ${n}]\nurl = http://127.0.0.1:${upstreamPort}/doc/${n}\n` +
@@ -339,7 +354,13 @@ async function startPollcast(upstreamPort, names, intervalMs, tmp) {
   const child = track(spawn(POLLCAST, ['-c', cfg], { stdio: ['ignore', 'pipe', 'pipe'] }));
   const errLog = fs.createWriteStream(path.join(tmp, 'pollcast.log'));
   child.stderr.pipe(errLog);
-  const m = await waitLine(child.stdout, /listening on port (\d+)/, 10000, 'pollcast');
+  // A config the daemon refuses ends it at once: say why, not only that it never listened.
+  const exited = new Promise((_, reject) =>
+    child.once('exit', (code, sig) =>
+      setTimeout(() => reject(new Error(`pollcast exited (${code ?? sig}) at start-up: ` +
+        fs.readFileSync(path.join(tmp, 'pollcast.log'), 'utf8').slice(-500))), 200)));
+  exited.catch(() => {});
+  const m = await Promise.race([waitLine(child.stdout, /listening on port (\d+)/, 10000, 'pollcast'), exited]);
   return { child, port: Number(m[1]), pids: [child.pid] };
 }
 
@@ -589,7 +610,10 @@ async function runPollcast(kind) {
   return { scenario: kind, server: 'pollcast', subs: n, secs: SECS,
     hz: kind === 'burst' ? HZ : kind === 'fanout' || kind === 'reconnect' ? 1 : 0,
     gap_s: kind === 'reconnect' ? GAP : undefined,
-    max_header_bytes: MAX_HEADER_BYTES || undefined, ...result, tmp };
+    max_header_bytes: MAX_HEADER_BYTES || undefined,
+    // The value written into the config, or "default": the key left out (the daemon's default:
+    // 1 before io_threads existed, the number of CPUs, machine.nproc, since).
+    io_threads: IO_THREADS ? Number(IO_THREADS) : 'default', ...result, tmp };
 }
 
 async function runNchan(kind) {
@@ -630,7 +654,9 @@ async function runNchan(kind) {
     await stopChild(ng.child);
   }
   return { scenario: kind, server: 'nchan', subs: SUBS, secs: SECS, hz: kind === 'idle' ? 0 : HZ,
-    gap_s: kind === 'reconnect' ? GAP : undefined, ...result, tmp };
+    gap_s: kind === 'reconnect' ? GAP : undefined,
+    // nginx's worker_processes: --workers, 1 when not given (workers_given false).
+    workers: WORKERS, workers_given: flag('workers'), ...result, tmp };
 }
 
 async function main() {
@@ -649,10 +675,23 @@ async function main() {
     process.stderr.write(`usage: run.mjs {${Object.keys(kinds).join('|')}} [options]\n`);
     process.exit(2);
   }
+  // Each option belongs to one server: a run that names the other's is refused, not mislabelled.
+  const isNchan = scenario.startsWith('nchan-');
+  const posInt = (v) => Number.isInteger(Number(v)) && Number(v) >= 1 && Number(v) <= 1024;
+  if (flag('io-threads') && (isNchan || !posInt(IO_THREADS))) {
+    process.stderr.write('run.mjs: --io-threads N (1..1024) is for pollcast scenarios\n');
+    process.exit(2);
+  }
+  if (flag('workers') && (!isNchan || !posInt(WORKERS))) {
+    process.stderr.write('run.mjs: --workers N (1..1024) is for nchan scenarios\n');
+    process.exit(2);
+  }
   const load0 = os.loadavg();
   const r = await kinds[scenario]();
   r.machine = machine();
-  r.commit = r.server === 'pollcast' ? pollcastCommit() : undefined;
+  // The code under test: pollcast's commit, or nginx's and nchan's versions.
+  if (r.server === 'pollcast') r.commit = pollcastCommit();
+  else r.nchan_version = nchanVersion();
   // Other work on the machine competes for its cores: the 1-minute load average before the run
   // started (after it, it includes the run itself), and others_cores: the CPU that processes
   // other than this run's used during its window, in cores.
