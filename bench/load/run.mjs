@@ -64,7 +64,8 @@ const STOP_MS = opt('stop-ms', 6000);
 // Extra subscribers of a second upstream that never changes: suspended connections that a publish
 // on the first must not cost anything for (fanout only).
 const BYSTANDERS = opt('bystanders', 0);
-// pollcast's max_header_bytes (its per-connection pool is this + 1 KiB); unset: the default.
+// pollcast's max_header_bytes (one of the terms of its per-connection pool, see README.md); unset:
+// the default.
 const MAX_HEADER_BYTES = opt('max-header-bytes', '');
 // reconnect: how long the clients stay away between dropping and reconnecting (0: at once), and
 // how fast they come back (connections a second).
@@ -377,6 +378,19 @@ function childPids(ppid) {
   return out;
 }
 
+// Open sockets of a process (its connections and listeners): how nginx's workers shared the
+// subscribers.
+function socketCount(pid) {
+  let n = 0;
+  try {
+    for (const fd of fs.readdirSync(`/proc/${pid}/fd`))
+      try {
+        if (fs.readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:')) n++;
+      } catch {}
+  } catch {}
+  return n;
+}
+
 function pssKb(pid) {
   try {
     const m = fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8').match(/\nPss:\s+(\d+)/);
@@ -641,12 +655,16 @@ async function runNchan(kind) {
     await pub.drain();
     const convergeS = kind === 'idle' ? null : await load.converge(pub.finalSeq(), TAIL * 1000);
     const othersCores = others();
+    // Every worker's sockets while the clients are still connected: with several workers, both
+    // must hold subscribers for the converged count to show nchan's delivery between them.
+    const workerSockets = ng.pids.slice(1).map(socketCount);
     await sleep(500);
     await stopChild(load.child);
     result = await load.done;
     result.others_cores = othersCores;
     if (storm) result.storm_plan = storm;
     result.publisher = { final_seq: pub.finalSeq(), failures: pub.failures(), workers: WORKERS };
+    result.worker_sockets = workerSockets;
     result.converged = result.seq && result.seq.max === pub.finalSeq() && result.seq.at_max === result.alive_at_end;
     result.converge_s = convergeS;
   } finally {
