@@ -36,6 +36,8 @@ struct upstream_pool {
     CURLM *multi;
     struct loop_timer *timer; /* curl's single timeout */
     struct poller *pollers;   /* doubly linked, for upstream_pool_free */
+    size_t npollers;
+    long cache_size; /* CURLMOPT_MAXCONNECTS as last set; 0: libcurl's default */
     uint64_t rng;
     upstream_addr_policy policy;
     void *policy_arg;
@@ -79,6 +81,7 @@ struct oauth_client {
 struct poller {
     struct upstream_pool *pool;
     struct poller *prev, *next;
+    int linked; /* in pool->pollers, counted in pool->npollers */
     poller_cb cb;
     void *arg;
 
@@ -412,6 +415,25 @@ fail:
 }
 
 static void poller_destroy(struct poller *p);
+
+/* Keeps libcurl's cache of idle connections at least twice the number of pollers. Its default
+ * is four times the transfers in progress, which with pollers spread over their interval is far
+ * fewer than the pollers: each poll then found its connection closed to make room for another
+ * and opened a new one (a quarter of the polls of 400 pollers at 1 s; with https, a TLS
+ * handshake each). Grows only: connections idle past libcurl's maximum age are closed anyway. */
+static void pool_fit_cache(struct upstream_pool *pool)
+{
+    if ((long)pool->npollers * 2 <= pool->cache_size)
+        return;
+    long want = (long)pool->npollers * 4;
+    if (want < 64)
+        want = 64;
+    if (want > 65536)
+        want = 65536;
+    if (want > pool->cache_size &&
+        curl_multi_setopt(pool->multi, CURLMOPT_MAXCONNECTS, want) == CURLM_OK)
+        pool->cache_size = want;
+}
 
 void upstream_pool_free(struct upstream_pool *pool)
 {
@@ -1403,7 +1425,6 @@ static CURLcode set_transport(CURL *e, int tls_no_verify, const char *ca_file, u
     return rc;
 }
 
-
 /* Returns the pool's client for the credentials of spec (one per definition), holding one
  * more reference, or NULL on failure. */
 static struct oauth_client *oauth_acquire(struct upstream_pool *pool,
@@ -1561,12 +1582,15 @@ static void poller_destroy(struct poller *p)
     free(p->hop_url);
     free(p->ca_file);
     free(p->origin);
-    if (p->prev)
-        p->prev->next = p->next;
-    else if (pool->pollers == p)
-        pool->pollers = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
+    if (p->linked) {
+        pool->npollers--;
+        if (p->prev)
+            p->prev->next = p->next;
+        else
+            pool->pollers = p->next;
+        if (p->next)
+            p->next->prev = p->prev;
+    }
     free(p);
 }
 
@@ -1724,6 +1748,9 @@ struct poller *poller_new(struct upstream_pool *pool, const struct poller_spec *
     if (pool->pollers)
         pool->pollers->prev = p;
     pool->pollers = p;
+    p->linked = 1;
+    pool->npollers++;
+    pool_fit_cache(pool);
     /* The first poll is due at once, but runs from the loop so that the callback never fires
      * before the caller holds the poller. */
     loop_timer_start(p->tick, 0);

@@ -25,6 +25,8 @@
 #                    subscribers and 2 pollers, renewed in the background; 401 -> one new token
 #                    and a retried poll; 400 invalid_client as upstream-error with backoff;
 #                    secret, tokens and query values in no event, JSON log line or metric
+# upstream_connections  400 pollers on one upstream host keep their connections: next rounds
+#                    of polls open almost no new TCP connection
 #
 # The ASan variant (binary name ending in -asan) scales the work down and stretches timing bounds
 # (POLLCAST_IT_SCALE, POLLCAST_IT_SLOW override both). Tests that load the machine or measure
@@ -39,7 +41,7 @@ foreach(t convergence resume resume_instances wire_contract config_errors conten
                 COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/integration/${t}.js @POLLCAST@)
 endforeach()
 foreach(t upstream_failures slow_subscriber many_subscribers shutdown upstream_requests
-          upstream_oauth2)
+          upstream_oauth2 upstream_connections)
   pollcast_test(NAME integration.${t} LABELS integration TIMEOUT 600
                 RESOURCE_LOCK pollcast_integration_timing
                 COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/integration/${t}.js @POLLCAST@)

@@ -47,7 +47,7 @@
 //                           and not revoked
 //        common options: delay_ms (wait before answering), times (apply the mode to the next N
 //        requests only, then back to normal)
-//   GET  /_control/stats[?path=/x]    {"total":N,"paths":{"/x":{"count":N,"inflight":N,
+//   GET  /_control/stats[?path=/x]    {"total":N,"connections":N,"paths":{"/x":{"count":N,"inflight":N,
 //                                      "max_inflight":N,"headers":{last request's headers},
 //                                      "times_ms":[arrival times, ms since start]}}}
 //                                      (with ?path=, that one path's entry)
@@ -73,6 +73,7 @@ let docs = new Map(); // path -> {body: Buffer, etag, modified: Date, contentTyp
 let modes = new Map(); // path -> {mode, ...options, times}
 let stats = new Map(); // path -> {count, inflight, max_inflight, headers, times_ms}
 let total = 0;
+let connections = 0; // TCP connections that carried a request for a document (not /_control/)
 let tokens = new Map(); // access token -> {expires: ms since epoch, revoked}
 let tokenSeq = 0;
 const bombs = new Map(); // size -> gzip Buffer
@@ -160,7 +161,7 @@ async function control(req, res, url) {
     if (path) return sendJson(res, 200, statsFor(path));
     const paths = {};
     for (const [p, s] of stats) paths[p] = s;
-    return sendJson(res, 200, { total, paths });
+    return sendJson(res, 200, { total, connections, paths });
   }
   if (what === 'revoke' && req.method === 'POST') {
     for (const t of tokens.values()) t.revoked = true;
@@ -172,6 +173,7 @@ async function control(req, res, url) {
     modes = new Map();
     stats = new Map();
     total = 0;
+    connections = 0;
     return sendJson(res, 200, {});
   }
   return sendJson(res, 404, { error: 'unknown control endpoint' });
@@ -401,6 +403,10 @@ const server = http.createServer((req, res) => {
   const path = url.pathname;
   const s = statsFor(path);
   total++;
+  if (!req.socket.pollcastCounted) {
+    req.socket.pollcastCounted = true;
+    connections++;
+  }
   s.count++;
   s.headers = req.headers;
   s.times_ms.push(Math.round((performance.now() - started) * 10) / 10);
