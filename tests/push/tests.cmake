@@ -20,6 +20,9 @@
 #                lose no update; late subscribers and plain
 #                reads on either node get the current version; state_file refused; Redis gone:
 #                503 with Retry-After; a polled stream is refreshed by its polling node
+# push.cluster_refresh  two nodes and a real redis-server: a refresh on the node that does not
+#                poll reaches the one that does (PUBLISH), at once, one upstream request; 50 at
+#                once coalesced; on the owner; Redis gone: "cluster":"degraded", refreshed alone
 find_program(POLLCAST_NODE node)
 if(NOT POLLCAST_NODE)
   set(POLLCAST_NODE node)
@@ -31,5 +34,7 @@ endforeach()
 pollcast_test(NAME push.plain_reads LABELS push integration TIMEOUT 300
               RESOURCE_LOCK pollcast_integration_timing
               COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/push/plain_reads.js @POLLCAST@)
-pollcast_test(NAME push.cluster LABELS push cluster TIMEOUT 300
-              COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/push/cluster.js @POLLCAST@)
+foreach(t cluster cluster_refresh)
+  pollcast_test(NAME push.${t} LABELS push cluster TIMEOUT 300
+                COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/push/${t}.js @POLLCAST@)
+endforeach()
