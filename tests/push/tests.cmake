@@ -10,6 +10,9 @@
 #                errors for a [stream] nobody could publish to or with a url
 # push.refresh   POST /streams/NAME/refresh: 100 concurrent calls, the change arrives at once (60 s
 #                interval), one upstream request in flight at most; 401/404/405
+# push.cors      preflights (curl -X OPTIONS) of PUT/PATCH on /streams/NAME and POST on .../refresh
+#                allow those methods and Authorization, Content-Type, If-Match for cors_origin
+#                only; answers expose ETag
 # push.plain_reads  Accept: application/json on /streams/NAME, /proxy and the Streamdata.io form:
 #                the document, ETag = the id, 304, max-age; 200 concurrent readers over several
 #                ticks cost one upstream request per tick; a first read waits, 504 after the poll
@@ -27,7 +30,7 @@ find_program(POLLCAST_NODE node)
 if(NOT POLLCAST_NODE)
   set(POLLCAST_NODE node)
 endif()
-foreach(t publish auth refresh)
+foreach(t publish auth refresh cors)
   pollcast_test(NAME push.${t} LABELS push integration TIMEOUT 300
                 COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/push/${t}.js @POLLCAST@)
 endforeach()
