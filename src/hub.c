@@ -1115,7 +1115,9 @@ void hub_topic_put_watch(struct topic *t, hub_put_fn fn, void *arg)
     t->put_arg = arg;
 }
 
-size_t hub_refresh_topics(struct hub *hub, const char *prefix)
+/* The pollers this node runs for topics whose key starts with prefix fetch now. Returns how many
+ * were asked. */
+static size_t refresh_local(struct hub *hub, const char *prefix)
 {
     size_t n = 0, plen = strlen(prefix);
     for (size_t b = 0; b < TOPIC_BUCKETS; b++)
@@ -1124,6 +1126,24 @@ size_t hub_refresh_topics(struct hub *hub, const char *prefix)
                 poller_poll_now(t->poller);
                 n++;
             }
+    return n;
+}
+
+/* Another node was asked to refresh (store->refresh_fn). */
+static void on_store_refresh(void *arg, const char *prefix)
+{
+    struct hub *hub = arg;
+    if (!hub->closing)
+        refresh_local(hub, prefix);
+}
+
+size_t hub_refresh_topics(struct hub *hub, const char *prefix, int *forwarded)
+{
+    size_t n = refresh_local(hub, prefix);
+    /* Passed on even when this node polls a matching topic: another node may poll another of
+     * the stream's topics (forwarded headers make one topic per value). */
+    *forwarded = hub->store->ops->refresh ? hub->store->ops->refresh(hub->store, prefix)
+                                          : STORE_REFRESH_ALONE;
     return n;
 }
 
@@ -1300,6 +1320,8 @@ struct hub *hub_new(struct loop *loop, struct upstream_pool *pool, struct store 
     hub->loop = loop;
     hub->pool = pool;
     hub->store = store;
+    store->refresh_fn = on_store_refresh;
+    store->refresh_arg = hub;
     hub->params = *params;
     if (hub->params.queue_events == 0)
         hub->params.queue_events = 64;
@@ -1366,6 +1388,8 @@ void hub_free(struct hub *hub)
     if (hub == NULL)
         return;
     hub->closing = 1;
+    if (hub->store->refresh_fn == on_store_refresh && hub->store->refresh_arg == hub)
+        hub->store->refresh_fn = NULL;
     for (size_t b = 0; b < TOPIC_BUCKETS; b++)
         while (hub->buckets[b])
             topic_free(hub->buckets[b]);

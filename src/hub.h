@@ -185,9 +185,10 @@ int hub_topic_put(struct topic *t, const char *text, size_t len, char *err, size
 void hub_topic_put_watch(struct topic *t, hub_put_fn fn, void *arg);
 
 /* Makes the pollers of every live topic whose key starts with prefix, that this node polls,
- * fetch now (coalesced with a request in flight: poller_poll_now). Returns how many topics were
- * asked. Cannot fail. */
-size_t hub_refresh_topics(struct hub *hub, const char *prefix);
+ * fetch now (coalesced with a request in flight: poller_poll_now), and asks the other nodes of
+ * a cluster to do the same with theirs (store_ops.refresh). Returns how many topics this node
+ * asked; *forwarded is set to the store's enum store_refresh. Cannot fail. */
+size_t hub_refresh_topics(struct hub *hub, const char *prefix, int *forwarded);
 
 /* The topic's current document text (NUL-terminated, *len bytes), or NULL when it has none.
  * Owned by the topic; valid until the next publication. */

@@ -142,7 +142,8 @@ void http_kick_daemon(void *arg);
 /* The origin to allow for this request, or NULL. */
 const char *http_cors_origin(const struct http_server *srv, struct MHD_Connection *c);
 
-/* Adds Access-Control-Allow-Origin (and Vary) when the request's Origin is allowed. */
+/* Adds Access-Control-Allow-Origin (and Vary, and Access-Control-Expose-Headers for the ETag of
+ * plain reads and publishes and the Retry-After of 503s) when the request's Origin is allowed. */
 void http_add_cors(const struct http_server *srv, struct MHD_Connection *c, struct MHD_Response *r);
 
 /* Adds the CORS headers to r, notes status for the access log, queues r on c and drops the
@@ -315,8 +316,9 @@ enum MHD_Result http_route_metrics(struct http_server *srv, struct MHD_Connectio
 /* GET /_demo/upstream.json: the demo document for the current second. */
 enum MHD_Result http_route_demo(struct http_server *srv, struct MHD_Connection *c);
 
-/* An OPTIONS preflight: 204 with the CORS headers when the origin is allowed. */
-enum MHD_Result http_preflight(struct http_server *srv, struct MHD_Connection *c);
+/* An OPTIONS preflight for url: 204 with the CORS headers when the origin is allowed (the
+ * methods and headers of url's routes: publishing on /streams/NAME and .../refresh). */
+enum MHD_Result http_preflight(struct http_server *srv, struct MHD_Connection *c, const char *url);
 
 /* {"status":"ready"}, plus what the ready hook adds; 503 while shutting down or while the hook
  * says the node is not ready yet. */

@@ -225,20 +225,41 @@ enum MHD_Result http_route_demo(struct http_server *srv, struct MHD_Connection *
 
 /* ---- routing ----------------------------------------------------------------------------- */
 
-enum MHD_Result http_preflight(struct http_server *srv, struct MHD_Connection *c)
+/* The methods and request headers a cross-origin request to url may use: the publish routes
+ * (PUT and PATCH on /streams/NAME, POST on /streams/NAME/refresh) also take a publisher's
+ * Authorization, Content-Type and If-Match; plain reads revalidate with If-None-Match. */
+static void preflight_allow(const struct http_server *srv, const char *url, const char **methods,
+                            const char **headers)
+{
+    const char *name = strncmp(url, "/streams/", 9) == 0 ? url + 9 : NULL;
+    size_t nlen = name ? strcspn(name, "/") : 0;
+    if (nlen > 0 && name[nlen] == '\0') {
+        *methods = "GET, PUT, PATCH, OPTIONS";
+        *headers = "Last-Event-ID, Authorization, Cache-Control, Content-Type, If-Match, "
+                   "If-None-Match";
+    } else if (nlen > 0 && strcmp(name + nlen, "/refresh") == 0) {
+        *methods = "POST, OPTIONS";
+        *headers = "Authorization, Content-Type";
+    } else {
+        *methods = "GET, OPTIONS";
+        *headers = srv->p.compat ? "Last-Event-ID, Authorization, Cache-Control, If-None-Match, "
+                                   "X-Sd-Token, X-Sd-Header"
+                                 : "Last-Event-ID, Authorization, Cache-Control, If-None-Match";
+    }
+}
+
+enum MHD_Result http_preflight(struct http_server *srv, struct MHD_Connection *c, const char *url)
 {
     struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
     if (r == NULL)
         return MHD_NO;
     const char *origin = http_cors_origin(srv, c);
     if (origin) {
+        const char *methods, *headers;
+        preflight_allow(srv, url, &methods, &headers);
         MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
-        MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, OPTIONS");
-        MHD_add_response_header(r, "Access-Control-Allow-Headers",
-                                srv->p.compat
-                                    ? "Last-Event-ID, Authorization, Cache-Control, X-Sd-Token, "
-                                      "X-Sd-Header"
-                                    : "Last-Event-ID, Authorization, Cache-Control");
+        MHD_add_response_header(r, "Access-Control-Allow-Methods", methods);
+        MHD_add_response_header(r, "Access-Control-Allow-Headers", headers);
         MHD_add_response_header(r, "Access-Control-Max-Age", "600");
         MHD_add_response_header(r, "Vary", "Origin");
     }

@@ -18,6 +18,7 @@
 #include "json/apply.h"
 #include "json/json.h"
 #include "log.h"
+#include "store/store.h"
 
 /* The body cap of a stream whose max_body is not set: the upstream default. */
 #define PUBLISH_DEFAULT_CAP ((size_t)8 << 20)
@@ -573,7 +574,10 @@ out:
 
 /* ---- refresh ------------------------------------------------------------------------------- */
 
-/* Answers 202 {"refreshed":N}: N pollers of the stream on this node were asked to fetch now. */
+/* Answers 202 {"refreshed":N}: N pollers of the stream on this node were asked to fetch now. In
+ * cluster mode the request is also passed on to the node that polls (through Redis): the answer
+ * says "forwarded":true, or "forwarded":false with "cluster":"degraded" when Redis is unavailable
+ * (this node then polls alone and N says what it did); 503 when too many are on their way. */
 static enum MHD_Result refresh_stream(struct http_server *srv, struct MHD_Connection *c,
                                       const struct http_stream *st)
 {
@@ -581,10 +585,21 @@ static enum MHD_Result refresh_stream(struct http_server *srv, struct MHD_Connec
     buf_init(&prefix, 0);
     if (buf_printf(&prefix, "s:%s|", st->name) != 0)
         return MHD_NO;
-    size_t n = hub_refresh_topics(srv->hub, prefix.data);
+    int forwarded = STORE_REFRESH_ALONE;
+    size_t n = hub_refresh_topics(srv->hub, prefix.data, &forwarded);
     buf_dispose(&prefix);
-    char body[64];
-    int len = snprintf(body, sizeof(body), "{\"refreshed\":%zu}", n);
+    if (forwarded == STORE_REFRESH_BUSY && n == 0)
+        return http_send_problem_with(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "Unavailable",
+                                      "too many refresh requests are on their way to the other "
+                                      "nodes; nothing was refreshed",
+                                      "Retry-After", "1");
+    char body[96];
+    int len = snprintf(body, sizeof(body), "{\"refreshed\":%zu%s}", n,
+                       forwarded == STORE_REFRESH_FORWARDED ? ",\"forwarded\":true"
+                       : forwarded == STORE_REFRESH_DEGRADED
+                           ? ",\"forwarded\":false,\"cluster\":\"degraded\""
+                       : forwarded == STORE_REFRESH_BUSY ? ",\"forwarded\":false"
+                                                         : "");
     if (srv->cur)
         srv->cur->status = MHD_HTTP_ACCEPTED;
     return http_send_text(srv, c, MHD_HTTP_ACCEPTED, "application/json", body, (size_t)len);

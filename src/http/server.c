@@ -278,6 +278,7 @@ void http_add_cors(const struct http_server *srv, struct MHD_Connection *c, stru
     const char *origin = http_cors_origin(srv, c);
     if (origin) {
         MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
+        MHD_add_response_header(r, "Access-Control-Expose-Headers", "ETag, Retry-After");
         MHD_add_response_header(r, "Vary", "Origin");
     }
 }
@@ -462,7 +463,7 @@ static enum MHD_Result route(struct http_server *srv, struct MHD_Connection *c, 
                              int head, int options)
 {
     if (options)
-        return http_preflight(srv, c);
+        return http_preflight(srv, c, url);
     if (strcmp(url, "/healthz") == 0)
         return http_send_text(srv, c, MHD_HTTP_OK, "application/json", "{\"status\":\"ok\"}", 15);
     if (strcmp(url, "/readyz") == 0)

@@ -27,6 +27,17 @@
  * they have: no node forks ids. Every node serving a push topic touches its keys every
  * STORE_REDIS_TTL_MS / 4 (nobody renews a lease), so they expire only when no node serves it.
  *
+ * Refresh (POST /streams/NAME/refresh on any node). The node polls what it polls itself and
+ * PUBLISHes "<node id>\n<hub key prefix>" on the channel pollcast:refresh:<db>, which every node
+ * SUBSCRIBEs to on a third connection of its own; a node that receives another node's request
+ * makes the pollers it runs for matching topics fetch now (the lease holder of the topic, or
+ * any node while degraded: poller_poll_now, coalesced with a request in flight). Nothing is
+ * stored in Redis and a message reaches the owner in one round trip. Coalesced on the sender:
+ * while a PUBLISH for the same prefix waits for its answer, a new request joins it, and at most
+ * STORE_REDIS_MAX_REFRESH are on their way (then the request is refused: busy). A message sent
+ * while the owner's subscription is down (Redis restarting) is lost, like a poll in degraded
+ * mode; the owner polls at its next tick.
+ *
  * Keys (H: the first 32 hex digits of SHA-256 over "pollcast-topic-v1", the hub key (stream
  * name or URL, interval, forwarded header values) and the definition (URL, configured headers,
  * timeouts, body cap, id keys, error repeat, event style), so that no header value or token is
@@ -96,6 +107,8 @@
 #define STORE_REDIS_MAX_OUTPUT  (64u << 20) /* bytes buffered toward Redis */
 #define STORE_REDIS_BLOCK_MS    "2000"      /* XREAD BLOCK */
 #define STORE_REDIS_READ_COUNT  "512"       /* entries per stream per XREAD */
+#define STORE_REDIS_MAX_REFRESH 64          /* refresh PUBLISHes awaiting their answer */
+#define STORE_REDIS_MAX_MESSAGE 4096        /* refresh messages longer are ignored */
 #define TOPIC_BUCKETS           1024
 
 enum conn_state { CONN_DOWN, CONN_CONNECTING, CONN_UP };
@@ -191,12 +204,19 @@ static const char script_load[] = "local s = redis.call('HMGET', KEYS[1], 'e', '
 
 struct redis_store;
 
+/* A refresh request on its way to the other nodes: the prefix it is for. */
+struct refresh_out {
+    struct refresh_out *next;
+    char prefix[];
+};
+
 /* One connection (commands, or the stream reader). */
 struct conn {
     struct redis_store *rs;
     redisAsyncContext *ac;
     enum conn_state state;
     int reader;          /* the XREAD connection */
+    int sub;             /* the SUBSCRIBE connection (refresh requests from other nodes) */
     size_t pending;      /* commands awaiting a reply */
     uint64_t oldest_ms;  /* when the oldest of them was sent (approximately: reset on reply) */
     uint64_t started_ms; /* connection attempt start */
@@ -237,7 +257,7 @@ struct redis_store {
     char node_id[80];
     uint64_t lease_ms;
     struct store_params hp;
-    struct conn cmd, rd;
+    struct conn cmd, rd, sb;
     enum cluster_state state;
     struct loop_timer *tick;
     uint64_t backoff_ms, next_connect_ms;
@@ -247,6 +267,11 @@ struct redis_store {
     int read_stale;                             /* the topic set changed since it was sent */
     int freeing;
     uint64_t rng;
+    /* Refresh requests PUBLISHed and not answered yet, oldest first (answers come in order). */
+    char channel[48];
+    struct refresh_out *refresh_head, *refresh_tail;
+    size_t nrefresh;
+    uint64_t m_refresh_sent, m_refresh_received;
     /* Metrics. */
     uint64_t m_owned, m_acquired, m_lost, m_errors, m_connected, m_to_up, m_to_degraded;
     uint64_t m_publish_conflicts;
@@ -1170,6 +1195,53 @@ static void set_state(struct redis_store *rs, enum cluster_state st, const char 
     }
 }
 
+/* The node joins once all three connections answered their first commands. */
+static void store_check_up(struct redis_store *rs)
+{
+    if (rs->cmd.ready && rs->rd.ready && rs->rd.client_id > 0 && rs->sb.ready) {
+        rs->backoff_ms = 0;
+        set_state(rs, CLUSTER_UP, NULL);
+        reader_send(rs);
+    }
+}
+
+/* The SUBSCRIBE connection's one callback: the subscription's confirmation, then each refresh
+ * request another node PUBLISHed. r NULL: the connection is going away (conn_fail, free). */
+static void on_sub_message(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct conn *c = priv;
+    struct redis_store *rs = c->rs;
+    const redisReply *r = reply;
+    if (r == NULL || rs->freeing || c->ac != ac)
+        return;
+    if (r->type == REDIS_REPLY_ERROR) {
+        rs->m_errors++;
+        conn_fail(c, r->str);
+        return;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    if (strcmp(r->element[0]->str, "subscribe") == 0) {
+        c->ready = 1;
+        store_check_up(rs);
+        return;
+    }
+    const redisReply *m = r->element[2];
+    if (strcmp(r->element[0]->str, "message") != 0 || m->type != REDIS_REPLY_STRING ||
+        m->len > STORE_REDIS_MAX_MESSAGE)
+        return;
+    const char *nl = memchr(m->str, '\n', m->len);
+    size_t idlen = nl ? (size_t)(nl - m->str) : 0;
+    /* This node's own requests: it refreshed its own topics when it sent them. */
+    if (nl == NULL || (idlen == strlen(rs->node_id) && memcmp(m->str, rs->node_id, idlen) == 0))
+        return;
+    rs->m_refresh_received++;
+    /* hiredis NUL-terminates the payload; the prefix is what follows the node id. */
+    if (rs->base.refresh_fn && memchr(nl + 1, '\0', m->len - idlen - 1) == NULL)
+        rs->base.refresh_fn(rs->base.refresh_arg, nl + 1);
+}
+
 static void on_hello(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct cmd_ctx *x = priv;
@@ -1186,11 +1258,7 @@ static void on_hello(redisAsyncContext *ac, void *reply, void *priv)
     if (c->reader && r->type == REDIS_REPLY_INTEGER)
         c->client_id = r->integer;
     c->ready = 1;
-    if (rs->cmd.ready && rs->rd.ready && rs->rd.client_id > 0) {
-        rs->backoff_ms = 0;
-        set_state(rs, CLUSTER_UP, NULL);
-        reader_send(rs);
-    }
+    store_check_up(rs);
 }
 
 static void on_connect(const redisAsyncContext *cac, int status)
@@ -1218,6 +1286,15 @@ static void on_connect(const redisAsyncContext *cac, int status)
             conn_send(c, NULL, on_release, 0, 2, argv2, lens2);
         }
     }
+    if (c->sub) {
+        /* Channels are not per database: the channel's name carries it (rs->channel). The
+         * subscription lasts as long as the connection; its callback is not a command's. */
+        const char *argv[] = {"SUBSCRIBE", rs->channel};
+        size_t lens[] = {9, strlen(rs->channel)};
+        if (redisAsyncCommandArgv(c->ac, on_sub_message, c, 2, argv, lens) != REDIS_OK)
+            conn_fail(c, "cannot subscribe");
+        return;
+    }
     char db[16];
     snprintf(db, sizeof(db), "%u", a->db);
     const char *sel[] = {"SELECT", db};
@@ -1239,16 +1316,16 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
     conn_fail(c, cac->errstr[0] ? cac->errstr : "connection closed");
 }
 
-/* Drops both connections (the other one too: the node is either joined or alone) and schedules
- * a reconnection with backoff. */
+/* Drops the three connections (the others too: the node is either joined or alone) and
+ * schedules a reconnection with backoff. */
 static void conn_fail(struct conn *c, const char *why)
 {
     struct redis_store *rs = c->rs;
     if (rs->freeing)
         return;
-    struct conn *both[] = {&rs->cmd, &rs->rd};
-    for (int i = 0; i < 2; i++) {
-        struct conn *k = both[i];
+    struct conn *all[] = {&rs->cmd, &rs->rd, &rs->sb};
+    for (int i = 0; i < 3; i++) {
+        struct conn *k = all[i];
         k->state = CONN_DOWN;
         k->ready = 0;
         k->pending = 0;
@@ -1297,7 +1374,7 @@ static int conn_open(struct conn *c)
 
 static void store_connect(struct redis_store *rs)
 {
-    if (conn_open(&rs->cmd) != 0 || conn_open(&rs->rd) != 0)
+    if (conn_open(&rs->cmd) != 0 || conn_open(&rs->rd) != 0 || conn_open(&rs->sb) != 0)
         conn_fail(&rs->cmd, "cannot connect");
 }
 
@@ -1306,11 +1383,12 @@ static void on_tick(struct loop *loop, struct loop_timer *timer, void *arg)
 {
     struct redis_store *rs = arg;
     uint64_t now = loop_now_ms(loop);
-    if (rs->cmd.state == CONN_DOWN && rs->rd.state == CONN_DOWN && now >= rs->next_connect_ms)
+    if (rs->cmd.state == CONN_DOWN && rs->rd.state == CONN_DOWN && rs->sb.state == CONN_DOWN &&
+        now >= rs->next_connect_ms)
         store_connect(rs);
-    struct conn *both[] = {&rs->cmd, &rs->rd};
-    for (int i = 0; i < 2; i++) {
-        struct conn *c = both[i];
+    struct conn *all[] = {&rs->cmd, &rs->rd, &rs->sb};
+    for (int i = 0; i < 3; i++) {
+        struct conn *c = all[i];
         /* Connecting counts until the first answers (AUTH, SELECT) came. */
         if ((c->state == CONN_CONNECTING || (c->state == CONN_UP && !c->ready)) &&
             now - c->started_ms > STORE_REDIS_CONNECT_MS) {
@@ -1533,16 +1611,82 @@ static void redis_free(struct store *s)
         }
     }
     rs->freeing = 1;
-    struct conn *both[] = {&rs->cmd, &rs->rd};
-    for (int i = 0; i < 2; i++)
-        if (both[i]->ac) {
-            redisAsyncContext *ac = both[i]->ac;
-            both[i]->ac = NULL;
+    struct conn *all[] = {&rs->cmd, &rs->rd, &rs->sb};
+    for (int i = 0; i < 3; i++)
+        if (all[i]->ac) {
+            redisAsyncContext *ac = all[i]->ac;
+            all[i]->ac = NULL;
             ac->data = NULL;
-            redisAsyncFree(ac);
+            redisAsyncFree(ac); /* refresh answers run with NULL replies: the queue empties */
         }
+    while (rs->refresh_head) {
+        struct refresh_out *o = rs->refresh_head;
+        rs->refresh_head = o->next;
+        free(o);
+    }
     loop_timer_free(rs->tick);
     free(rs);
+}
+
+/* The answer to a refresh PUBLISH (NULL: the connection went away): its request leaves the
+ * queue, the oldest, as answers come in order. */
+static void on_refresh_published(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct cmd_ctx *x = priv;
+    struct redis_store *rs = x->rs;
+    cmd_done(x, reply);
+    cmd_release(x);
+    struct refresh_out *o = rs->refresh_head;
+    if (o == NULL)
+        return;
+    rs->refresh_head = o->next;
+    if (rs->refresh_head == NULL)
+        rs->refresh_tail = NULL;
+    rs->nrefresh--;
+    free(o);
+}
+
+static int redis_refresh(struct store *s, const char *prefix)
+{
+    struct redis_store *rs = (struct redis_store *)s;
+    if (rs->state != CLUSTER_UP)
+        return STORE_REFRESH_DEGRADED;
+    for (const struct refresh_out *o = rs->refresh_head; o; o = o->next)
+        if (strcmp(o->prefix, prefix) == 0)
+            return STORE_REFRESH_FORWARDED; /* the one on its way asks for this one too */
+    if (rs->nrefresh >= STORE_REDIS_MAX_REFRESH)
+        return STORE_REFRESH_BUSY;
+    size_t plen = strlen(prefix), idlen = strlen(rs->node_id);
+    if (idlen + 1 + plen > STORE_REDIS_MAX_MESSAGE)
+        return STORE_REFRESH_BUSY;
+    struct refresh_out *o = malloc(sizeof(*o) + plen + 1);
+    char *msg = malloc(idlen + 1 + plen);
+    if (o == NULL || msg == NULL) {
+        free(o);
+        free(msg);
+        return STORE_REFRESH_BUSY;
+    }
+    memcpy(o->prefix, prefix, plen + 1);
+    o->next = NULL;
+    memcpy(msg, rs->node_id, idlen);
+    msg[idlen] = '\n';
+    memcpy(msg + idlen + 1, prefix, plen);
+    const char *argv[] = {"PUBLISH", rs->channel, msg};
+    size_t lens[] = {7, strlen(rs->channel), idlen + 1 + plen};
+    int rc = conn_send(&rs->cmd, NULL, on_refresh_published, 0, 3, argv, lens);
+    free(msg);
+    if (rc != 0) {
+        free(o);
+        return STORE_REFRESH_BUSY;
+    }
+    if (rs->refresh_tail)
+        rs->refresh_tail->next = o;
+    else
+        rs->refresh_head = o;
+    rs->refresh_tail = o;
+    rs->nrefresh++;
+    rs->m_refresh_sent++;
+    return STORE_REFRESH_FORWARDED;
 }
 
 static const struct store_ops redis_ops = {
@@ -1552,6 +1696,7 @@ static const struct store_ops redis_ops = {
     .interest = redis_interest,
     .append = redis_append,
     .history = redis_history,
+    .refresh = redis_refresh,
     .free = redis_free,
 };
 
@@ -1584,8 +1729,10 @@ struct store *store_redis_new(struct loop *loop, const struct store_redis_params
     if (getrandom(&rs->rng, sizeof(rs->rng), GRND_NONBLOCK) != (ssize_t)sizeof(rs->rng) ||
         rs->rng == 0)
         rs->rng = loop_wall_ms() ^ 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
-    rs->cmd.rs = rs->rd.rs = rs;
+    rs->cmd.rs = rs->rd.rs = rs->sb.rs = rs;
     rs->rd.reader = 1;
+    rs->sb.sub = 1;
+    snprintf(rs->channel, sizeof(rs->channel), "pollcast:refresh:%u", rs->addr.db);
     rs->state = CLUSTER_CONNECTING;
     rs->m_state[CLUSTER_CONNECTING] = 1;
     metrics_histogram_init(&rs->m_latency, latency_bounds,
@@ -1630,11 +1777,17 @@ int store_redis_add_metrics(struct store *s, struct metrics *m)
                       "Publishes to push streams that Redis refused because another node "
                       "published first (the node then takes the newer version).",
                       NULL, NULL, &rs->m_publish_conflicts);
+    rc |= metrics_add(m, "pollcast_cluster_refresh_forwarded_total", METRICS_COUNTER,
+                      "Refresh requests this node passed on to the other nodes (PUBLISH).", NULL,
+                      NULL, &rs->m_refresh_sent);
+    rc |= metrics_add(m, "pollcast_cluster_refresh_received_total", METRICS_COUNTER,
+                      "Refresh requests this node received from other nodes.", NULL, NULL,
+                      &rs->m_refresh_received);
     rc |= metrics_add_histogram(m, "pollcast_cluster_redis_latency_seconds",
                                 "Redis command round trips (scripts), in seconds.", &rs->m_latency);
     rc |=
         metrics_add(m, "pollcast_cluster_redis_connected", METRICS_GAUGE,
-                    "1 while both Redis connections are up, else 0.", NULL, NULL, &rs->m_connected);
+                    "1 while the Redis connections are up, else 0.", NULL, NULL, &rs->m_connected);
     for (int i = 0; i < 3; i++)
         rc |= metrics_add(m, "pollcast_cluster_state", METRICS_GAUGE,
                           "1 for the node's cluster state: connecting, up or degraded.", "state",

@@ -58,6 +58,14 @@ struct store_topic_cbs {
     int (*event)(void *arg, struct frame *f, enum store_kind kind, const char *payload, size_t len);
 };
 
+/* What became of a refresh passed on to the other nodes (store_ops.refresh). */
+enum store_refresh {
+    STORE_REFRESH_ALONE = 0,     /* there are no other nodes (the memory store) */
+    STORE_REFRESH_FORWARDED = 1, /* sent to every node, or joined a request still on its way */
+    STORE_REFRESH_DEGRADED = 2,  /* cluster mode, but Redis is unavailable: this node is alone */
+    STORE_REFRESH_BUSY = 3,      /* too many refresh requests on their way: not sent */
+};
+
 struct store_ops {
     const char *name; /* "memory", "redis" */
     /* Opens the store's side of a topic. key identifies the topic on this node (hub key);
@@ -85,6 +93,12 @@ struct store_ops {
      * some are missing. */
     int (*history)(struct store_topic *st, uint64_t after_seq,
                    void (*push)(void *arg, struct frame *f), void *arg);
+    /* Asks the other nodes to make the pollers of their topics whose hub key starts with
+     * prefix (read, not kept) fetch now: each node calls its store's refresh_fn with the prefix
+     * (the node that polls such a topic then polls). Coalesced: a request for the same prefix
+     * still on its way answers this one too. Returns an enum store_refresh; NULL for stores of
+     * one node. Cannot fail otherwise. */
+    int (*refresh)(struct store *s, const char *prefix);
     /* Frees the store; every topic must have been closed. Accepts NULL. */
     void (*free)(struct store *s);
 };
@@ -92,6 +106,11 @@ struct store_ops {
 /* A store: implementations embed this first. */
 struct store {
     const struct store_ops *ops;
+    /* Set by the hub (NULL: nobody listens): called from the loop when another node asks for a
+     * refresh of the topics whose hub key starts with prefix (NUL-terminated, valid during the
+     * call). May not call the store back. */
+    void (*refresh_fn)(void *arg, const char *prefix);
+    void *refresh_arg;
 };
 
 /* Limits of a topic's local history. */

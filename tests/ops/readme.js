@@ -21,7 +21,7 @@ const { assert, T, log, BIN, SRC } = h;
 const README = fs.readFileSync(path.join(SRC, 'README.md'), 'utf8');
 const KINDS = ['commands', 'sh-demo', 'sse-output', 'js-browser', 'ini', 'sh-config',
   'metrics-list', 'log-lines', 'sh-reload', 'docker', 'nginx', 'sh-engine', 'ini-push',
-  'sh-push'];
+  'sh-push', 'ini-upstream', 'sh-upstream'];
 
 function blocks() {
   const lines = README.split('\n');
@@ -273,6 +273,43 @@ h.run('ops.readme', async (t) => {
     assert.equal(fs.readFileSync(path.join(pdir, 'orders.json'), 'utf8'),
       '{"orders":[{"id":1,"qty":3}]}', 'the state file holds the last document');
   });
+
+  await t.step('the upstream-request example: POST body, query and OAuth2 reach the API',
+    async () => {
+      // The ini-upstream block runs with its API and token endpoint played by the scripted
+      // upstream (https://api.example.com and https://auth.example.com point to it), which
+      // answers only with a token it issued to the block's client; sh-upstream subscribes.
+      const up = await h.startUpstream();
+      const doc = { data: { orders: [{ id: 7, total: 12.5 }] } };
+      await up.put('/graphql', doc);
+      await up.mode('/graphql', 'normal', { require_token: true });
+      await up.mode('/oauth/token', 'token', { client_id: 'pollcast', client_secret: 'replace-me',
+        expires_in: 300 });
+      const [ini] = of('ini-upstream');
+      const text = ini.body.join('\n').replace(/https:\/\/(api|auth)\.example\.com/g,
+        up.url('').replace(/\/$/, ''));
+      const pc = await h.startPollcast(`${text}\n`, { name: 'upstream-requests',
+        env: { POLLCAST_SERVER_LISTEN: '127.0.0.1:0' } });
+      const subUp = (cmd) => cmd.replace(/(localhost|127\.0\.0\.1):8080/g, `127.0.0.1:${pc.port}`);
+      assert.ok(of('sh-upstream').length > 0);
+      for (const b of of('sh-upstream')) {
+        for (const line of b.body) {
+          const r = await exec(['bash', '-c', subUp(line)], { cwd: dir, ms: T(2000) });
+          log(`$ ${line}\n${r.stdout.slice(0, 300)}`);
+          assert.ok(r.timedOut, `${line} should run until stopped (exit ${r.code}: ${r.stderr})`);
+          assert.ok(r.stdout.includes(`event: data\ndata: ${JSON.stringify(doc)}\n`),
+            'the document as a data event');
+        }
+      }
+      const api = await up.stats('/graphql');
+      const last = api.requests[api.requests.length - 1];
+      assert.equal(last.method, 'POST');
+      assert.equal(last.body, '{"query":"{ orders(status: OPEN) { id total } }"}');
+      assert.equal(last.content_type, 'application/json');
+      assert.deepEqual(last.query, { tenant: ['acme'] });
+      assert.match(last.authorization, /^Bearer \S+$/);
+      assert.equal((await up.stats('/oauth/token')).count, 1, 'one token for the stream');
+    });
 
   await t.step('the metrics list is what /metrics serves', async () => {
     const [b] = of('metrics-list');
