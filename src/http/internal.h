@@ -53,6 +53,7 @@ struct request {
     int refused;       /* answered from the request line: nothing more to do */
     int counted;       /* holds one of its address's subscriber slots */
     int opened;        /* a stream was started */
+    int chunked;       /* MHD chunks a body of unknown size for its HTTP version (sse_chunked) */
     unsigned status;   /* of the answer, 0 until known */
     char *stream;      /* what the access log names (stream name, URL without its query);
                           NULL: not a stream request, not logged */
@@ -115,6 +116,7 @@ struct http_server {
     int resumes_waiting;    /* streams were resumed since the last MHD_run */
     uint64_t resume_run_ms; /* loop time of the last MHD_run that served resumed streams */
     struct loop_timer *resume_timer;
+    struct sse_writer *sse; /* writes the streams once MHD has sent their head */
     struct ratelimit *rate; /* NULL: no per-address connection rate limit */
     unsigned port;
     uint64_t rejected[REJECT_COUNT];

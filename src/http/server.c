@@ -82,7 +82,9 @@ static void on_resume_timer(struct loop *loop, struct loop_timer *timer, void *a
  * RESUME_GAP_MAX_MS. A resume after a quiet gap (one publish a second, a keepalive round) is
  * served at once; resumes that come closer together wait for the gap to end and share one walk.
  * Measured: 2.0x -> 1.4-1.55x the CPU of the same upstreams alone, +5-6 ms at the median; a
- * longer gap added latency without saving CPU (bench/RESULTS.md). */
+ * longer gap added latency without saving CPU (bench/RESULTS.md). Since streams are written
+ * outside MHD once parked (sse.c), events resume nothing: resumes come from stream ends, plain
+ * reads and publishes only, and the gap rarely applies. */
 void http_kick_daemon(void *arg)
 {
     struct http_server *srv = arg;
@@ -543,6 +545,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0 || strcmp(method, "POST") == 0;
     if (!q->seen) {
         q->seen = 1;
+        q->chunked = sse_chunked(version);
         request_arrived(c);
         /* Other methods are refused now, before any body they carry is read: MHD takes a
          * response only here or once the whole request is in, not while a body arrives. */
@@ -728,10 +731,13 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
     srv->epoll_fd = -1;
     srv->metrics = metrics_new();
     srv->resolver = resolver_new(loop, MAX_LOOKUPS);
-    if (srv->metrics == NULL || srv->resolver == NULL || http_register_metrics(srv) != 0) {
+    srv->sse = sse_writer_new(loop);
+    if (srv->metrics == NULL || srv->resolver == NULL || srv->sse == NULL ||
+        http_register_metrics(srv) != 0) {
         snprintf(err, errlen, "out of memory");
         metrics_free(srv->metrics);
         resolver_free(srv->resolver);
+        sse_writer_free(srv->sse);
         free(srv->per_addr);
         free(srv);
         return NULL;
@@ -745,6 +751,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
             snprintf(err, errlen, "out of memory");
             metrics_free(srv->metrics);
             resolver_free(srv->resolver);
+            sse_writer_free(srv->sse);
             free(srv->per_addr);
             free(srv);
             return NULL;
@@ -774,6 +781,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
         ratelimit_free(srv->rate);
         metrics_free(srv->metrics);
         resolver_free(srv->resolver);
+        sse_writer_free(srv->sse);
         free(srv->per_addr);
         free(srv);
         return NULL;
@@ -791,6 +799,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
         ratelimit_free(srv->rate);
         metrics_free(srv->metrics);
         resolver_free(srv->resolver);
+        sse_writer_free(srv->sse);
         free(srv->per_addr);
         free(srv);
         return NULL;
@@ -857,7 +866,9 @@ void http_server_free(struct http_server *srv)
     http_resolving_abort(srv);
     http_plain_abort(srv);
     http_publish_abort(srv);
+    sse_writer_end_all(srv->sse);
     MHD_stop_daemon(srv->daemon);
+    sse_writer_free(srv->sse);
     resolver_free(srv->resolver);
     ratelimit_free(srv->rate);
     metrics_free(srv->metrics);

@@ -768,11 +768,12 @@ async function openRaw(base, p, opts = {}) {
   return s;
 }
 
-// A stream read by `curl -sN` (a real command-line client), parsed like the others.
+// A stream read by `curl -sN` (a real command-line client), parsed like the others. args: more
+// curl options (e.g. ['--http1.0']).
 class CurlStream extends Follower {
-  constructor(url, { headers = {}, name = `curl ${url}`, doc, after } = {}) {
+  constructor(url, { headers = {}, name = `curl ${url}`, doc, after, args: more = [] } = {}) {
     super(name, { doc, after });
-    const args = ['-sN', '--no-buffer'];
+    const args = ['-sN', '--no-buffer', ...more];
     for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`);
     args.push(url);
     this.child = track(spawn('curl', args, { stdio: ['ignore', 'pipe', 'pipe'] }));

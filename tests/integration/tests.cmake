@@ -18,6 +18,9 @@
 # many_subscribers   2,000 concurrent subscribers converge
 # shutdown           SIGTERM / SIGINT with 500 clients: clean ends, exit 0 within 5 s
 # syscalls           strace -c: events to parked streams cost a write each, no epoll_ctl each
+# detached_streams   parked streams are written outside libmicrohttpd (no MHD run per change),
+#                    HTTP/1.1 chunks and HTTP/1.0 close, the end on reload and on SIGTERM, slow
+#                    clients of either version reset by the queue bound
 # upstream_requests  method/body/body_file/content_type and query reach the upstream exactly;
 #                    conditions only for GET/QUERY; a new body ends the streams on reload;
 #                    respect_cache_control; query values in no event, log or metric
@@ -41,7 +44,7 @@ foreach(t convergence resume resume_instances wire_contract config_errors conten
                 COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/integration/${t}.js @POLLCAST@)
 endforeach()
 foreach(t upstream_failures slow_subscriber many_subscribers shutdown upstream_requests
-          upstream_oauth2 upstream_connections)
+          upstream_oauth2 upstream_connections detached_streams)
   pollcast_test(NAME integration.${t} LABELS integration TIMEOUT 600
                 RESOURCE_LOCK pollcast_integration_timing
                 COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/integration/${t}.js @POLLCAST@)
