@@ -61,6 +61,7 @@ struct http_params {
     size_t connection_memory;   /* MHD's per-connection pool: http_connection_memory() */
     size_t max_header_bytes;    /* header lines (as received) beyond this get 431; 0: no limit */
     unsigned listen_backlog;
+    unsigned io_threads; /* threads that write the streams (sse_io_new); 0 or 1: the main one */
     uint64_t overload_retry_ms;
     int demo;       /* serve the built-in demo document at /_demo/upstream.json */
     int viewer;     /* serve the live viewer page at / */
@@ -89,8 +90,8 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
 /* Takes the new values of a reloaded config: everything in params except what the listening
  * socket and MHD were started with (addr, max_connections, max_connections_per_ip,
  * connect_rate_per_ip, connect_burst_per_ip, request_timeout_s, connection_memory,
- * max_url_length, max_header_bytes, listen_backlog), which need a restart. The server points into
- * params' arrays from then on and no longer into the previous ones. Cannot fail. */
+ * max_url_length, max_header_bytes, listen_backlog, io_threads), which need a restart. The server
+ * points into params' arrays from then on and no longer into the previous ones. Cannot fail. */
 void http_server_update(struct http_server *srv, const struct http_params *params);
 
 /* Checks every authenticated stream going on against the current [auth] (after

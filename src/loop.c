@@ -39,6 +39,7 @@ struct deferred {
 
 struct loop {
     int epfd;
+    pthread_mutex_t *lock; /* held while callbacks run (loop_set_lock), NULL: none */
     int stopping;
     uint64_t now;
 
@@ -385,13 +386,27 @@ static void dispatch_fds(struct loop *loop, int n)
     }
 }
 
+void loop_set_lock(struct loop *loop, pthread_mutex_t *mutex)
+{
+    loop->lock = mutex;
+}
+
 int loop_run(struct loop *loop)
 {
     int rc = 0;
+    if (loop->lock)
+        pthread_mutex_lock(loop->lock);
     update_time(loop);
     while (!loop->stopping) {
-        int n = epoll_wait(loop->epfd, loop->events, LOOP_EVENTS, wait_timeout(loop));
-        if (n < 0 && errno != EINTR) {
+        int timeout = wait_timeout(loop);
+        if (loop->lock)
+            pthread_mutex_unlock(loop->lock);
+        int n = epoll_wait(loop->epfd, loop->events, LOOP_EVENTS, timeout);
+        int err = errno;
+        /* The time is taken under the lock: other threads read it (loop_now_ms) under it. */
+        if (loop->lock)
+            pthread_mutex_lock(loop->lock);
+        if (n < 0 && err != EINTR) {
             rc = -1;
             break;
         }
@@ -403,6 +418,8 @@ int loop_run(struct loop *loop)
         run_deferred(loop, loop->dcount);
     }
     loop->stopping = 0;
+    if (loop->lock)
+        pthread_mutex_unlock(loop->lock);
     return rc;
 }
 

@@ -4,6 +4,7 @@
 #ifndef POLLCAST_LOOP_H
 #define POLLCAST_LOOP_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 struct loop;
@@ -58,6 +59,11 @@ uint64_t loop_now_ms(struct loop *loop);
 
 /* Wall clock in milliseconds since the epoch (not cached). */
 uint64_t loop_wall_ms(void);
+
+/* Makes loop_run hold mutex while it runs callbacks and release it only while it waits in
+ * epoll_wait, so that other threads taking mutex see the loop's objects between two dispatches
+ * (the I/O threads of sse.c). NULL (the default): no lock. Set before loop_run. */
+void loop_set_lock(struct loop *loop, pthread_mutex_t *mutex);
 
 /* Runs until loop_stop. Returns 0, or -1 if epoll_wait fails other than by EINTR. */
 int loop_run(struct loop *loop);

@@ -375,6 +375,11 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
     hp->connection_memory = http_connection_memory(s->max_url_length, s->max_header_bytes);
     hp->max_header_bytes = s->max_header_bytes;
     hp->listen_backlog = (unsigned)s->listen_backlog;
+    hp->io_threads = (unsigned)s->io_threads;
+    if (hp->io_threads == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        hp->io_threads = cpus < 1 ? 1u : cpus > 64 ? 64u : (unsigned)cpus;
+    }
     hp->overload_retry_ms = s->overload_retry_ms;
     hp->viewer = s->viewer;
     hp->metrics = s->metrics;
@@ -512,6 +517,7 @@ static void log_restart_keys(const struct config_server *a, const struct config_
         {"queue_bytes", a->queue_bytes != b->queue_bytes},
         {"adhoc_grace", a->adhoc_grace_ms != b->adhoc_grace_ms},
         {"max_pollers", a->max_pollers != b->max_pollers},
+        {"io_threads", a->io_threads != b->io_threads},
     };
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         if (keys[i].differs)

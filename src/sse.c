@@ -1,39 +1,62 @@
-/* The streaming response of one subscriber. MHD writes the head of a stream: the status line,
- * the headers and what the hub has for it at once (retry:, snapshot or missed patches), pulling
- * the bytes with sse_read. The first time sse_read finds nothing, the connection is suspended
- * for the rest of the stream ("detached") and the stream's writer sends what comes next straight
- * to the client socket: MHD is not resumed per event, so it never walks its list of suspended
- * connections per publish (libmicrohttpd 0.9.75 walks every one of them in the first MHD_run
- * after any resume, in proportion to all parked streams; issue 13). When the stream ends, the
- * connection is resumed once and sse_read answers the end, so that MHD writes the terminating
- * chunk (HTTP/1.1) or closes (HTTP/1.0), then frees the stream through sse_free.
+/* The streaming response of one subscriber, and the writers that send the streams.
  *
- * Why the hand-over is safe: MHD calls the content reader of a chunked body only once its write
- * buffer is empty (state CHUNKED_BODY_UNREADY follows check_write_done), and that of an HTTP/1.0
- * close-delimited body only once the previous block was sent whole (try_ready_normal_body), so
- * when sse_read returns 0 every byte MHD took has left its buffers; and a suspended connection's
- * socket is not looked at by MHD until it is resumed. The framing is MHD's choice, mirrored
- * here: chunked for HTTP/1.1 (and 1.2 to 1.9) requests, close-delimited for HTTP/1.0.
+ * Detach. MHD writes the head of a stream: the status line, the headers and what the hub has for
+ * it at once (retry:, snapshot or missed patches), pulling the bytes with sse_read. The first
+ * time sse_read finds nothing, the connection is suspended for the rest of the stream
+ * ("detached") and a writer sends what comes next straight to the client socket: MHD is not
+ * resumed per event, so it never walks its list of suspended connections per publish
+ * (libmicrohttpd 0.9.75 walks every one of them in the first MHD_run after any resume; issue 13).
+ * When the stream ends, the connection is resumed once and sse_read answers the end, so that MHD
+ * writes the terminating chunk (HTTP/1.1) or closes (HTTP/1.0), then frees the stream through
+ * sse_free. Why the hand-over is safe: MHD calls the content reader of a chunked body only once
+ * its write buffer is empty (state CHUNKED_BODY_UNREADY follows check_write_done), and that of an
+ * HTTP/1.0 close-delimited body only once the previous block was sent whole
+ * (try_ready_normal_body), so when sse_read returns 0 every byte MHD took has left its buffers;
+ * and MHD does not look at a suspended connection's socket until it is resumed. The framing is
+ * MHD's choice, mirrored: chunked for HTTP/1.1 (and 1.2 to 1.9) requests, none for HTTP/1.0.
  *
- * A writer reads from the hub into its scratch buffer and sends; only what the socket does not
- * take is copied into a buffer of the stream, and then the stream reads nothing more from the
- * hub until the socket took it (EPOLLOUT), so the hub's queue bound still resets a subscriber
- * that does not keep up. The loop watches each stream's socket for a hang-up (EPOLLRDHUP,
- * edge-triggered), registered once for the stream's life; EPOLLOUT is added only while a stream
- * is held back by its socket. */
+ * Writing. A writer takes the streams the hub woke (its ready list), reads their bytes from the
+ * hub into its batch buffer, then sends each; only what a socket does not take is copied into a
+ * buffer of the stream, which then reads nothing more from the hub until the socket took it
+ * (EPOLLOUT), so the hub's queue bound still resets a subscriber that does not keep up. Each
+ * stream's socket is watched for a hang-up (EPOLLRDHUP, edge-triggered), registered once for the
+ * stream's life (and once more when it moves to an I/O thread); EPOLLOUT only while held back.
+ *
+ * Threads ([server] io_threads). With 1, one writer on the main loop sends every stream. With
+ * N >= 2, N I/O threads, each with its own loop (epoll) and writer, send the detached streams;
+ * MHD (accept, requests, routing), the hub and the pollers stay on the main thread. The hub is
+ * single-threaded logic behind one lock (struct sse_io's lock): the main loop holds it while it
+ * runs its callbacks and releases it only in epoll_wait (loop_set_lock); an I/O thread takes it
+ * to move new streams in, to read its ready streams' bytes from the hub (subscriber_read, which
+ * touches the frames' refcounts) into its own buffer, and to report ends and failures, and
+ * releases it around the sends, which are most of the cost. Hand-offs: a stream detaches on the
+ * main thread, which moves it to the next I/O thread's incoming list (round robin) and wakes
+ * that thread through its eventfd; the hub's wake (called under the lock, from whichever thread
+ * changed the hub) appends the stream to its thread's ready list and writes the eventfd only
+ * when the list was idle, so a publish hands work to each thread once, not once per subscriber.
+ * A stream that ends goes back to the main thread on the ended list (eventfd again), which
+ * resumes its MHD connection: MHD is only ever called from the main thread. */
 #include "sse.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "loop.h"
 
-/* What a writer reads from the hub at once, and so the most a stream holds back. */
-#define SSE_SCRATCH 65536
+/* A writer's batch: the bytes it reads from the hub before it sends them, and so (with the
+ * framing) the most a stream holds back. */
+#define BATCH_BYTES (256 * 1024)
+#define BATCH_ITEMS 1024
+/* A read with less room than this waits for the next batch. */
+#define MIN_ROOM 1024
 /* Room for a chunk's head ("FFFFFFFF\r\n") before the data, and its "\r\n" after. */
 #define CHUNK_HEAD 10
 #define CHUNK_TAIL 2
@@ -47,35 +70,103 @@ enum sse_end {
     SSE_END_ERROR, /* the socket failed: MHD closes it */
 };
 
+struct sse_writer;
+
+enum list_kind {
+    LISTED_NOT = 0,
+    LISTED_INCOMING, /* handed to an I/O thread, not yet watched by its loop */
+    LISTED_STREAMS,  /* sent by its writer */
+};
+
+/* Fields marked (lock) are read and written under the io lock when there are I/O threads; the
+ * others belong to the thread of the stream's writer. */
 struct sse_conn {
     struct MHD_Connection *conn;
     struct subscriber *sub;
-    struct sse_writer *w;
+    struct sse_writer *w; /* the main writer until the stream moves to an I/O thread */
     sse_kick_fn kick;
     void *kick_arg;
-    int fd;                /* the client socket */
-    unsigned watching : 1; /* the loop watches fd (hang-up; and EPOLLOUT while held back) */
-    unsigned chunked : 1;  /* MHD frames the body in chunks (HTTP/1.1) */
-    unsigned detached : 1; /* suspended for good: the writer sends the stream */
-    unsigned queued : 1;   /* on the writer's ready list */
-    unsigned listed : 1;   /* on the writer's list of detached streams */
-    unsigned ending : 2;   /* enum sse_end: resumed for the end */
+    int fd; /* the client socket */
+    /* Bytes, not bit-fields: those under the lock and those of the writer's thread must not
+     * share a memory location. */
+    uint8_t watching; /* w's loop watches fd (hang-up; and EPOLLOUT while held back) */
+    uint8_t chunked;  /* MHD frames the body in chunks (HTTP/1.1) */
+    uint8_t end_held; /* the hub ended the stream: it ends once its held bytes are out */
+    uint8_t detached; /* (lock) suspended for good: a writer sends the stream */
+    uint8_t queued;   /* (lock) on w's ready list */
+    uint8_t listed;   /* (lock) enum list_kind: on w's incoming or streams list */
+    uint8_t ending;   /* (lock) enum sse_end: handed back to MHD for the end */
     /* What the socket did not take, while it is held back. */
     char *held;
     size_t held_len, held_off;
-    /* The writer's ready list and its list of detached streams. */
-    struct sse_conn *rprev, *rnext;
-    struct sse_conn *dprev, *dnext;
+    struct sse_conn *rprev, *rnext; /* (lock) w's ready list; then the io's ended list */
+    struct sse_conn *lprev, *lnext; /* (lock) w's incoming or streams list */
+};
+
+/* One item of a batch: a stream's bytes in the batch buffer, and whether the hub ended it. */
+struct batch_item {
+    struct sse_conn *c;
+    size_t off, len;
+    int end;
+    int sent; /* after the send: 1 all of it, 0 some held back, -1 the socket failed */
 };
 
 struct sse_writer {
+    struct sse_io *io;
     struct loop *loop;
-    struct sse_conn *ready_head, *ready_tail;
-    struct sse_conn *detached;
-    int scheduled;            /* a flush is deferred, or on the timer */
-    struct loop_timer *timer; /* the flush when the defer queue is out of memory */
-    char scratch[CHUNK_HEAD + SSE_SCRATCH + CHUNK_TAIL];
+    int own_thread; /* an I/O thread: takes the io lock itself (the main loop holds it) */
+    pthread_t thread;
+    int started;
+    int efd;                  /* an I/O thread's eventfd: new streams, ready streams, stop */
+    int signalled;            /* (lock) efd was written and the thread has not looked yet */
+    int stopping;             /* (lock) */
+    int scheduled;            /* the main writer: a flush is deferred, or on the timer */
+    struct loop_timer *timer; /* its flush when the defer queue is out of memory */
+    struct sse_conn *ready_head, *ready_tail; /* (lock) streams the hub woke */
+    struct sse_conn *incoming;                /* (lock) detached, not yet watched here */
+    struct sse_conn *streams;                 /* (lock) the detached streams it sends */
+    struct batch_item items[BATCH_ITEMS];
+    char buf[BATCH_BYTES];
 };
+
+struct sse_io {
+    pthread_mutex_t lock;
+    struct loop *loop;
+    struct sse_writer *main;
+    struct sse_writer **threads;
+    unsigned nthreads, next;
+    int stopped;            /* the threads were joined: everything is the main thread's */
+    int efd;                /* the main loop's eventfd: streams ended by I/O threads */
+    int watching;           /* the main loop watches efd */
+    int ended_signalled;    /* (lock) */
+    struct sse_conn *ended; /* (lock) streams to resume, linked by rnext */
+};
+
+/* The io lock, taken by I/O threads only: the main loop holds it while its callbacks run. */
+static void writer_lock(struct sse_writer *w)
+{
+    if (w->own_thread)
+        pthread_mutex_lock(&w->io->lock);
+}
+
+static void writer_unlock(struct sse_writer *w)
+{
+    if (w->own_thread)
+        pthread_mutex_unlock(&w->io->lock);
+}
+
+static void efd_signal(int efd)
+{
+    uint64_t one = 1;
+    /* A full counter still wakes the reader: nothing to do on EAGAIN. */
+    (void)!write(efd, &one, sizeof(one));
+}
+
+static void efd_drain(int efd)
+{
+    uint64_t n;
+    (void)!read(efd, &n, sizeof(n));
+}
 
 static void unwatch(struct sse_conn *c)
 {
@@ -84,6 +175,21 @@ static void unwatch(struct sse_conn *c)
         c->watching = 0;
     }
 }
+
+static void on_socket(struct loop *loop, int fd, uint32_t events, void *arg);
+
+/* Watches fd on the writer's loop for EPOLLOUT too (held 1) or for the hang-up only (held 0).
+ * An epoll_ctl: when the stream starts or moves to its thread, when the socket holds it back and
+ * when it takes the rest. Returns 0 or -1. */
+static int watch_socket(struct sse_conn *c, int held)
+{
+    if (loop_watch(c->w->loop, c->fd, held ? WATCH_WRITABLE : WATCH_HANGUP, on_socket, c) != 0)
+        return -1;
+    c->watching = 1;
+    return 0;
+}
+
+/* ---- lists (lock) ------------------------------------------------------------------------ */
 
 static void ready_unlink(struct sse_conn *c)
 {
@@ -102,85 +208,149 @@ static void ready_unlink(struct sse_conn *c)
     c->queued = 0;
 }
 
-static void detached_unlink(struct sse_conn *c)
+/* Appends c to its writer's ready list. Returns 1 when the list was empty. */
+static int ready_push(struct sse_conn *c)
 {
-    if (!c->listed)
-        return;
-    c->listed = 0;
-    if (c->dprev)
-        c->dprev->dnext = c->dnext;
+    struct sse_writer *w = c->w;
+    if (c->queued)
+        return 0;
+    c->queued = 1;
+    c->rprev = w->ready_tail;
+    c->rnext = NULL;
+    int was_empty = w->ready_tail == NULL;
+    if (w->ready_tail)
+        w->ready_tail->rnext = c;
     else
-        c->w->detached = c->dnext;
-    if (c->dnext)
-        c->dnext->dprev = c->dprev;
-    c->dprev = c->dnext = NULL;
+        w->ready_head = c;
+    w->ready_tail = c;
+    return was_empty;
 }
 
-/* Hands the stream back to MHD for its end: sse_read answers how next. Once. The daemon is
- * asked to run when kick is 1. */
-static void stream_end_kick(struct sse_conn *c, enum sse_end how, int kick)
+static void list_unlink(struct sse_conn *c, struct sse_conn **head)
 {
+    if (c->lprev)
+        c->lprev->lnext = c->lnext;
+    else
+        *head = c->lnext;
+    if (c->lnext)
+        c->lnext->lprev = c->lprev;
+    c->lprev = c->lnext = NULL;
+}
+
+static void list_push(struct sse_conn *c, struct sse_conn **head)
+{
+    c->lprev = NULL;
+    c->lnext = *head;
+    if (*head)
+        (*head)->lprev = c;
+    *head = c;
+}
+
+/* Takes c off its writer's incoming or streams list. */
+static void streams_unlink(struct sse_conn *c)
+{
+    if (c->listed == LISTED_NOT)
+        return;
+    list_unlink(c, c->listed == LISTED_INCOMING ? &c->w->incoming : &c->w->streams);
+    c->listed = LISTED_NOT;
+}
+
+static void on_flush_deferred(struct loop *loop, void *arg);
+
+/* Makes the writer run soon: an I/O thread is woken once until it looks, the main writer
+ * flushes after the current dispatch. (lock) */
+static void writer_signal(struct sse_writer *w)
+{
+    if (w->own_thread) {
+        if (!w->signalled) {
+            w->signalled = 1;
+            efd_signal(w->efd);
+        }
+        return;
+    }
+    if (w->scheduled)
+        return;
+    w->scheduled = 1;
+    if (loop_defer(w->loop, on_flush_deferred, w) != 0)
+        loop_timer_start(w->timer, 0); /* out of memory for the defer queue: a timer cannot fail */
+}
+
+/* ---- the end of a stream ------------------------------------------------------------------ */
+
+/* Hands the stream back to MHD for its end (sse_read answers how next). Once. Called by the
+ * thread of the stream's writer, under the lock. An I/O thread queues it for the main thread,
+ * which resumes the connection (MHD is called from the main thread only). */
+static void stream_end(struct sse_conn *c, enum sse_end how)
+{
+    struct sse_io *io = c->w->io;
     if (c->ending != SSE_GOING)
         return;
     c->ending = how;
     ready_unlink(c);
-    detached_unlink(c);
+    streams_unlink(c);
+    unwatch(c);
     free(c->held);
     c->held = NULL;
     c->held_len = c->held_off = 0;
+    if (c->w->own_thread && !io->stopped) {
+        c->rnext = io->ended;
+        io->ended = c;
+        if (!io->ended_signalled) {
+            io->ended_signalled = 1;
+            efd_signal(io->efd);
+        }
+        return;
+    }
     MHD_resume_connection(c->conn);
-    /* In external mode MHD acts on a resume only when it runs next: ask for a run. */
-    if (kick)
+    /* In external mode MHD acts on a resume only when it runs next: ask for a run (not when the
+     * daemon is about to stop). */
+    if (!io->stopped)
         c->kick(c->kick_arg);
 }
 
-static void stream_end(struct sse_conn *c, enum sse_end how)
-{
-    stream_end_kick(c, how, 1);
-}
-
-/* The socket refused the stream's bytes for good (reset, broken pipe): the client is gone. */
+/* The client is gone (its socket failed): the hub is told, the stream ends. (lock) */
 static void stream_fail(struct sse_conn *c)
 {
     hub_subscriber_close(c->sub);
     stream_end(c, SSE_END_ERROR);
 }
 
-static void on_socket(struct loop *loop, int fd, uint32_t events, void *arg);
-
-/* Watches for EPOLLOUT too (held 1) or for the hang-up only (held 0). An epoll_ctl, made only
- * when the socket holds a stream back and when it takes the rest. Returns 0 or -1. */
-static int watch_writable(struct sse_conn *c, int held)
+/* The main thread: streams the I/O threads ended are resumed. */
+static void on_ended(struct loop *loop, int fd, uint32_t events, void *arg)
 {
-    if (loop_watch(c->w->loop, c->fd, held ? WATCH_WRITABLE : WATCH_HANGUP, on_socket, c) != 0)
-        return -1;
-    c->watching = 1;
-    return 0;
+    struct sse_io *io = arg;
+    efd_drain(io->efd);
+    io->ended_signalled = 0;
+    while (io->ended) {
+        struct sse_conn *c = io->ended;
+        io->ended = c->rnext;
+        c->rnext = NULL;
+        MHD_resume_connection(c->conn);
+        c->kick(c->kick_arg);
+    }
 }
 
+/* ---- sending (no lock: a stream's socket and held bytes are its writer thread's) ---------- */
+
 /* Sends len bytes at p; what the socket does not take is kept in c->held and the socket watched
- * for EPOLLOUT. Returns 1 when everything went, 0 when some is held, -1 when the stream failed
- * (it is ended). */
+ * for EPOLLOUT. Returns 1 when everything went, 0 when some is held, -1 when the socket failed
+ * (the caller fails the stream under the lock). */
 static int stream_send(struct sse_conn *c, const char *p, size_t len)
 {
     ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n == (ssize_t)len)
         return 1;
     if (n < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-            stream_fail(c);
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
             return -1;
-        }
         n = 0;
     }
     size_t rest = len - (size_t)n;
     c->held = malloc(rest);
-    if (c->held == NULL || watch_writable(c, 1) != 0) {
-        /* Without memory or the watch the rest cannot wait: cut the stream rather than send
-         * half an event and carry on. */
-        stream_fail(c);
+    /* Without memory or the watch the rest cannot wait: the stream is cut rather than sent with
+     * half an event missing. */
+    if (c->held == NULL || watch_socket(c, 1) != 0)
         return -1;
-    }
     memcpy(c->held, p + n, rest);
     c->held_len = rest;
     c->held_off = 0;
@@ -188,73 +358,125 @@ static int stream_send(struct sse_conn *c, const char *p, size_t len)
 }
 
 /* Sends what the stream holds back. Returns 1 when it all went (the EPOLLOUT watch is dropped),
- * 0 when some is still held, -1 when the stream failed. */
+ * 0 when some is still held, -1 when the socket failed. */
 static int stream_send_held(struct sse_conn *c)
 {
     size_t len = c->held_len - c->held_off;
     ssize_t n = send(c->fd, c->held + c->held_off, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-            return 0;
-        stream_fail(c);
-        return -1;
-    }
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
     c->held_off += (size_t)n;
     if (c->held_off < c->held_len)
         return 0;
     free(c->held);
     c->held = NULL;
     c->held_len = c->held_off = 0;
-    if (watch_writable(c, 0) != 0) {
-        stream_fail(c);
-        return -1;
-    }
-    return 1;
+    return watch_socket(c, 0) == 0 ? 1 : -1;
 }
 
-/* Writes a detached stream: what it held back first, then what the hub has, until the hub has
- * nothing (the subscriber is then idle and wakes the stream when it has), the socket holds the
- * stream back, or the stream ends. */
-static void stream_pump(struct sse_conn *c)
+/* ---- the writer --------------------------------------------------------------------------- */
+
+/* Moves the streams the main thread handed over onto this thread's loop. (lock) */
+static void writer_adopt(struct sse_writer *w)
 {
-    struct sse_writer *w = c->w;
-    if (c->ending != SSE_GOING)
-        return;
-    if (c->held && stream_send_held(c) != 1)
-        return;
-    char *data = w->scratch + CHUNK_HEAD;
-    for (;;) {
-        long n = subscriber_read(c->sub, data, SSE_SCRATCH);
-        if (n < 0) {
-            stream_end(c, SSE_END_OK);
-            return;
-        }
-        if (n == 0)
-            return;
-        char *p = data;
-        size_t len = (size_t)n;
-        if (c->chunked) {
-            char head[CHUNK_HEAD + 1];
-            int h = snprintf(head, sizeof(head), "%lx\r\n", (unsigned long)n);
-            p -= h;
-            memcpy(p, head, (size_t)h);
-            memcpy(data + n, "\r\n", CHUNK_TAIL);
-            len += (size_t)h + CHUNK_TAIL;
-        }
-        if (stream_send(c, p, len) != 1)
-            return;
+    while (w->incoming) {
+        struct sse_conn *c = w->incoming;
+        list_unlink(c, &w->incoming);
+        list_push(c, &w->streams);
+        c->listed = LISTED_STREAMS;
+        /* Without the watch a hang-up is noticed at the next failed write. */
+        watch_socket(c, 0);
     }
 }
 
+/* Reads the ready streams' bytes from the hub into the batch, each framed as one chunk when its
+ * response is chunked. A stream whose bytes do not all fit stays first on the ready list for
+ * the next batch. Returns the number of items. (lock) */
+static size_t writer_fill(struct sse_writer *w)
+{
+    size_t n = 0, used = 0;
+    while (w->ready_head && n < BATCH_ITEMS && BATCH_BYTES - used >= MIN_ROOM) {
+        struct sse_conn *c = w->ready_head;
+        if (c->held || c->ending != SSE_GOING) {
+            /* A held stream is written again from its EPOLLOUT. */
+            ready_unlink(c);
+            continue;
+        }
+        char *data = w->buf + used + CHUNK_HEAD;
+        size_t room = BATCH_BYTES - used - CHUNK_HEAD - CHUNK_TAIL, got = 0;
+        int end = 0, full = 0;
+        /* Until the hub has nothing (the read of 0 marks the subscriber idle: its next event
+         * wakes the stream), ends it, or the batch is full. */
+        for (;;) {
+            long k = subscriber_read(c->sub, data + got, room - got);
+            if (k < 0) {
+                end = 1;
+                break;
+            }
+            if (k == 0)
+                break;
+            got += (size_t)k;
+            if (got == room) {
+                full = 1;
+                break;
+            }
+        }
+        if (!full)
+            ready_unlink(c);
+        if (got == 0 && !end)
+            continue;
+        struct batch_item *it = &w->items[n++];
+        it->c = c;
+        it->end = end;
+        it->off = used + CHUNK_HEAD;
+        it->len = got;
+        if (got && c->chunked) {
+            char head[CHUNK_HEAD + 1];
+            int h = snprintf(head, sizeof(head), "%zx\r\n", got);
+            it->off -= (size_t)h;
+            memcpy(w->buf + it->off, head, (size_t)h);
+            memcpy(data + got, "\r\n", CHUNK_TAIL);
+            it->len += (size_t)h + CHUNK_TAIL;
+        }
+        used += CHUNK_HEAD + got + CHUNK_TAIL;
+        if (full)
+            break;
+    }
+    return n;
+}
+
+/* Writes the streams the hub woke, batch after batch, until none is ready. Runs on the writer's
+ * thread; takes the lock for reading from the hub and for the outcomes, not for the sends. */
 static void writer_flush(struct sse_writer *w)
 {
-    w->scheduled = 0;
-    /* Streams woken while this runs (none should be: the hub wakes only from its own work) are
-     * appended and served in the same pass. */
-    while (w->ready_head) {
-        struct sse_conn *c = w->ready_head;
-        ready_unlink(c);
-        stream_pump(c);
+    for (;;) {
+        writer_lock(w);
+        w->signalled = 0;
+        w->scheduled = 0;
+        writer_adopt(w);
+        size_t n = writer_fill(w);
+        writer_unlock(w);
+        if (n == 0)
+            return;
+        int outcomes = 0;
+        for (size_t i = 0; i < n; i++) {
+            struct batch_item *it = &w->items[i];
+            it->sent = it->len ? stream_send(it->c, w->buf + it->off, it->len) : 1;
+            outcomes |= it->sent != 1 || it->end;
+        }
+        if (!outcomes)
+            continue;
+        writer_lock(w);
+        for (size_t i = 0; i < n; i++) {
+            struct batch_item *it = &w->items[i];
+            if (it->sent < 0)
+                stream_fail(it->c);
+            else if (it->end && it->sent == 0)
+                it->c->end_held = 1;
+            else if (it->end)
+                stream_end(it->c, SSE_END_OK);
+        }
+        writer_unlock(w);
     }
 }
 
@@ -268,32 +490,27 @@ static void on_flush_timer(struct loop *loop, struct loop_timer *timer, void *ar
     writer_flush(arg);
 }
 
-/* The hub has bytes for a detached stream, or ends it: it is written after the current
- * dispatch, with every other stream woken in it (a publish wakes every idle subscriber of its
- * topic), by one flush. */
-static void sse_wake(void *ctx)
+/* An I/O thread's eventfd: streams to adopt or write, or the stop. */
+static void on_writer_signal(struct loop *loop, int fd, uint32_t events, void *arg)
 {
-    struct sse_conn *c = ctx;
-    struct sse_writer *w = c->w;
-    /* The hub wakes a subscriber only after a read found nothing, which detached its stream. */
-    if (!c->detached || c->queued || c->ending != SSE_GOING)
+    struct sse_writer *w = arg;
+    efd_drain(w->efd);
+    writer_lock(w);
+    int stop = w->stopping;
+    writer_unlock(w);
+    if (stop) {
+        loop_stop(loop);
         return;
-    c->queued = 1;
-    c->rprev = w->ready_tail;
-    c->rnext = NULL;
-    if (w->ready_tail)
-        w->ready_tail->rnext = c;
-    else
-        w->ready_head = c;
-    w->ready_tail = c;
-    if (w->scheduled)
-        return;
-    w->scheduled = 1;
-    if (loop_defer(w->loop, on_flush_deferred, w) != 0)
-        loop_timer_start(w->timer, 0); /* out of memory for the defer queue: a timer cannot fail */
+    }
+    writer_flush(w);
 }
 
-static const struct subscriber_ops sse_ops = {.wake = sse_wake};
+static void *writer_main(void *arg)
+{
+    struct sse_writer *w = arg;
+    loop_run(w->loop);
+    return NULL;
+}
 
 /* The socket: the client closed or reset its connection, or it takes bytes again after holding
  * a stream back. A hang-up ends the stream now rather than at the next keepalive write, so that
@@ -304,34 +521,74 @@ static const struct subscriber_ops sse_ops = {.wake = sse_wake};
 static void on_socket(struct loop *loop, int fd, uint32_t events, void *arg)
 {
     struct sse_conn *c = arg;
+    struct sse_writer *w = c->w;
     if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        writer_lock(w);
         unwatch(c);
         hub_subscriber_close(c->sub);
-        if (c->detached && c->held)
+        if (c->held)
             stream_end(c, SSE_END_ERROR);
+        writer_unlock(w);
         return;
     }
-    if ((events & EPOLLOUT) && c->held)
-        stream_pump(c);
+    if (!(events & EPOLLOUT) || c->held == NULL)
+        return;
+    int rc = stream_send_held(c);
+    if (rc == 0)
+        return;
+    writer_lock(w);
+    if (rc < 0)
+        stream_fail(c);
+    else if (c->end_held)
+        stream_end(c, SSE_END_OK);
+    else
+        ready_push(c);
+    writer_unlock(w);
+    if (rc > 0)
+        writer_flush(w);
 }
 
+/* ---- the hub's side ----------------------------------------------------------------------- */
+
+/* The hub has bytes for a detached stream, or ends it: its writer is told (an I/O thread's
+ * eventfd is written once until it looks; the main writer flushes after the current dispatch),
+ * and writes it with every other stream woken meanwhile (a publish wakes every idle subscriber
+ * of its topic). Called by the hub, under the lock. */
+static void sse_wake(void *ctx)
+{
+    struct sse_conn *c = ctx;
+    /* The hub wakes a subscriber only after a read found nothing, which detached its stream. */
+    if (!c->detached || c->ending != SSE_GOING)
+        return;
+    ready_push(c);
+    writer_signal(c->w);
+}
+
+static const struct subscriber_ops sse_ops = {.wake = sse_wake};
+
 /* The first read that finds nothing: MHD's buffers are empty (see the top of this file), the
- * connection is suspended for the rest of the stream and the writer takes it over. Nothing of
- * MHD's sending state delays the writer: MHD sets TCP_NODELAY before it pushes a body's first
- * piece (the retry: line, always there) and does not cork (strace of 0.9.75, HTTP/1.1 and 1.0:
- * headers, setsockopt TCP_NODELAY 1, the retry: line, then the writer's sends), so the writer
- * makes no socket option call of its own. */
+ * connection is suspended for the rest of the stream and a writer takes it over: the main one,
+ * or the next I/O thread, to which the socket's watch moves. Nothing of MHD's sending state
+ * delays the writer: MHD sets TCP_NODELAY before it pushes a body's first piece (the retry:
+ * line, always there) and does not cork (strace of 0.9.75, HTTP/1.1 and 1.0: headers,
+ * setsockopt TCP_NODELAY 1, the retry: line, then the writer's sends), so the writer makes no
+ * socket option call of its own. Main thread, under the lock. */
 static void stream_detach(struct sse_conn *c)
 {
-    struct sse_writer *w = c->w;
+    struct sse_io *io = c->w->io;
     MHD_suspend_connection(c->conn);
     c->detached = 1;
-    c->listed = 1;
-    c->dprev = NULL;
-    c->dnext = w->detached;
-    if (w->detached)
-        w->detached->dprev = c;
-    w->detached = c;
+    if (io->nthreads == 0) {
+        list_push(c, &c->w->streams);
+        c->listed = LISTED_STREAMS;
+        return;
+    }
+    unwatch(c);
+    struct sse_writer *w = io->threads[io->next++ % io->nthreads];
+    c->w = w;
+    list_push(c, &w->incoming);
+    c->listed = LISTED_INCOMING;
+    writer_signal(w);
 }
 
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
@@ -351,12 +608,14 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
     return (ssize_t)n;
 }
 
+/* MHD frees the response: the stream ended (its writer let it go) or never detached. Main
+ * thread, under the lock. */
 static void sse_free(void *cls)
 {
     struct sse_conn *c = cls;
     unwatch(c);
     ready_unlink(c);
-    detached_unlink(c);
+    streams_unlink(c);
     free(c->held);
     hub_unsubscribe(c->sub);
     free(c);
@@ -379,23 +638,21 @@ int sse_chunked(const char *version)
            version[7] >= '1' && version[7] <= '9';
 }
 
-struct MHD_Response *sse_response_new(struct sse_writer *w, struct MHD_Connection *conn,
+struct MHD_Response *sse_response_new(struct sse_io *io, struct MHD_Connection *conn,
                                       struct topic *topic, enum hub_mode mode,
                                       const char *last_event_id, int chunked, sse_kick_fn kick,
                                       void *kick_arg)
 {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    /* The writer needs the socket (libmicrohttpd 0.9.75 always tells it). */
+    if (ci == NULL || ci->connect_fd < 0)
+        return NULL;
     struct sse_conn *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return NULL;
     c->conn = conn;
-    c->w = w;
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    /* The writer needs the socket (libmicrohttpd 0.9.75 always tells it). */
-    if (ci == NULL || ci->connect_fd < 0) {
-        free(c);
-        return NULL;
-    }
+    c->w = io->main;
     c->fd = ci->connect_fd;
     c->chunked = chunked ? 1 : 0;
     c->kick = kick;
@@ -406,10 +663,11 @@ struct MHD_Response *sse_response_new(struct sse_writer *w, struct MHD_Connectio
         return NULL;
     }
     /* While a stream is parked MHD does not look at its socket, so the loop watches it for a
-     * hang-up. One registration for the stream's life: watching only while parked cost two
-     * epoll_ctl calls per subscriber per event (issue 13). Without the watch (epoll refused) a
-     * vanished client is still noticed at the next keepalive write. */
-    watch_writable(c, 0);
+     * hang-up. One registration for the stream's life (and one more on its I/O thread):
+     * watching only while parked cost two epoll_ctl calls per subscriber per event (issue 13).
+     * Without the watch (epoll refused) a vanished client is still noticed at the next
+     * keepalive write. */
+    watch_socket(c, 0);
     /* The block is MHD's buffer for HTTP/1.0 clients only; HTTP/1.1 streams are read straight
      * into the connection's pool. Every stream allocates (and MHD zeroes) one, so it is small. */
     struct MHD_Response *r =
@@ -427,35 +685,162 @@ struct MHD_Response *sse_response_new(struct sse_writer *w, struct MHD_Connectio
     return r;
 }
 
-struct sse_writer *sse_writer_new(struct loop *loop)
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+
+static void writer_free(struct sse_writer *w)
+{
+    if (w == NULL)
+        return;
+    if (w->own_thread) {
+        if (w->efd >= 0) {
+            loop_unwatch(w->loop, w->efd);
+            close(w->efd);
+        }
+        loop_free(w->loop);
+    } else {
+        if (w->scheduled)
+            loop_defer_cancel(w->loop, on_flush_deferred, w);
+        loop_timer_free(w->timer);
+    }
+    free(w);
+}
+
+static struct sse_writer *writer_new(struct sse_io *io, int own_thread)
 {
     struct sse_writer *w = calloc(1, sizeof(*w));
     if (w == NULL)
         return NULL;
-    w->loop = loop;
-    w->timer = loop_timer_new(loop, on_flush_timer, w);
-    if (w->timer == NULL) {
-        free(w);
+    w->io = io;
+    w->own_thread = own_thread;
+    w->efd = -1;
+    if (!own_thread) {
+        w->loop = io->loop;
+        w->timer = loop_timer_new(w->loop, on_flush_timer, w);
+        if (w->timer == NULL) {
+            free(w);
+            return NULL;
+        }
+        return w;
+    }
+    w->loop = loop_new();
+    if (w->loop)
+        w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->loop == NULL || w->efd < 0 ||
+        loop_watch(w->loop, w->efd, EPOLLIN, on_writer_signal, w) != 0) {
+        if (w->efd >= 0)
+            close(w->efd);
+        w->efd = -1;
+        writer_free(w);
         return NULL;
     }
     return w;
 }
 
-void sse_writer_end_all(struct sse_writer *w)
+/* Stops and joins the I/O threads; from then on every stream is the main thread's. */
+static void io_stop_threads(struct sse_io *io)
 {
-    /* MHD_stop_daemon follows: no run to ask for. */
-    while (w && w->detached)
-        stream_end_kick(w->detached, SSE_END_ERROR, 0);
+    if (io->stopped)
+        return;
+    for (unsigned i = 0; i < io->nthreads; i++) {
+        struct sse_writer *w = io->threads[i];
+        if (!w->started)
+            continue;
+        pthread_mutex_lock(&io->lock);
+        w->stopping = 1;
+        pthread_mutex_unlock(&io->lock);
+        efd_signal(w->efd);
+        pthread_join(w->thread, NULL);
+        w->started = 0;
+    }
+    io->stopped = 1;
 }
 
-void sse_writer_free(struct sse_writer *w)
+struct sse_io *sse_io_new(struct loop *loop, unsigned threads, char *err, size_t errlen)
 {
-    if (w == NULL)
+    struct sse_io *io = calloc(1, sizeof(*io));
+    if (io == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&io->lock, NULL);
+    io->loop = loop;
+    io->efd = -1;
+    io->main = writer_new(io, 0);
+    if (io->main == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (threads < 2)
+        return io;
+    io->threads = calloc(threads, sizeof(*io->threads));
+    io->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (io->threads == NULL || io->efd < 0 ||
+        loop_watch(loop, io->efd, EPOLLIN, on_ended, io) != 0) {
+        snprintf(err, errlen, "cannot set up the I/O threads: %s", strerror(errno));
+        goto fail;
+    }
+    io->watching = 1;
+    for (unsigned i = 0; i < threads; i++) {
+        io->threads[i] = writer_new(io, 1);
+        if (io->threads[i] == NULL) {
+            snprintf(err, errlen, "cannot set up I/O thread %u: %s", i + 1, strerror(errno));
+            goto fail;
+        }
+        io->nthreads = i + 1;
+    }
+    /* From here on the main loop runs its callbacks under the lock. */
+    loop_set_lock(loop, &io->lock);
+    for (unsigned i = 0; i < threads; i++) {
+        int rc = pthread_create(&io->threads[i]->thread, NULL, writer_main, io->threads[i]);
+        if (rc != 0) {
+            snprintf(err, errlen, "cannot start I/O thread %u: %s", i + 1, strerror(rc));
+            goto fail;
+        }
+        io->threads[i]->started = 1;
+    }
+    return io;
+fail:
+    sse_io_free(io);
+    return NULL;
+}
+
+void sse_io_end_all(struct sse_io *io)
+{
+    if (io == NULL)
         return;
-    if (w->scheduled)
-        loop_defer_cancel(w->loop, on_flush_deferred, w);
-    loop_timer_free(w->timer);
-    free(w);
+    io_stop_threads(io);
+    /* Streams ended by an I/O thread and not yet resumed. */
+    while (io->ended) {
+        struct sse_conn *c = io->ended;
+        io->ended = c->rnext;
+        c->rnext = NULL;
+        MHD_resume_connection(c->conn);
+    }
+    for (unsigned i = 0; i <= io->nthreads; i++) {
+        struct sse_writer *w = i < io->nthreads ? io->threads[i] : io->main;
+        while (w->incoming)
+            stream_end(w->incoming, SSE_END_ERROR);
+        while (w->streams)
+            stream_end(w->streams, SSE_END_ERROR);
+    }
+}
+
+void sse_io_free(struct sse_io *io)
+{
+    if (io == NULL)
+        return;
+    io_stop_threads(io);
+    if (io->watching)
+        loop_unwatch(io->loop, io->efd);
+    if (io->efd >= 0)
+        close(io->efd);
+    for (unsigned i = 0; i < io->nthreads; i++)
+        writer_free(io->threads[i]);
+    free(io->threads);
+    writer_free(io->main);
+    loop_set_lock(io->loop, NULL);
+    pthread_mutex_destroy(&io->lock);
+    free(io);
 }
 
 struct MHD_Response *sse_response_retry_later(uint64_t retry_ms)

@@ -1,10 +1,10 @@
 /* Server-Sent Events over libmicrohttpd: a streaming response per subscriber whose body is read
  * from the hub. MHD writes the head of the stream; once the subscriber has nothing to send, the
- * connection is suspended for the rest of the stream and a writer (one per event loop) sends
- * the events straight to the socket when the hub wakes the stream. At the stream's end the
- * connection is resumed once and MHD ends the response. The loop watches each stream's socket
- * for a hang-up (registered once per stream, edge-triggered) and ends the stream at once when
- * the client is gone. */
+ * connection is suspended for the rest of the stream and a writer (the main loop's, or one of
+ * the I/O threads') sends the events straight to the socket when the hub wakes the stream. At the
+ * stream's end the connection is resumed once and MHD ends the response. The loop watches each
+ * stream's socket for a hang-up (registered once per stream, edge-triggered) and ends the stream at
+ * once when the client is gone. */
 #ifndef POLLCAST_SSE_H
 #define POLLCAST_SSE_H
 
@@ -13,23 +13,27 @@
 #include "hub.h"
 
 struct loop;
-struct sse_writer;
+struct sse_io;
 
 /* Called after a suspended stream was resumed: the daemon must run soon (in external mode MHD
  * acts on resumes only inside MHD_run). Called once per resume; may coalesce. */
 typedef void (*sse_kick_fn)(void *arg);
 
-/* Returns a writer of the streams of MHD connections driven on loop (one scratch buffer, the
- * list of streams to write after the current dispatch), or NULL on OOM. */
-struct sse_writer *sse_writer_new(struct loop *loop);
+/* Returns the writers of the streams of MHD connections driven on loop: with threads < 2, one
+ * writer on loop; with threads >= 2, that many I/O threads, started here, and loop then runs its
+ * callbacks under the lock that guards the hub (loop_set_lock; see sse.c). Returns NULL with a
+ * message in err (errlen bytes) when memory, an eventfd or a thread is not available. */
+struct sse_io *sse_io_new(struct loop *loop, unsigned threads, char *err, size_t errlen);
 
-/* Ends every stream the writer sends now, as if its socket had failed, and resumes their
- * connections: MHD_stop_daemon refuses suspended connections. Call it before stopping the
- * daemon; MHD frees the streams. Accepts NULL. */
-void sse_writer_end_all(struct sse_writer *w);
+/* Stops the I/O threads, then ends every stream the writers send now, as if its socket had
+ * failed, and resumes their connections: MHD_stop_daemon refuses suspended connections. Call
+ * it first when the server stops, outside the loop (the lock is not held then); MHD frees the
+ * streams. Accepts NULL. */
+void sse_io_end_all(struct sse_io *io);
 
-/* Frees the writer. Its streams must have been freed (MHD_stop_daemon). Accepts NULL. */
-void sse_writer_free(struct sse_writer *w);
+/* Stops the I/O threads and frees the writers. Their streams must have been freed
+ * (MHD_stop_daemon). Accepts NULL. */
+void sse_io_free(struct sse_io *io);
 
 /* Returns 1 when libmicrohttpd frames a body of unknown size in chunks for a request of this
  * HTTP version ("HTTP/1.1"), 0 when it delimits it by closing the connection ("HTTP/1.0"). */
@@ -37,10 +41,10 @@ int sse_chunked(const char *version);
 
 /* Returns a 200 text/event-stream response for a new subscriber of topic on conn (the headers
  * of the wire contract are set; the caller may add more, queues it and destroys its reference),
- * written by w once MHD has sent its head; chunked is sse_chunked of the request's version.
- * The subscriber lives until the connection closes. Returns NULL on OOM, or when MHD does not
- * tell the connection's socket. */
-struct MHD_Response *sse_response_new(struct sse_writer *w, struct MHD_Connection *conn,
+ * written by io's writers once MHD has sent its head; chunked is sse_chunked of the request's
+ * version. The subscriber lives until the connection closes. Returns NULL on OOM, or when MHD
+ * does not tell the connection's socket. Main thread. */
+struct MHD_Response *sse_response_new(struct sse_io *io, struct MHD_Connection *conn,
                                       struct topic *topic, enum hub_mode mode,
                                       const char *last_event_id, int chunked, sse_kick_fn kick,
                                       void *kick_arg);

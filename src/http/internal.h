@@ -116,7 +116,7 @@ struct http_server {
     int resumes_waiting;    /* streams were resumed since the last MHD_run */
     uint64_t resume_run_ms; /* loop time of the last MHD_run that served resumed streams */
     struct loop_timer *resume_timer;
-    struct sse_writer *sse; /* writes the streams once MHD has sent their head */
+    struct sse_io *sse;     /* writes the streams once MHD has sent their head */
     struct ratelimit *rate; /* NULL: no per-address connection rate limit */
     unsigned port;
     uint64_t rejected[REJECT_COUNT];

@@ -731,13 +731,14 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
     srv->epoll_fd = -1;
     srv->metrics = metrics_new();
     srv->resolver = resolver_new(loop, MAX_LOOKUPS);
-    srv->sse = sse_writer_new(loop);
+    srv->sse = sse_io_new(loop, params->io_threads, err, errlen);
     if (srv->metrics == NULL || srv->resolver == NULL || srv->sse == NULL ||
         http_register_metrics(srv) != 0) {
-        snprintf(err, errlen, "out of memory");
+        if (srv->sse)
+            snprintf(err, errlen, "out of memory");
         metrics_free(srv->metrics);
         resolver_free(srv->resolver);
-        sse_writer_free(srv->sse);
+        sse_io_free(srv->sse);
         free(srv->per_addr);
         free(srv);
         return NULL;
@@ -751,7 +752,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
             snprintf(err, errlen, "out of memory");
             metrics_free(srv->metrics);
             resolver_free(srv->resolver);
-            sse_writer_free(srv->sse);
+            sse_io_free(srv->sse);
             free(srv->per_addr);
             free(srv);
             return NULL;
@@ -781,7 +782,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
         ratelimit_free(srv->rate);
         metrics_free(srv->metrics);
         resolver_free(srv->resolver);
-        sse_writer_free(srv->sse);
+        sse_io_free(srv->sse);
         free(srv->per_addr);
         free(srv);
         return NULL;
@@ -799,7 +800,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
         ratelimit_free(srv->rate);
         metrics_free(srv->metrics);
         resolver_free(srv->resolver);
-        sse_writer_free(srv->sse);
+        sse_io_free(srv->sse);
         free(srv->per_addr);
         free(srv);
         return NULL;
@@ -825,6 +826,7 @@ void http_server_update(struct http_server *srv, const struct http_params *param
     p.max_url_length = srv->p.max_url_length;
     p.max_header_bytes = srv->p.max_header_bytes;
     p.listen_backlog = srv->p.listen_backlog;
+    p.io_threads = srv->p.io_threads;
     srv->p = p;
     /* Push streams the reload added (or changed) start from their state files. */
     http_publish_load_state(srv);
@@ -856,6 +858,8 @@ void http_server_free(struct http_server *srv)
 {
     if (srv == NULL)
         return;
+    /* The I/O threads stop first: from here on this thread alone touches the hub. */
+    sse_io_end_all(srv->sse);
     if (srv->epoll_fd >= 0)
         loop_unwatch(srv->loop, srv->epoll_fd);
     if (srv->run_pending)
@@ -866,9 +870,8 @@ void http_server_free(struct http_server *srv)
     http_resolving_abort(srv);
     http_plain_abort(srv);
     http_publish_abort(srv);
-    sse_writer_end_all(srv->sse);
     MHD_stop_daemon(srv->daemon);
-    sse_writer_free(srv->sse);
+    sse_io_free(srv->sse);
     resolver_free(srv->resolver);
     ratelimit_free(srv->rate);
     metrics_free(srv->metrics);

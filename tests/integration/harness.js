@@ -307,7 +307,8 @@ async function startUpstream({ host = '127.0.0.1' } = {}) {
 
 // INI text from {server: {...}, upstreams: {name: {...}}, allow: {...}}. Values that are arrays
 // become repeated keys. The server section gets test defaults: a free loopback port, no
-// per-address limits (every client is 127.0.0.1), no access log.
+// per-address limits (every client is 127.0.0.1), no access log, and io_threads from
+// $POLLCAST_IT_IO_THREADS when it is set (the -io1 and -io2 variants of the stream tests).
 function configText({ server = {}, upstreams = {}, allow = null, extra = '' } = {}) {
   const out = [];
   const section = (header, kv) => {
@@ -322,6 +323,7 @@ function configText({ server = {}, upstreams = {}, allow = null, extra = '' } = 
     max_subscribers_per_ip: 0,
     connect_rate_per_ip: 0,
     access_log: false,
+    ...(process.env.POLLCAST_IT_IO_THREADS ? { io_threads: process.env.POLLCAST_IT_IO_THREADS } : {}),
     ...server,
   });
   for (const [name, kv] of Object.entries(upstreams)) section(`[upstream ${name}]`, kv);

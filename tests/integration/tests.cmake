@@ -31,6 +31,10 @@
 # upstream_connections  400 pollers on one upstream host keep their connections: next rounds
 #                    of polls open almost no new TCP connection
 #
+# The stream tests run again with io_threads = 1 (every stream written by the main thread) and
+# io_threads = 2 (two I/O threads), as integration.NAME-io1 and -io2; the default is the number
+# of CPUs.
+#
 # The ASan variant (binary name ending in -asan) scales the work down and stretches timing bounds
 # (POLLCAST_IT_SCALE, POLLCAST_IT_SLOW override both). Tests that load the machine or measure
 # time share a resource lock so that ctest -j never runs two of them at once.
@@ -48,4 +52,12 @@ foreach(t upstream_failures slow_subscriber many_subscribers shutdown upstream_r
   pollcast_test(NAME integration.${t} LABELS integration TIMEOUT 600
                 RESOURCE_LOCK pollcast_integration_timing
                 COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/integration/${t}.js @POLLCAST@)
+endforeach()
+foreach(t detached_streams shutdown slow_subscriber many_subscribers convergence syscalls)
+  foreach(n 1 2)
+    pollcast_test(NAME integration.${t}-io${n} LABELS integration TIMEOUT 600
+                  RESOURCE_LOCK pollcast_integration_timing
+                  ENVIRONMENT POLLCAST_IT_IO_THREADS=${n}
+                  COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/integration/${t}.js @POLLCAST@)
+  endforeach()
 endforeach()

@@ -78,6 +78,7 @@ static void test_defaults(void)
     CHECK_INT(c.server.queue_bytes, 1024 * 1024);
     CHECK_INT(c.server.adhoc_grace_ms, 30000);
     CHECK_INT(c.server.shutdown_grace_ms, 4000);
+    CHECK_INT(c.server.io_threads, 0); /* the number of online CPUs */
     CHECK_INT(c.server.log_level, CONFIG_LOG_INFO);
     CHECK_INT(c.server.log_format, CONFIG_LOG_TEXT);
     CHECK(c.server.access_log && c.server.metrics && c.server.viewer);
@@ -306,6 +307,21 @@ static void test_integers(void)
                    "10000000)");
     CHECK_INT(server_key("max_subscribers", "", &c), -1);
     CHECK_STR(err, "t.ini:2: max_subscribers: the value is empty");
+    /* io_threads: 0 (the number of CPUs) to 64. */
+    REQUIRE(server_key("io_threads", "0", &c) == 0);
+    CHECK_INT(c.server.io_threads, 0);
+    config_dispose(&c);
+    REQUIRE(server_key("io_threads", "64", &c) == 0);
+    CHECK_INT(c.server.io_threads, 64);
+    config_dispose(&c);
+    REQUIRE(server_key("io_threads", "2", &c) == 0);
+    CHECK_INT(c.server.io_threads, 2);
+    config_dispose(&c);
+    CHECK_INT(server_key("io_threads", "65", &c), -1);
+    CHECK_STR(err, "t.ini:2: io_threads: \"65\" is out of range (0 to 64)");
+    CHECK_INT(server_key("io_threads", "-1", &c), -1);
+    CHECK_INT(server_key("io_threads", "auto", &c), -1);
+    CHECK_STR(err, "t.ini:2: io_threads: \"auto\" is not a whole number");
 }
 
 static void check_listen(const char *v, const char *host, int port, int family)
