@@ -676,12 +676,31 @@ static const char *termination_reason(enum MHD_RequestTerminationCode toe)
 
 /* The end of a request: one access log line for a stream request, then the request record is
  * released (the hub may still hold it until the subscriber is gone). */
+/* A request was answered and its connection may carry another (HTTP/1.1 keep-alive): the next
+ * one must come within request_timeout like the first, both against a client that sends nothing
+ * (MHD's inactivity timeout, which a stream turns off for its life: was_stream) and against one
+ * that drips a byte now and then (the connection's deadline, otherwise armed for the first
+ * request only). */
+static void request_expect_next(struct http_server *srv, struct MHD_Connection *c, int was_stream)
+{
+    unsigned secs = srv->p.request_timeout_s ? srv->p.request_timeout_s : 30u;
+    if (was_stream)
+        MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, secs);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct conn_guard *g = ci ? ci->socket_context : NULL;
+    if (g)
+        loop_timer_start(g->timer, (uint64_t)secs * 1000);
+}
+
 static void on_request_done(void *cls, struct MHD_Connection *c, void **req_cls,
                             enum MHD_RequestTerminationCode toe)
 {
     struct http_server *srv = cls;
     struct request *q = *req_cls;
     *req_cls = NULL;
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        request_expect_next(srv, c, q && q->opened);
     if (q == NULL)
         return;
     http_auth_untrack(srv, q);
