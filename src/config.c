@@ -216,8 +216,9 @@ static const struct key keys[] = {
     {SRV("shutdown_grace", T_DURATION, shutdown_grace_ms), .def = "4s", .min = 0, .max = 60 * MS_S,
      .help = "On SIGTERM or SIGINT, time given to streams to end cleanly before pollcast exits."},
     {SRV("io_threads", T_UINT, io_threads), .def = "0", .min = 0, .max = 64,
-     .help = "Threads that write the event streams: 0 takes the number of online CPUs (at most "
-             "64); 1 writes every stream on the main thread. With 2 or more, the main thread "
+     .help = "Threads that write the event streams: 0 takes the number of CPUs pollcast may run "
+             "on (its CPU affinity, as set by taskset or a container's cpuset; at most 64); 1 "
+             "writes every stream on the main thread. With 2 or more, the main thread "
              "accepts, routes and polls and hands each stream to one of these threads once it "
              "is under way. Needs a restart."},
 

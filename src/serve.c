@@ -5,6 +5,7 @@
  * started with needs a restart. */
 #include <errno.h>
 #include <openssl/evp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,6 +246,16 @@ static char *request_identity(const struct config_upstream *u)
 }
 
 /* Returns 0, or -1 with a message in err (a rule or key the security modules refuse, OOM). */
+/* The CPUs this process may run on: its affinity mask (taskset, a container's cpuset), which
+ * may be fewer than the machine has online; the online count when the mask is unknown. */
+static long usable_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    return sysconf(_SC_NPROCESSORS_ONLN);
+}
+
 static int build_wiring(const struct config *cfg, struct wiring *w, struct http_params *hp,
                         struct hub_params *hubp, char *err, size_t errlen)
 {
@@ -377,7 +388,7 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
     hp->listen_backlog = (unsigned)s->listen_backlog;
     hp->io_threads = (unsigned)s->io_threads;
     if (hp->io_threads == 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        long cpus = usable_cpus();
         hp->io_threads = cpus < 1 ? 1u : cpus > 64 ? 64u : (unsigned)cpus;
     }
     hp->overload_retry_ms = s->overload_retry_ms;

@@ -1,0 +1,91 @@
+// io_threads = 0 (the default) starts one I/O thread per CPU pollcast may run on: its CPU
+// affinity (taskset, a container's cpuset), not every CPU the machine has online. Before, a
+// pollcast pinned to one CPU of a 2-core machine started 2 I/O threads. Checked by the number of
+// threads of the running daemon (/proc/PID/task): under `taskset -c 0`, 1 (the main thread
+// writes every stream); under a mask of N >= 2 CPUs, 1 + N; an explicit io_threads = 2 under one
+// CPU is kept (2 I/O threads). Each daemon also serves a stream.
+'use strict';
+
+const fs = require('node:fs');
+const { spawn } = require('node:child_process');
+const h = require('./harness');
+const { assert, T, log } = h;
+
+// The CPUs this test may run on, from its own affinity mask ("0-1,4" -> [0, 1, 4]).
+function allowedCpus() {
+  const m = /Cpus_allowed_list:\s*(\S+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  const cpus = [];
+  for (const part of m[1].split(',')) {
+    const [a, b] = part.split('-').map(Number);
+    for (let c = a; c <= (b === undefined ? a : b); c++) cpus.push(c);
+  }
+  return cpus;
+}
+
+// Starts pollcast under `taskset -c cpus` with config text; resolves {pid, port}.
+async function startPinned(cpus, text, name) {
+  const file = h.writeConfig(text);
+  const child = h.track(spawn('taskset', ['-c', cpus, h.BIN, '-c', file],
+    { stdio: ['ignore', 'pipe', 'pipe'] }));
+  let err = '';
+  child.stderr.on('data', (c) => { err += c; });
+  h.defer(() => {
+    try {
+      process.kill(child.pid, 'SIGTERM');
+    } catch {
+      // gone
+    }
+  });
+  const port = await h.within(new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (c) => {
+      out += c;
+      const m = /listening on port (\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.on('exit', (code) => reject(new Error(`${name} exited (${code}): ${err}`)));
+  }), T(15000), `${name} to listen`);
+  return { pid: child.pid, port };
+}
+
+function threads(pid) {
+  return fs.readdirSync(`/proc/${pid}/task`).length;
+}
+
+h.run('io_threads_default', async (t) => {
+  const up = await h.startUpstream();
+  const doc = { v: 1 };
+  await up.put('/d', doc);
+  // Written by hand: the -ioN variants' environment must not set io_threads here.
+  const config = (extra) => `[server]\nlisten = 127.0.0.1:0\nconnect_rate_per_ip = 0\n${extra}` +
+    `\n[upstream d]\nurl = ${up.url('/d')}\ninterval = 100ms\n`;
+  const cpus = allowedCpus();
+  log(`this test may run on CPUs ${cpus.join(',')}`);
+
+  const check = async (mask, extra, want, what) => {
+    const pc = await startPinned(mask, config(extra), what);
+    const s = await h.openRaw(`http://127.0.0.1:${pc.port}`, '/streams/d', { name: what });
+    h.defer(() => s.close());
+    await s.waitDoc(doc, T(10000));
+    const n = threads(pc.pid);
+    log(`${what}: ${n} threads`);
+    assert.equal(n, want, `${what}: threads of the daemon`);
+  };
+
+  await t.step('pinned to one CPU, the default starts no I/O thread', async () => {
+    await check(String(cpus[0]), '', 1, 'taskset one CPU, io_threads default');
+  });
+
+  await t.step('an explicit io_threads is kept under one CPU', async () => {
+    await check(String(cpus[0]), 'io_threads = 2', 3, 'taskset one CPU, io_threads = 2');
+  });
+
+  await t.step('under a mask of N >= 2 CPUs, the default starts N I/O threads', async () => {
+    if (cpus.length < 2) {
+      log('one CPU only: nothing more to check');
+      return;
+    }
+    const n = Math.min(cpus.length, 64);
+    await check(cpus.slice(0, n).join(','), '', 1 + n, `taskset ${n} CPUs, io_threads default`);
+  });
+});
