@@ -755,12 +755,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
         http_register_metrics(srv) != 0) {
         if (srv->sse)
             snprintf(err, errlen, "out of memory");
-        metrics_free(srv->metrics);
-        resolver_free(srv->resolver);
-        sse_io_free(srv->sse);
-        free(srv->per_addr);
-        free(srv);
-        return NULL;
+        goto fail;
     }
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (params->addr.ss_family == AF_INET6)
@@ -769,12 +764,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
         srv->rate = ratelimit_new(params->connect_rate_per_ip, params->connect_burst_per_ip, 65536);
         if (srv->rate == NULL) {
             snprintf(err, errlen, "out of memory");
-            metrics_free(srv->metrics);
-            resolver_free(srv->resolver);
-            sse_io_free(srv->sse);
-            free(srv->per_addr);
-            free(srv);
-            return NULL;
+            goto fail;
         }
     }
     srv->daemon = MHD_start_daemon(
@@ -798,13 +788,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
                     sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV);
         snprintf(err, errlen, "cannot listen on %s port %s (address in use, or not permitted)",
                  host, serv);
-        ratelimit_free(srv->rate);
-        metrics_free(srv->metrics);
-        resolver_free(srv->resolver);
-        sse_io_free(srv->sse);
-        free(srv->per_addr);
-        free(srv);
-        return NULL;
+        goto fail;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_EPOLL_FD);
     const union MHD_DaemonInfo *port = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -813,22 +797,25 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
     if (info == NULL || srv->timer == NULL || srv->resume_timer == NULL ||
         loop_watch(loop, info->epoll_fd, EPOLLIN, on_daemon_ready, srv) != 0) {
         snprintf(err, errlen, "cannot attach the HTTP server to the event loop");
-        loop_timer_free(srv->timer);
-        loop_timer_free(srv->resume_timer);
-        MHD_stop_daemon(srv->daemon);
-        ratelimit_free(srv->rate);
-        metrics_free(srv->metrics);
-        resolver_free(srv->resolver);
-        sse_io_free(srv->sse);
-        free(srv->per_addr);
-        free(srv);
-        return NULL;
+        goto fail;
     }
     srv->epoll_fd = info->epoll_fd;
     srv->port = port ? port->port : 0;
     http_publish_load_state(srv);
     run_daemon(srv);
     return srv;
+fail:
+    loop_timer_free(srv->timer);
+    loop_timer_free(srv->resume_timer);
+    if (srv->daemon)
+        MHD_stop_daemon(srv->daemon);
+    ratelimit_free(srv->rate);
+    metrics_free(srv->metrics);
+    resolver_free(srv->resolver);
+    sse_io_free(srv->sse);
+    free(srv->per_addr);
+    free(srv);
+    return NULL;
 }
 
 void http_server_update(struct http_server *srv, const struct http_params *params)
