@@ -84,6 +84,8 @@ static const struct choice methods[] = {{"GET", CONFIG_METHOD_GET},
                                         {NULL, 0}};
 static const struct choice oauth2_auths[] = {
     {"basic", CONFIG_OAUTH2_BASIC}, {"post", CONFIG_OAUTH2_POST}, {NULL, 0}};
+static const struct choice io_affinities[] = {
+    {"auto", CONFIG_IO_AFFINITY_AUTO}, {"none", CONFIG_IO_AFFINITY_NONE}, {NULL, 0}};
 static const struct choice algorithms[] = {{"HS256", CONFIG_AUTH_HS256},
                                            {"RS256", CONFIG_AUTH_RS256},
                                            {"ES256", CONFIG_AUTH_ES256},
@@ -221,6 +223,11 @@ static const struct key keys[] = {
              "writes every stream on the main thread. With 2 or more, the main thread "
              "accepts, routes and polls and hands each stream to one of these threads once it "
              "is under way. Needs a restart."},
+    {SRV("io_cpu_affinity", T_ENUM, io_cpu_affinity), .def = "auto", .choices = io_affinities,
+     .help = "auto: when there is one I/O thread per CPU pollcast may run on (io_threads = 0, "
+             "or that number), each is bound to a CPU of its own, so that the kernel never "
+             "runs two of them on one CPU while another waits (bench/RESULTS.md); the main "
+             "thread stays free. none: the kernel places them. Needs a restart."},
 
     /* [upstream NAME] */
     {UPS("url", T_URL, url), .flags = F_REQUIRED, .example = "https://api.example.com/v1/prices",

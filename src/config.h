@@ -28,6 +28,7 @@ enum config_log_level { CONFIG_LOG_DEBUG, CONFIG_LOG_INFO, CONFIG_LOG_WARN, CONF
 enum config_log_format { CONFIG_LOG_TEXT, CONFIG_LOG_JSON };
 enum config_auth_alg { CONFIG_AUTH_OFF, CONFIG_AUTH_HS256, CONFIG_AUTH_RS256, CONFIG_AUTH_ES256 };
 enum config_oauth2_auth { CONFIG_OAUTH2_BASIC, CONFIG_OAUTH2_POST };
+enum config_io_affinity { CONFIG_IO_AFFINITY_AUTO, CONFIG_IO_AFFINITY_NONE };
 enum config_method {
     CONFIG_METHOD_GET,
     CONFIG_METHOD_POST,
@@ -101,7 +102,8 @@ struct config_server {
     uint64_t queue_bytes;
     uint64_t adhoc_grace_ms;
     uint64_t shutdown_grace_ms;
-    uint64_t io_threads;            /* 0: the number of online CPUs (serve.c caps it at 64) */
+    uint64_t io_threads; /* 0: the number of online CPUs (serve.c caps it at 64) */
+    enum config_io_affinity io_cpu_affinity;
     struct config_list cors_origin; /* "*" or "scheme://host[:port]", lower case */
     enum config_log_level log_level;
     enum config_log_format log_format;

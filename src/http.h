@@ -62,6 +62,7 @@ struct http_params {
     size_t max_header_bytes;    /* header lines (as received) beyond this get 431; 0: no limit */
     unsigned listen_backlog;
     unsigned io_threads; /* threads that write the streams (sse_io_new); 0 or 1: the main one */
+    int io_bind_cpus;    /* bind each I/O thread to a CPU of its own (sse_io_new) */
     uint64_t overload_retry_ms;
     int demo;       /* serve the built-in demo document at /_demo/upstream.json */
     int viewer;     /* serve the live viewer page at / */
@@ -114,6 +115,9 @@ void http_server_set_ready(struct http_server *srv, http_ready_fn fn, void *arg)
 
 /* The port actually bound (useful with port 0). */
 unsigned http_server_port(const struct http_server *srv);
+
+/* Writes into out (len bytes) who writes the streams, for the start-up log line. */
+void http_server_describe_io(const struct http_server *srv, char *out, size_t len);
 
 /* Stops accepting new connections; established ones go on. */
 void http_server_quiesce(struct http_server *srv);

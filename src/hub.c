@@ -50,6 +50,10 @@ struct subscriber {
     struct frame **q;
     size_t qhead, qlen, qcap, qbytes;
     uint64_t last_write_ms;
+    /* Its place in the hub's keepalive wheel (the list of the second it is next looked at). */
+    struct subscriber *ka_prev, *ka_next;
+    uint32_t ka_slot;
+    uint8_t ka_filed;
     struct subscriber_tally *tally; /* NULL: nobody counts this stream */
     /* The per-connection retry: line, written before anything else. */
     char prefix[32];
@@ -97,6 +101,13 @@ struct topic {
     struct buf diff_out;
 };
 
+/* The keepalive wheel: one list of subscribers per second, for the next KA_SLOTS seconds, each
+ * filed under the second its keepalive falls due (keepalive is at most an hour). The tick looks
+ * at the lists of the seconds that passed only: a subscriber is looked at once per keepalive
+ * interval, not every second (a walk of every subscriber held the lock for milliseconds each
+ * second at 10,000 of them, while the I/O threads waited to write; issue 13). */
+#define KA_SLOTS 4096
+
 struct hub {
     struct loop *loop;
     struct upstream_pool *pool;
@@ -109,6 +120,8 @@ struct hub {
     int closing;
     struct subscriber_tally *next_tally;
     struct hub_stats stats;
+    uint64_t ka_done_s; /* the wheel's seconds up to this one were looked at */
+    struct subscriber *ka[KA_SLOTS];
 };
 
 /* ---- frames ------------------------------------------------------------------------------ */
@@ -304,6 +317,40 @@ static void queue_drop_doc_frames(struct subscriber *s)
         }
     }
     s->qlen = kept;
+}
+
+/* Files s in the keepalive wheel under the second at_ms falls in, or the first one the tick has
+ * not looked at yet. The tick of that second finds it due or files it under the next one, so a
+ * keepalive comes at most one tick late, as when every subscriber was looked at each second. A
+ * second beyond the wheel's reach (after a stall of the loop) wraps to an earlier list, where s is
+ * found not due and filed again. */
+static void ka_file(struct subscriber *s, uint64_t at_ms)
+{
+    struct hub *hub = s->topic->hub;
+    uint64_t sec = at_ms / 1000;
+    if (sec <= hub->ka_done_s)
+        sec = hub->ka_done_s + 1;
+    s->ka_slot = (uint32_t)(sec % KA_SLOTS);
+    s->ka_prev = NULL;
+    s->ka_next = hub->ka[s->ka_slot];
+    if (s->ka_next)
+        s->ka_next->ka_prev = s;
+    hub->ka[s->ka_slot] = s;
+    s->ka_filed = 1;
+}
+
+static void ka_unfile(struct subscriber *s)
+{
+    if (!s->ka_filed)
+        return;
+    if (s->ka_prev)
+        s->ka_prev->ka_next = s->ka_next;
+    else
+        s->topic->hub->ka[s->ka_slot] = s->ka_next;
+    if (s->ka_next)
+        s->ka_next->ka_prev = s->ka_prev;
+    s->ka_prev = s->ka_next = NULL;
+    s->ka_filed = 0;
 }
 
 static void sub_wake(struct subscriber *s)
@@ -1217,6 +1264,7 @@ struct subscriber *hub_subscribe(struct topic *t, enum hub_mode mode, const char
     uint64_t retry = hub->params.retry_ms + hub->rng % (hub->params.retry_jitter_ms + 1);
     int n = snprintf(s->prefix, sizeof(s->prefix), "retry: %llu\n\n", (unsigned long long)retry);
     s->prefix_len = (uint8_t)(n > 0 && (size_t)n < sizeof(s->prefix) ? n : 0);
+    ka_file(s, s->last_write_ms + hub->params.keepalive_ms);
     s->next = t->subs;
     if (t->subs)
         t->subs->prev = s;
@@ -1277,6 +1325,7 @@ void hub_unsubscribe(struct subscriber *s)
         t->subs = s->next;
     if (s->next)
         s->next->prev = s->prev;
+    ka_unfile(s);
     queue_clear(s);
     frame_unref(s->cur);
     frame_unref(s->last);
@@ -1295,19 +1344,35 @@ void hub_unsubscribe(struct subscriber *s)
         loop_timer_start(t->idle_timer, t->retired ? 0 : t->hub->params.idle_grace_ms);
 }
 
-/* Once a second: a keepalive comment for subscribers that had nothing to read for a while. */
+/* Once a second: a keepalive comment for subscribers that had nothing to read for a while.
+ * Those of the seconds that passed are looked at: one due and idle gets the comment and is filed
+ * for the next interval; one written since is filed for when its interval from that write ends;
+ * one due but not idle (its bytes wait to be read) is looked at again in a second. */
 static void on_tick(struct loop *loop, struct loop_timer *timer, void *arg)
 {
     struct hub *hub = arg;
-    uint64_t now = loop_now_ms(loop);
-    for (size_t b = 0; b < TOPIC_BUCKETS; b++)
-        for (struct topic *t = hub->buckets[b]; t; t = t->bucket_next)
-            for (struct subscriber *s = t->subs; s; s = s->next)
-                if (s->idle && now - s->last_write_ms >= hub->params.keepalive_ms) {
-                    s->last_write_ms = now;
-                    sub_push(s, hub->keepalive);
-                    sub_wake(s);
-                }
+    uint64_t now = loop_now_ms(loop), now_s = now / 1000, ka = hub->params.keepalive_ms;
+    uint64_t from = hub->ka_done_s + 1;
+    if (now_s >= from + KA_SLOTS)
+        from = now_s - KA_SLOTS + 1;
+    for (uint64_t sec = from; sec <= now_s; sec++) {
+        /* Before the refiling: a subscriber is never filed under a second already passed. */
+        hub->ka_done_s = sec;
+        struct subscriber *s;
+        while ((s = hub->ka[sec % KA_SLOTS]) != NULL) {
+            ka_unfile(s);
+            if (now - s->last_write_ms < ka) {
+                ka_file(s, s->last_write_ms + ka);
+            } else if (s->idle) {
+                s->last_write_ms = now;
+                sub_push(s, hub->keepalive);
+                sub_wake(s);
+                ka_file(s, now + ka);
+            } else {
+                ka_file(s, now + 1000);
+            }
+        }
+    }
     loop_timer_start(timer, 1000);
 }
 
@@ -1339,6 +1404,7 @@ struct hub *hub_new(struct loop *loop, struct upstream_pool *pool, struct store 
         hub_free(hub);
         return NULL;
     }
+    hub->ka_done_s = loop_now_ms(loop) / 1000;
     loop_timer_start(hub->tick, 1000);
     metrics_histogram_init(&hub->stats.upstream_latency, latency_bounds,
                            sizeof(latency_bounds) / sizeof(latency_bounds[0]));

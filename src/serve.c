@@ -391,6 +391,7 @@ static int build_wiring(const struct config *cfg, struct wiring *w, struct http_
         long cpus = usable_cpus();
         hp->io_threads = cpus < 1 ? 1u : cpus > 64 ? 64u : (unsigned)cpus;
     }
+    hp->io_bind_cpus = s->io_cpu_affinity == CONFIG_IO_AFFINITY_AUTO;
     hp->overload_retry_ms = s->overload_retry_ms;
     hp->viewer = s->viewer;
     hp->metrics = s->metrics;
@@ -529,6 +530,7 @@ static void log_restart_keys(const struct config_server *a, const struct config_
         {"adhoc_grace", a->adhoc_grace_ms != b->adhoc_grace_ms},
         {"max_pollers", a->max_pollers != b->max_pollers},
         {"io_threads", a->io_threads != b->io_threads},
+        {"io_cpu_affinity", a->io_cpu_affinity != b->io_cpu_affinity},
     };
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         if (keys[i].differs)
@@ -725,8 +727,11 @@ int cli_serve(int argc, char **argv)
     /* The demo upstream is this server's own /_demo/upstream.json: known once bound. */
     if (wire_demo(cfg, &d.w, d.port) != 0)
         goto out;
-    log_msg(LOG_INFO, "pollcast %s listening on %s port %u (%zu upstream%s)", POLLCAST_VERSION,
-            cfg->server.listen.host, d.port, cfg->n_upstreams, cfg->n_upstreams == 1 ? "" : "s");
+    char io[160];
+    http_server_describe_io(d.http, io, sizeof(io));
+    log_msg(LOG_INFO, "pollcast %s listening on %s port %u (%zu upstream%s; %s)", POLLCAST_VERSION,
+            cfg->server.listen.host, d.port, cfg->n_upstreams, cfg->n_upstreams == 1 ? "" : "s",
+            io);
     /* Scripts that start pollcast on port 0 read the port from this line on stdout; at a
      * terminal the log line above already says it, once. */
     if (!isatty(STDOUT_FILENO)) {

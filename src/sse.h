@@ -20,10 +20,15 @@ struct sse_io;
 typedef void (*sse_kick_fn)(void *arg);
 
 /* Returns the writers of the streams of MHD connections driven on loop: with threads < 2, one
- * writer on loop; with threads >= 2, that many I/O threads, started here, and loop then runs its
+ * writer on loop; with threads >= 2, that many I/O threads, started here (with bind, each bound
+ * to a CPU of its own when the process may run on exactly that many), and loop then runs its
  * callbacks under the lock that guards the hub (loop_set_lock; see sse.c). Returns NULL with a
  * message in err (errlen bytes) when memory, an eventfd or a thread is not available. */
-struct sse_io *sse_io_new(struct loop *loop, unsigned threads, char *err, size_t errlen);
+struct sse_io *sse_io_new(struct loop *loop, unsigned threads, int bind, char *err, size_t errlen);
+
+/* Writes into out (len bytes) who writes the streams, for the log: "2 I/O threads, on CPUs 0,1".
+ * Returns what snprintf returns. */
+size_t sse_io_describe(const struct sse_io *io, char *out, size_t len);
 
 /* Stops the I/O threads, then ends every stream the writers send now, as if its socket had
  * failed, and resumes their connections: MHD_stop_daemon refuses suspended connections. Call

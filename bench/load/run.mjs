@@ -8,10 +8,18 @@
 //                         [--pollcast BIN] [--sseload BIN] [--rate CONN_PER_S] [--workers W]
 //                         [--bystanders K] [--max-header-bytes SIZE] [--gap S]
 //                         [--reconnect-rate CONN_PER_S] [--io-threads N]
+//                         [--client-priority idle|normal] [--cpu-affinity auto|none]
 //
 // --io-threads N (pollcast scenarios) writes io_threads = N into [server]; without it the key is
 // left out and the line records io_threads "default". --workers N (nchan scenarios) is nginx's
 // worker_processes (1 when not given); the line records workers.
+//
+// --client-priority: idle (the default) runs sseload as SCHED_IDLE, so that on a machine it
+// shares with the server it takes only CPU time the server leaves (real subscribers are on other
+// machines); normal runs it as any process. --cpu-affinity: auto (the default) leaves pollcast's
+// io_cpu_affinity at its default (each I/O thread bound to a CPU of its own when there is one per
+// CPU) and gives nginx the same (worker_cpu_affinity auto when there is one worker per CPU); none
+// writes io_cpu_affinity = none and gives nginx no binding. Both are recorded on the line.
 //
 // Scenarios:
 //   fanout         one upstream, a new version on every poll, interval 1s (1 KB patches)
@@ -54,6 +62,8 @@ const BLOB = opt('blob', 1000);
 const WORKERS = opt('workers', 1);
 // pollcast's io_threads; '' (not given): the key is left out of the config, the daemon's default.
 const IO_THREADS = opt('io-threads', '');
+const CLIENT_PRIORITY = opt('client-priority', 'idle');
+const CPU_AFFINITY = opt('cpu-affinity', 'auto');
 const POLLCAST = opt('pollcast', path.join(here, '../../build-perf/pollcast'));
 const SSELOAD = opt('sseload', path.join(here, 'sseload'));
 const SRC_IPS = opt('src-ips', 8);
@@ -345,7 +355,8 @@ async function startPollcast(upstreamPort, names, intervalMs, tmp) {
     `max_pollers = ${Math.max(2048, names.length + 16)}\n` +
     `log_level = warn\naccess_log = false\n` +
     (MAX_HEADER_BYTES ? `max_header_bytes = ${MAX_HEADER_BYTES}\n` : '') +
-    (IO_THREADS ? `io_threads = ${IO_THREADS}\n` : '');
+    (IO_THREADS ? `io_threads = ${IO_THREADS}\n` : '') +
+    (CPU_AFFINITY === 'none' ? 'io_cpu_affinity = none\n' : '');
   for (const n of names)
     ini +=
       `\n[upstream ${n}]\nurl = http://127.0.0.1:${upstreamPort}/doc/${n}\n` +
@@ -411,6 +422,7 @@ async function startNchan(tmp) {
   const conf = `load_module ${mod};
 ${process.getuid() === 0 ? 'user root;' : ''}
 worker_processes ${WORKERS};
+${nginxAffinity()}
 worker_rlimit_nofile ${NOFILE};
 daemon off;
 master_process on;
@@ -426,7 +438,7 @@ http {
   scgi_temp_path ${tmp}/ngx/scgi;
   nchan_shared_memory_size 256M;
   server {
-    listen 127.0.0.1:${port} backlog=4096;
+    listen 127.0.0.1:${port} backlog=4096${WORKERS >= 2 ? ' reuseport' : ''};
     location ~ ^/pub/(\\w+)$ {
       nchan_publisher;
       nchan_channel_id $1;
@@ -476,12 +488,26 @@ http {
   return { child, port, pids: [child.pid, ...workers] };
 }
 
+// With several workers the listening socket is reuseport (one per worker, the kernel spreads the
+// connections evenly): with one shared socket and multi_accept, the first worker to wake took
+// 987 of 1,000 connections in a run with the client at idle priority.
+// worker_cpu_affinity auto when there is one worker per CPU of this process's affinity, as
+// pollcast binds one I/O thread per CPU (io_cpu_affinity = auto); the line records it.
+function nginxAffinity() {
+  return nchanAffinity() === 'auto' ? 'worker_cpu_affinity auto;' : '';
+}
+function nchanAffinity() {
+  const cpus = os.availableParallelism ? os.availableParallelism() : os.cpus().length;
+  return CPU_AFFINITY === 'auto' && WORKERS >= 2 && WORKERS === cpus ? 'auto' : 'none';
+}
+
 // ---- the load client ---------------------------------------------------------------------------
 function startLoad(urls, n, maxSecs, pids, extra = []) {
   const a = ['-n', String(n), '--rate', String(RATE), '--duration', String(maxSecs),
     '--src-ips', String(SRC_IPS), '--settle', '1', '--reconnect-rate', String(RECONNECT_RATE)];
   for (const u of urls) a.push('--url', u);
   for (const p of pids) a.push('--pid', String(p));
+  if (CLIENT_PRIORITY === 'idle') a.push('--idle-priority');
   a.push(...extra);
   const child = track(spawn(SSELOAD, a, { stdio: ['ignore', 'pipe', 'pipe'] }));
   let out = '';
@@ -627,7 +653,9 @@ async function runPollcast(kind) {
     max_header_bytes: MAX_HEADER_BYTES || undefined,
     // The value written into the config, or "default": the key left out (the daemon's default:
     // 1 before io_threads existed, the number of CPUs, machine.nproc, since).
-    io_threads: IO_THREADS ? Number(IO_THREADS) : 'default', ...result, tmp };
+    io_threads: IO_THREADS ? Number(IO_THREADS) : 'default',
+    // io_cpu_affinity: "default" (the key left out: auto since it exists) or "none".
+    cpu_affinity: CPU_AFFINITY === 'none' ? 'none' : 'default', ...result, tmp };
 }
 
 async function runNchan(kind) {
@@ -674,7 +702,7 @@ async function runNchan(kind) {
   return { scenario: kind, server: 'nchan', subs: SUBS, secs: SECS, hz: kind === 'idle' ? 0 : HZ,
     gap_s: kind === 'reconnect' ? GAP : undefined,
     // nginx's worker_processes: --workers, 1 when not given (workers_given false).
-    workers: WORKERS, workers_given: flag('workers'), ...result, tmp };
+    workers: WORKERS, workers_given: flag('workers'), cpu_affinity: nchanAffinity(), ...result, tmp };
 }
 
 async function main() {
@@ -704,9 +732,14 @@ async function main() {
     process.stderr.write('run.mjs: --workers N (1..1024) is for nchan scenarios\n');
     process.exit(2);
   }
+  if (!['idle', 'normal'].includes(CLIENT_PRIORITY) || !['auto', 'none'].includes(CPU_AFFINITY)) {
+    process.stderr.write('run.mjs: --client-priority is idle or normal, --cpu-affinity auto or none\n');
+    process.exit(2);
+  }
   const load0 = os.loadavg();
   const r = await kinds[scenario]();
   r.machine = machine();
+  r.client_priority = CLIENT_PRIORITY;
   // The code under test: pollcast's commit, or nginx's and nchan's versions.
   if (r.server === 'pollcast') r.commit = pollcastCommit();
   else r.nchan_version = nchanVersion();

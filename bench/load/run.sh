@@ -4,7 +4,7 @@
 #   bench/load/run.sh SCENARIO [options]     one run, one JSON line on stdout (see run.mjs)
 #   bench/load/run.sh all [REPEATS]          the matrix of bench/RESULTS.md, REPEATS (3)
 #                                            times each, JSON lines appended to
-#                                            bench/load/results/DATE.jsonl (~50 min for 3)
+#                                            bench/load/results/DATE.jsonl (~60 min for 3)
 #
 # Options of one run include --io-threads N (pollcast: io_threads = N in [server]) and
 # --workers N (nchan: nginx's worker_processes); see run.mjs.
@@ -69,12 +69,12 @@ out="$here/results/$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 echo "run.sh: writing $out" >&2
 need_nchan
 
-# Does this pollcast have [server] io_threads? A daemon from before it refuses the key: then the
-# io_threads rows are skipped and the 10,000-subscriber fan-out and burst run at its default.
+# Does this pollcast have [server] io_threads and io_cpu_affinity? A daemon from before them
+# refuses the keys: then the io_threads rows are skipped and the 10,000-subscriber fan-out and burst run at its default.
 # The probe config without the key must pass, so that only the key decides.
 probe=$(mktemp -d)
 printf '[server]\nlisten = 127.0.0.1:0\n' >"$probe/plain.ini"
-printf '[server]\nlisten = 127.0.0.1:0\nio_threads = 2\n' >"$probe/io.ini"
+printf '[server]\nlisten = 127.0.0.1:0\nio_threads = 2\nio_cpu_affinity = none\n' >"$probe/io.ini"
 "$POLLCAST_BIN" check-config "$probe/plain.ini" >/dev/null ||
   { echo "run.sh: $POLLCAST_BIN check-config refuses a minimal config" >&2; rm -rf "$probe"; exit 1; }
 if "$POLLCAST_BIN" check-config "$probe/io.ini" >/dev/null 2>"$probe/err"; then
@@ -111,6 +111,14 @@ for rep in $(seq 1 "$reps"); do
     run nchan-fanout --subs "$subs" --secs 30 >>"$out" || echo "run.sh: nchan-fanout $subs failed" >&2
   done
   threads_pair fanout --subs 10000 --secs 30
+  # The same with the load client at normal priority: it then takes CPU from the server it
+  # measures (on a machine of its own it would not; run.mjs, --client-priority).
+  threads_pair fanout --subs 10000 --secs 30 --client-priority normal
+  # pollcast's two I/O threads left to the kernel's placement (io_cpu_affinity = none).
+  if [ "$io_threads" = 1 ]; then
+    run fanout --subs 10000 --secs 30 --io-threads 2 --cpu-affinity none >>"$out" ||
+      echo "run.sh: fanout --cpu-affinity none failed" >&2
+  fi
   run idle --subs 10000 --secs 20 >>"$out" || echo "run.sh: idle failed" >&2
   run nchan-idle --subs 10000 --secs 20 >>"$out" || echo "run.sh: nchan-idle failed" >&2
   run idle --subs 10000 --secs 20 --max-header-bytes 1KiB >>"$out" || echo "run.sh: idle 1KiB failed" >&2

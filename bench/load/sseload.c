@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <linux/errqueue.h>
@@ -580,7 +581,8 @@ static void usage(void)
         "usage: sseload --url http://127.0.0.1:PORT/PATH [--url ...] [-n CONNS] [--rate "
         "CONN_PER_S]\n"
         "               [--duration S] [--settle S] [--src-ips K] [--pid PID ...]\n"
-        "               [--reconnect-rate CONN_PER_S]\n"
+        "               [--reconnect-rate CONN_PER_S] [--idle-priority]\n"
+        "--idle-priority runs sseload as SCHED_IDLE: it takes only CPU time the server leaves.\n"
         "SIGUSR1 drops every streaming connection; SIGUSR2 reconnects them with Last-Event-ID.\n"
         "URLs are used round-robin; %%d in a URL becomes the connection index modulo --paths M.\n");
     exit(2);
@@ -592,6 +594,16 @@ int main(int argc, char **argv)
     unsigned nurls = 0, mod = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (strcmp(a, "--idle-priority") == 0) {
+            /* The server under test and this client share the machine's CPUs; real
+             * subscribers are elsewhere. SCHED_IDLE runs the client only on CPU time the
+             * server does not want, so that it does not delay the deliveries it measures. The
+             * kernel's receive timestamps keep its own late reads out of the latency. */
+            struct sched_param sp = {.sched_priority = 0};
+            if (sched_setscheduler(0, SCHED_IDLE, &sp) != 0)
+                die("--idle-priority: sched_setscheduler(SCHED_IDLE): %s", strerror(errno));
+            continue;
+        }
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (v == NULL)
             usage();

@@ -30,9 +30,19 @@ const key = (r) =>
 // nchan's worker_processes (older lines have it under publisher; 1 before that).
 const threads = (r) =>
   r.server === 'nchan' ? (r.workers ?? (r.publisher && r.publisher.workers) ?? 1) : (r.io_threads ?? 'default');
-const variantKey = (r) => (r.server === 'nchan' ? `nchan|${threads(r)}` : `pollcast|${threads(r)}|${r.commit || 'unknown'}`);
+// How the run was placed: the load client's priority (lines from before the option: normal) and
+// the binding of pollcast's I/O threads or nginx's workers to CPUs (before the option: none for
+// nchan; pollcast's "default" is its io_cpu_affinity default, auto since it exists).
+const priority = (r) => r.client_priority || 'normal';
+const affinity = (r) => r.cpu_affinity || (r.server === 'nchan' ? 'none' : 'default');
+const placement = (r) => `${priority(r)}|${affinity(r)}`;
+const variantKey = (r) =>
+  (r.server === 'nchan' ? `nchan|${threads(r)}` : `pollcast|${threads(r)}|${r.commit || 'unknown'}`) + `|${placement(r)}`;
+const placementLabel = (r) =>
+  `, client ${priority(r)}` + (affinity(r) === 'default' ? '' : `, affinity ${affinity(r)}`);
 const variantLabel = (r) =>
-  r.server === 'nchan' ? `nchan, workers ${threads(r)}` : `pollcast ${r.commit || '?'}, io_threads ${threads(r)}`;
+  (r.server === 'nchan' ? `nchan, workers ${threads(r)}` : `pollcast ${r.commit || '?'}, io_threads ${threads(r)}`) +
+  placementLabel(r);
 // Rows in scenario order, subscribers as numbers.
 const keyOrder = (a, b) => {
   const [sa, na, ...ra] = a.split('|');
@@ -94,7 +104,8 @@ const commits = [...new Set(rows.filter((r) => r.server === 'pollcast').map((r) 
 const dates = rows.map((r) => r.machine && r.machine.date).filter(Boolean).sort();
 const nchans = [...new Set(rows.filter((r) => r.server === 'nchan').map((r) => r.nchan_version || 'unrecorded'))];
 console.log(`pollcast commit: ${commits.join(', ')}; nchan: ${nchans.join(', ')}; runs from ${dates[0]} to ${dates[dates.length - 1]}`);
-console.log('pollcast io_threads "default": the key left out of the config (1 thread before the setting existed, the number of CPUs since); nchan workers: worker_processes.\n');
+console.log('pollcast io_threads "default": the key left out of the config (1 thread before the setting existed, the number of CPUs since); nchan workers: worker_processes. ' +
+  'client idle: the load client ran as SCHED_IDLE, normal: as any process; affinity none: pollcast\'s I/O threads (io_cpu_affinity = none) or nginx\'s workers not bound to CPUs (nchan with 2 workers otherwise has worker_cpu_affinity auto).\n');
 console.log('| scenario | subs | changes/s | server | runs | latency p50 ms | p99 ms | events/s delivered | MB/s | CPU % | CPU-s per M events | memory MB | KiB per sub | converged | errors | client CPU % | load avg before | others, cores |');
 console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 const order = [...groups.keys()].sort(keyOrder);
@@ -122,6 +133,7 @@ for (const k of order) {
   for (const [, pl] of variantsOf(g, 'pollcast'))
     for (const [, nl] of variantsOf(g, 'nchan')) {
       if (nOf(threads(pl[0].r)) !== Number(threads(nl[0].r))) continue;
+      if (priority(pl[0].r) !== priority(nl[0].r)) continue;
       const r = (f) => med(pl, f) / med(nl, f);
       console.log(`| ${label(g.sample)} | ${g.sample.subs} | ${variantLabel(pl[0].r)} / workers ${threads(nl[0].r)} | ` +
         `${fmt(r('p50'), 2)} | ${fmt(r('p99'), 2)} | ${fmt(r('evs'), 2)} | ${fmt(r('cpu'), 2)} | ${fmt(r('cpu_per_mev'), 2)} | ${fmt(r('mem_mb'), 2)} |`);
@@ -139,18 +151,22 @@ for (const k of order) {
   for (const [, l] of variantsOf(g, 'pollcast')) {
     const t = threads(l[0].r);
     if (t === 'default') continue;
-    const c = l[0].r.commit || 'unknown';
+    // One comparison per commit, client priority and pollcast's affinity.
+    const c = `${l[0].r.commit || 'unknown'}${placementLabel(l[0].r)}`;
     if (!byCommit.has(c)) byCommit.set(c, new Map());
     byCommit.get(c).set(Number(t), l);
   }
-  const nchanN = new Map(variantsOf(g, 'nchan').map(([, l]) => [Number(threads(l[0].r)), l]));
+  // nchan at each worker count, by client priority.
+  const nchanN = new Map(variantsOf(g, 'nchan').map(([, l]) => [`${Number(threads(l[0].r))}|${priority(l[0].r)}`, l]));
   const line = (what, a, b) =>
     ioRows.push(`| ${label(g.sample)} | ${g.sample.subs} | ${what} | ${a.length}, ${b.length} | ` +
       ['p50', 'p99', 'cpu_per_mev', 'cpu', 'evs'].map((f) => fmt(med(a, f) / med(b, f), 2)).join(' | ') + ' |');
   for (const [c, byN] of byCommit) {
     if (byN.has(1) && byN.has(2)) line(`pollcast ${c}: 2 threads / 1 thread`, byN.get(2), byN.get(1));
-    for (const n of [1, 2])
-      if (byN.has(n) && nchanN.has(n)) line(`pollcast ${c} ${n} thread${n > 1 ? 's' : ''} / nchan ${n} worker${n > 1 ? 's' : ''}`, byN.get(n), nchanN.get(n));
+    for (const n of [1, 2]) {
+      const nk = byN.has(n) ? `${n}|${priority(byN.get(n)[0].r)}` : '';
+      if (byN.has(n) && nchanN.has(nk)) line(`pollcast ${c} ${n} thread${n > 1 ? 's' : ''} / nchan ${n} worker${n > 1 ? 's' : ''}`, byN.get(n), nchanN.get(nk));
+    }
   }
 }
 if (ioRows.length) {

@@ -750,7 +750,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
     srv->epoll_fd = -1;
     srv->metrics = metrics_new();
     srv->resolver = resolver_new(loop, MAX_LOOKUPS);
-    srv->sse = sse_io_new(loop, params->io_threads, err, errlen);
+    srv->sse = sse_io_new(loop, params->io_threads, params->io_bind_cpus, err, errlen);
     if (srv->metrics == NULL || srv->resolver == NULL || srv->sse == NULL ||
         http_register_metrics(srv) != 0) {
         if (srv->sse)
@@ -841,6 +841,11 @@ void http_server_update(struct http_server *srv, const struct http_params *param
 unsigned http_server_port(const struct http_server *srv)
 {
     return srv->port;
+}
+
+void http_server_describe_io(const struct http_server *srv, char *out, size_t len)
+{
+    sse_io_describe(srv->sse, out, len);
 }
 
 void http_server_quiesce(struct http_server *srv)

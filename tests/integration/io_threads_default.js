@@ -5,6 +5,11 @@
 // thread, and whatever threads a sanitizer's runtime adds): under `taskset -c 0`, no more (the
 // main thread writes every stream); under a mask of N >= 2 CPUs, N more; an explicit
 // io_threads = 2 under one CPU is kept (2 more). Each daemon also serves a stream.
+//
+// io_cpu_affinity: with one I/O thread per CPU (the default) each I/O thread, named
+// pollcast-ioN, is bound to a CPU of its own (/proc/PID/task/TID/status, Cpus_allowed_list) and
+// the main thread is not; with io_cpu_affinity = none, or 3 threads on 2 CPUs, none is bound. The
+// start-up log line says which.
 'use strict';
 
 const fs = require('node:fs');
@@ -30,6 +35,7 @@ async function startPinned(cpus, text, name) {
     { stdio: ['ignore', 'pipe', 'pipe'] }));
   let err = '';
   child.stderr.on('data', (c) => { err += c; });
+  const stderr = () => err;
   h.defer(() => {
     try {
       process.kill(child.pid, 'SIGTERM');
@@ -46,7 +52,16 @@ async function startPinned(cpus, text, name) {
     });
     child.on('exit', (code) => reject(new Error(`${name} exited (${code}): ${err}`)));
   }), T(15000), `${name} to listen`);
-  return { pid: child.pid, port };
+  return { pid: child.pid, port, stderr };
+}
+
+// The daemon's threads: [{tid, name, cpus}] (cpus: its Cpus_allowed_list).
+function threadInfo(pid) {
+  return fs.readdirSync(`/proc/${pid}/task`).map((tid) => ({
+    tid,
+    name: fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim(),
+    cpus: /Cpus_allowed_list:\s*(\S+)/.exec(fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))[1],
+  }));
 }
 
 function threads(pid) {
@@ -94,5 +109,51 @@ h.run('io_threads_default', async (t) => {
     }
     const n = Math.min(cpus.length, 64);
     await check(cpus.slice(0, n).join(','), '', n, `taskset ${n} CPUs, io_threads default`);
+  });
+
+  // Starts a daemon on the first two CPUs, serves it a stream; returns its threads and log.
+  const placed = async (extra, what) => {
+    const mask = cpus.slice(0, 2).join(',');
+    const pc = await startPinned(mask, config(extra), what);
+    const s = await h.openRaw(`http://127.0.0.1:${pc.port}`, '/streams/d', { name: what });
+    h.defer(() => s.close());
+    await s.waitDoc(doc, T(10000));
+    const info = threadInfo(pc.pid);
+    log(`${what}: ${info.map((x) => `${x.name} on ${x.cpus}`).join('; ')}`);
+    const line = pc.stderr().split('\n').find((l) => / listening on /.test(l)) || '';
+    return { io: info.filter((x) => /^pollcast-io\d+$/.test(x.name)), main: info.find((x) => x.tid === String(pc.pid)), line };
+  };
+  const both = () => `${cpus[0]}-${cpus[1]}`;
+  const unbound = (x) => x.cpus === both() || x.cpus === `${cpus[0]},${cpus[1]}`;
+
+  await t.step('one I/O thread per CPU: each bound to a CPU of its own, the main thread free', async () => {
+    if (cpus.length < 2) {
+      log('one CPU only: nothing to check');
+      return;
+    }
+    const r = await placed('', 'taskset 2 CPUs, io_cpu_affinity default');
+    assert.deepEqual(r.io.map((x) => x.name).sort(), ['pollcast-io1', 'pollcast-io2']);
+    assert.deepEqual(r.io.map((x) => x.cpus).sort(), [String(cpus[0]), String(cpus[1])].sort(),
+      'the I/O threads, each on one CPU of the two');
+    assert.ok(unbound(r.main), `the main thread may run on both CPUs: ${r.main.cpus}`);
+    assert.match(r.line, new RegExp(`2 I/O threads, on CPUs ${cpus[0]},${cpus[1]}\\)`));
+  });
+
+  await t.step('io_cpu_affinity = none, or more threads than CPUs: none is bound', async () => {
+    if (cpus.length < 2) {
+      log('one CPU only: nothing to check');
+      return;
+    }
+    let r = await placed('io_cpu_affinity = none', 'taskset 2 CPUs, io_cpu_affinity = none');
+    assert.equal(r.io.length, 2);
+    for (const x of r.io) assert.ok(unbound(x), `${x.name} may run on both CPUs: ${x.cpus}`);
+    assert.match(r.line, /2 I\/O threads, not bound to CPUs\)/);
+    r = await placed('io_threads = 3', 'taskset 2 CPUs, io_threads = 3');
+    assert.equal(r.io.length, 3);
+    for (const x of r.io) assert.ok(unbound(x), `${x.name} may run on both CPUs: ${x.cpus}`);
+    assert.match(r.line, /3 I\/O threads, not bound to CPUs\)/);
+    r = await placed('io_threads = 1', 'taskset 2 CPUs, io_threads = 1');
+    assert.equal(r.io.length, 0);
+    assert.match(r.line, /the main thread writes the streams\)/);
   });
 });

@@ -22,7 +22,11 @@
 #                    HTTP/1.1 chunks and HTTP/1.0 close, the end on reload and on SIGTERM, slow
 #                    clients of either version reset by the queue bound
 # io_threads_default io_threads = 0 takes the CPUs pollcast may run on (taskset -c 0: no I/O
-#                    thread; N CPUs: N), not every online CPU
+#                    thread; N CPUs: N), not every online CPU; io_cpu_affinity = auto binds
+#                    one I/O thread per CPU to a CPU of its own, none (or more threads than
+#                    CPUs) leaves them to the kernel; the start-up line says which
+# keepalive          comments from the keepalive wheel: every interval on a quiet stream, none
+#                    while events come, an interval after the last event; 200 streams, half closed
 # stream_end_keepalive  a stream that ended on a kept-alive connection leaves it to wait for its
 #                    next request within request_timeout (idle or dripping), not for ever
 # upstream_requests  method/body/body_file/content_type and query reach the upstream exactly;
@@ -53,7 +57,7 @@ foreach(t convergence resume resume_instances wire_contract config_errors conten
 endforeach()
 foreach(t upstream_failures slow_subscriber many_subscribers shutdown upstream_requests
           upstream_oauth2 upstream_connections detached_streams stream_end_keepalive
-          io_threads_default)
+          io_threads_default keepalive)
   pollcast_test(NAME integration.${t} LABELS integration TIMEOUT 600
                 RESOURCE_LOCK pollcast_integration_timing
                 COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/integration/${t}.js @POLLCAST@)

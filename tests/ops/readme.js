@@ -134,7 +134,7 @@ h.run('ops.readme', async (t) => {
     const said = r.stdout.split(/\r?\n/).filter((l) => /listening/.test(l));
     log(said.join('\n'));
     assert.equal(said.length, 1, `one start-up line, not:\n${r.stdout}`);
-    assert.match(said[0], /info pollcast \d+\.\d+\.\d+ listening on 127\.0\.0\.1 port \d+ \(1 upstream\)/);
+    assert.match(said[0], /info pollcast \d+\.\d+\.\d+ listening on 127\.0\.0\.1 port \d+ \(1 upstream; [^)]+\)/);
   });
 
   // The default run: no config file, the demo upstream, on a free port.

@@ -79,6 +79,7 @@ static void test_defaults(void)
     CHECK_INT(c.server.adhoc_grace_ms, 30000);
     CHECK_INT(c.server.shutdown_grace_ms, 4000);
     CHECK_INT(c.server.io_threads, 0); /* the number of online CPUs */
+    CHECK_INT(c.server.io_cpu_affinity, CONFIG_IO_AFFINITY_AUTO);
     CHECK_INT(c.server.log_level, CONFIG_LOG_INFO);
     CHECK_INT(c.server.log_format, CONFIG_LOG_TEXT);
     CHECK(c.server.access_log && c.server.metrics && c.server.viewer);
@@ -322,6 +323,15 @@ static void test_integers(void)
     CHECK_INT(server_key("io_threads", "-1", &c), -1);
     CHECK_INT(server_key("io_threads", "auto", &c), -1);
     CHECK_STR(err, "t.ini:2: io_threads: \"auto\" is not a whole number");
+    /* io_cpu_affinity: auto (the default) or none. */
+    REQUIRE(server_key("io_cpu_affinity", "none", &c) == 0);
+    CHECK_INT(c.server.io_cpu_affinity, CONFIG_IO_AFFINITY_NONE);
+    config_dispose(&c);
+    REQUIRE(server_key("io_cpu_affinity", "auto", &c) == 0);
+    CHECK_INT(c.server.io_cpu_affinity, CONFIG_IO_AFFINITY_AUTO);
+    config_dispose(&c);
+    CHECK_INT(server_key("io_cpu_affinity", "yes", &c), -1);
+    CHECK_STR(err, "t.ini:2: io_cpu_affinity: \"yes\" is not one of auto, none");
 }
 
 static void check_listen(const char *v, const char *host, int port, int family)
