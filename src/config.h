@@ -102,7 +102,7 @@ struct config_server {
     uint64_t queue_bytes;
     uint64_t adhoc_grace_ms;
     uint64_t shutdown_grace_ms;
-    uint64_t io_threads; /* 0: the number of online CPUs (serve.c caps it at 64) */
+    uint64_t io_threads; /* 0: the CPUs of the affinity mask (serve.c caps it at 64) */
     enum config_io_affinity io_cpu_affinity;
     struct config_list cors_origin; /* "*" or "scheme://host[:port]", lower case */
     enum config_log_level log_level;

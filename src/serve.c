@@ -245,7 +245,6 @@ static char *request_identity(const struct config_upstream *u)
     return buf_steal(&b, NULL);
 }
 
-/* Returns 0, or -1 with a message in err (a rule or key the security modules refuse, OOM). */
 /* The CPUs this process may run on: its affinity mask (taskset, a container's cpuset), which
  * may be fewer than the machine has online; the online count when the mask is unknown. */
 static long usable_cpus(void)
@@ -256,6 +255,7 @@ static long usable_cpus(void)
     return sysconf(_SC_NPROCESSORS_ONLN);
 }
 
+/* Returns 0, or -1 with a message in err (a rule or key the security modules refuse, OOM). */
 static int build_wiring(const struct config *cfg, struct wiring *w, struct http_params *hp,
                         struct hub_params *hubp, char *err, size_t errlen)
 {

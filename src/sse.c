@@ -765,9 +765,10 @@ static void io_stop_threads(struct sse_io *io)
 /* bind: each I/O thread on a CPU of its own, when there are as many CPUs in the process's
  * affinity mask as threads. Why: the main thread wakes every I/O thread at once when a change
  * is published, and the kernel may put two of them on one CPU for a while: at 10,000
- * subscribers on 2 CPUs the last deliveries of a publish came up to half as late again in some
- * runs (bench/RESULTS.md). Not when there are more CPUs than threads (which of them would be a
- * guess) nor fewer (two bound to one CPU could never move apart). A refusal (a seccomp policy,
+ * subscribers on 2 CPUs the last deliveries of a publish came up to half as late again in single
+ * runs before the keepalive wheel (hub.c); the matrix since shows no difference either way
+ * (bench/RESULTS.md, round three). Not when there are more CPUs than threads (which of them would
+ * be a guess) nor fewer (two bound to one CPU could never move apart). A refusal (a seccomp policy,
  * say) leaves the thread where the kernel puts it. */
 static void bind_threads(struct sse_io *io)
 {

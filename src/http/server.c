@@ -674,8 +674,6 @@ static const char *termination_reason(enum MHD_RequestTerminationCode toe)
     }
 }
 
-/* The end of a request: one access log line for a stream request, then the request record is
- * released (the hub may still hold it until the subscriber is gone). */
 /* A request was answered and its connection may carry another (HTTP/1.1 keep-alive): the next
  * one must come within request_timeout like the first, both against a client that sends nothing
  * (MHD's inactivity timeout, which a stream turns off for its life: was_stream) and against one
@@ -693,6 +691,8 @@ static void request_expect_next(struct http_server *srv, struct MHD_Connection *
         loop_timer_start(g->timer, (uint64_t)secs * 1000);
 }
 
+/* The end of a request: one access log line for a stream request, then the request record is
+ * released (the hub may still hold it until the subscriber is gone). */
 static void on_request_done(void *cls, struct MHD_Connection *c, void **req_cls,
                             enum MHD_RequestTerminationCode toe)
 {
