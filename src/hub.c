@@ -32,7 +32,7 @@ static const double patch_bounds[] = {64, 256, 1024, 4096, 16384, 65536, 262144,
 
 struct subscriber {
     struct topic *topic;
-    struct subscriber *prev, *next;
+    size_t index; /* in topic->subs */
     const struct subscriber_ops *ops;
     void *ctx;
     enum hub_mode mode;
@@ -70,8 +70,10 @@ struct topic {
     struct json_doc *doc;
     struct frame *data_frame; /* the current doc as a data event, built on first need */
     struct store_topic *st;   /* history and id sequence; NULL once closed */
-    struct subscriber *subs;
-    size_t nsubs;
+    /* The subscribers, in no particular order: an array rather than a list, so that a walk
+     * over them (each publish) can fetch the ones ahead from memory while it handles one. */
+    struct subscriber **subs;
+    size_t nsubs, subs_cap;
     struct poller *poller;    /* only while this node is the topic's writer */
     struct poller_spec pspec; /* owned copy, for the poller made when the node becomes writer */
     int writer;
@@ -487,10 +489,38 @@ long subscriber_read(struct subscriber *s, char *dst, size_t max)
 
 /* ---- publishing -------------------------------------------------------------------------- */
 
+/* How many subscribers ahead a walk over a topic's subscribers asks for from memory. At 10,000
+ * subscribers of one topic, their structures (and their queues, and their transports') are not
+ * in the CPU's caches between two publishes, and a walk that waits for each in turn spent most
+ * of its time waiting: ~200 ns per subscriber under the hub lock, while the I/O threads waited
+ * for it (issue 13). */
+#define PREFETCH_AHEAD 8
+
+/* Asks for what handling subscriber i + PREFETCH_AHEAD of t will touch: the subscriber itself
+ * (two cache lines); and for the one half as far ahead, fetched by now, the queue slot its next
+ * frame goes to and its transport's context (sse.c keeps what its wake touches in the first
+ * cache line). Only hints: they change no result. */
+static inline void sub_prefetch(const struct topic *t, size_t i)
+{
+    if (i + PREFETCH_AHEAD < t->nsubs) {
+        const char *p = (const char *)t->subs[i + PREFETCH_AHEAD];
+        __builtin_prefetch(p, 1);
+        __builtin_prefetch(p + 64, 1);
+    }
+    if (i + PREFETCH_AHEAD / 2 < t->nsubs) {
+        const struct subscriber *s = t->subs[i + PREFETCH_AHEAD / 2];
+        if (s->qcap)
+            __builtin_prefetch(&s->q[(s->qhead + s->qlen) % s->qcap], 1);
+        __builtin_prefetch(s->ctx, 1);
+    }
+}
+
 /* Sends f to every subscriber of the given mode (all when mode is -1). */
 static void fan_out(struct topic *t, struct frame *f, int mode)
 {
-    for (struct subscriber *s = t->subs; s; s = s->next) {
+    for (size_t i = 0; i < t->nsubs; i++) {
+        sub_prefetch(t, i);
+        struct subscriber *s = t->subs[i];
         if (mode >= 0 && (int)s->mode != mode)
             continue;
         sub_push(s, f);
@@ -505,7 +535,9 @@ static void sub_resume(struct subscriber *s);
  * document, which start now as they asked (resume or snapshot). */
 static void fan_out_snapshot(struct topic *t)
 {
-    for (struct subscriber *s = t->subs; s; s = s->next) {
+    for (size_t i = 0; i < t->nsubs; i++) {
+        sub_prefetch(t, i);
+        struct subscriber *s = t->subs[i];
         if (s->awaiting) {
             s->awaiting = 0;
             sub_resume(s);
@@ -517,14 +549,19 @@ static void fan_out_snapshot(struct topic *t)
     }
 }
 
-/* Snapshot-mode subscribers only ever need the newest data event. */
-static void fan_out_snapshot_mode(struct topic *t)
+/* A patch: queued for the subscribers in patch mode; those in snapshot mode only ever need the
+ * newest data event, and read it next. One walk for both. */
+static void fan_out_patch(struct topic *t, struct frame *f)
 {
-    for (struct subscriber *s = t->subs; s; s = s->next) {
-        if (s->mode != HUB_MODE_SNAPSHOT)
-            continue;
-        queue_drop_doc_frames(s);
-        s->need_snapshot = 1;
+    for (size_t i = 0; i < t->nsubs; i++) {
+        sub_prefetch(t, i);
+        struct subscriber *s = t->subs[i];
+        if (s->mode == HUB_MODE_PATCH) {
+            sub_push(s, f);
+        } else {
+            queue_drop_doc_frames(s);
+            s->need_snapshot = 1;
+        }
         sub_wake(s);
     }
 }
@@ -611,8 +648,7 @@ static void commit_doc(struct topic *t, enum store_kind kind, struct frame *f, s
         t->data_frame = frame_ref(f);
         fan_out_snapshot(t);
     } else {
-        fan_out(t, f, HUB_MODE_PATCH);
-        fan_out_snapshot_mode(t);
+        fan_out_patch(t, f);
     }
 }
 
@@ -897,11 +933,13 @@ static void on_store_sync(void *arg, uint64_t epoch, uint64_t seq, const char *d
         return;
     }
     /* No document at the new version yet: streams wait for the next one, then read it whole. */
-    for (struct subscriber *s = t->subs; s; s = s->next)
+    for (size_t i = 0; i < t->nsubs; i++) {
+        struct subscriber *s = t->subs[i];
         if (!s->awaiting) {
             queue_drop_doc_frames(s);
             s->need_snapshot = 1;
         }
+    }
 }
 
 /* Stops the topic's poller, if it has one. */
@@ -1004,8 +1042,9 @@ static void topic_free(struct topic *t)
     if (*pp)
         *pp = t->bucket_next;
     put_notify(t, HUB_PUT_FAILED);
-    while (t->subs)
-        hub_unsubscribe(t->subs);
+    while (t->nsubs)
+        hub_unsubscribe(t->subs[t->nsubs - 1]);
+    free(t->subs);
     topic_stop_poller(t);
     hub->store->ops->close(t->st);
     loop_timer_free(t->idle_timer);
@@ -1242,6 +1281,14 @@ struct subscriber *hub_subscribe(struct topic *t, enum hub_mode mode, const char
                                  const struct subscriber_ops *ops, void *ctx)
 {
     struct hub *hub = t->hub;
+    if (t->nsubs == t->subs_cap) {
+        size_t cap = t->subs_cap ? t->subs_cap * 2 : 4;
+        struct subscriber **subs = realloc(t->subs, cap * sizeof(*subs));
+        if (subs == NULL)
+            return NULL;
+        t->subs = subs;
+        t->subs_cap = cap;
+    }
     struct subscriber *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return NULL;
@@ -1265,11 +1312,8 @@ struct subscriber *hub_subscribe(struct topic *t, enum hub_mode mode, const char
     int n = snprintf(s->prefix, sizeof(s->prefix), "retry: %llu\n\n", (unsigned long long)retry);
     s->prefix_len = (uint8_t)(n > 0 && (size_t)n < sizeof(s->prefix) ? n : 0);
     ka_file(s, s->last_write_ms + hub->params.keepalive_ms);
-    s->next = t->subs;
-    if (t->subs)
-        t->subs->prev = s;
-    t->subs = s;
-    t->nsubs++;
+    s->index = t->nsubs;
+    t->subs[t->nsubs++] = s;
     hub->stats.subscribers++;
     loop_timer_stop(t->idle_timer);
     if (t->nsubs == 1 && t->st)
@@ -1319,12 +1363,10 @@ void hub_unsubscribe(struct subscriber *s)
     if (s == NULL)
         return;
     struct topic *t = s->topic;
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        t->subs = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    /* The last one takes its place. */
+    struct subscriber *moved = t->subs[t->nsubs - 1];
+    t->subs[s->index] = moved;
+    moved->index = s->index;
     ka_unfile(s);
     queue_clear(s);
     frame_unref(s->cur);
@@ -1336,6 +1378,14 @@ void hub_unsubscribe(struct subscriber *s)
         s->tally->release(s->tally);
     free(s);
     t->nsubs--;
+    /* A topic that had many subscribers and has few gives the room back. */
+    if (t->subs_cap > 64 && t->nsubs < t->subs_cap / 4) {
+        struct subscriber **subs = realloc(t->subs, t->subs_cap / 2 * sizeof(*subs));
+        if (subs) {
+            t->subs = subs;
+            t->subs_cap /= 2;
+        }
+    }
     t->hub->stats.subscribers--;
     if (t->nsubs == 0 && t->st)
         t->hub->store->ops->interest(t->st, 0);
@@ -1422,8 +1472,8 @@ void hub_close_all(struct hub *hub)
             /* A lease held is released now, while the loop still runs to send it. */
             hub->store->ops->close(t->st);
             t->st = NULL;
-            for (struct subscriber *s = t->subs; s; s = s->next)
-                sub_end(s, "shutdown");
+            for (size_t i = 0; i < t->nsubs; i++)
+                sub_end(t->subs[i], "shutdown");
         }
 }
 
@@ -1441,8 +1491,8 @@ size_t hub_retire_topics(struct hub *hub, int (*pred)(void *arg, const char *key
             topic_stop_poller(t);
             hub->store->ops->close(t->st);
             t->st = NULL;
-            for (struct subscriber *s = t->subs; s; s = s->next)
-                sub_end(s, reason);
+            for (size_t i = 0; i < t->nsubs; i++)
+                sub_end(t->subs[i], reason);
             if (t->nsubs == 0 && !hub->closing)
                 loop_timer_start(t->idle_timer, 0);
         }

@@ -30,6 +30,11 @@ struct sse_io *sse_io_new(struct loop *loop, unsigned threads, int bind, char *e
  * Returns what snprintf returns. */
 size_t sse_io_describe(const struct sse_io *io, char *out, size_t len);
 
+/* The count of stream writes an I/O thread made for a stream of another I/O thread, which had
+ * not got to it yet (see ready_next in sse.c); 0 with fewer than 2 I/O threads. Read it under
+ * the lock (from the main loop's callbacks). */
+const uint64_t *sse_io_shared_writes(const struct sse_io *io);
+
 /* Stops the I/O threads, then ends every stream the writers send now, as if its socket had
  * failed, and resumes their connections: MHD_stop_daemon refuses suspended connections. Call
  * it first when the server stops, outside the loop (the lock is not held then); MHD frees the

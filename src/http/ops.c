@@ -4,6 +4,7 @@
 
 #include "loop.h"
 #include "metrics.h"
+#include "sse.h"
 
 enum MHD_Result http_route_stream_list(struct http_server *srv, struct MHD_Connection *c)
 {
@@ -71,6 +72,10 @@ int http_register_metrics(struct http_server *srv)
     rc |= metrics_add(m, "pollcast_events_delivered_total", METRICS_COUNTER,
                       "Events written out whole to subscribers (keepalives excluded).", NULL, NULL,
                       &s->events_delivered);
+    rc |= metrics_add(m, "pollcast_stream_writes_shared_total", METRICS_COUNTER,
+                      "Stream writes an I/O thread made for a stream of another I/O thread that "
+                      "had not got to it yet.",
+                      NULL, NULL, sse_io_shared_writes(srv->sse));
     rc |= metrics_add(m, "pollcast_subscribers_reset_total", METRICS_COUNTER,
                       "Slow subscribers whose backlog was replaced by a snapshot.", NULL, NULL,
                       &s->subscribers_reset);

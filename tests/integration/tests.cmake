@@ -25,6 +25,9 @@
 #                    thread; N CPUs: N), not every online CPU; io_cpu_affinity = auto binds
 #                    one I/O thread per CPU to a CPU of its own, none (or more threads than
 #                    CPUs) leaves them to the kernel; the start-up line says which
+# io_share           io_threads = 2 with pollcast-io2 stopped (ptrace): io1 writes its streams
+#                    too, every change reaches every reader; hang-ups and held bytes wait for
+#                    io2 and are acted on when it runs again; all converge, in order
 # keepalive          comments from the keepalive wheel: every interval on a quiet stream, none
 #                    while events come, an interval after the last event; 200 streams, half closed
 # stream_end_keepalive  a stream that ended on a kept-alive connection leaves it to wait for its
@@ -62,6 +65,12 @@ foreach(t upstream_failures slow_subscriber many_subscribers shutdown upstream_r
                 RESOURCE_LOCK pollcast_integration_timing
                 COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/integration/${t}.js @POLLCAST@)
 endforeach()
+# io_share stops one I/O thread with thread_stop (ptrace), built here.
+add_executable(thread_stop ${CMAKE_CURRENT_LIST_DIR}/thread_stop.c)
+pollcast_test(NAME integration.io_share LABELS integration TIMEOUT 600
+              RESOURCE_LOCK pollcast_integration_timing
+              ENVIRONMENT POLLCAST_THREAD_STOP=$<TARGET_FILE:thread_stop>
+              COMMAND ${POLLCAST_NODE} ${CMAKE_SOURCE_DIR}/tests/integration/io_share.js @POLLCAST@)
 foreach(t detached_streams shutdown slow_subscriber many_subscribers convergence syscalls)
   foreach(n 1 2)
     pollcast_test(NAME integration.${t}-io${n} LABELS integration TIMEOUT 600

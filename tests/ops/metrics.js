@@ -51,6 +51,7 @@ h.run('ops.metrics', async (t) => {
       pollcast_patch_bytes: 'histogram', pollcast_events_delivered_total: 'counter',
       pollcast_events_published_total: 'counter', pollcast_subscribers_reset_total: 'counter',
       pollcast_requests_rejected_total: 'counter', pollcast_config_reloads_total: 'counter',
+      pollcast_stream_writes_shared_total: 'counter',
     };
     for (const [name, type] of Object.entries(types)) {
       assert.ok(m.families[name], `family ${name} missing`);
