@@ -35,7 +35,15 @@
  * changed the hub) appends the stream to its thread's ready list and writes the eventfd only
  * when the list was idle, so a publish hands work to each thread once, not once per subscriber.
  * A stream that ends goes back to the main thread on the ended list (eventfd again), which
- * resumes its MHD connection: MHD is only ever called from the main thread. */
+ * resumes its MHD connection: MHD is only ever called from the main thread.
+ *
+ * Sharing. A thread that has sent every ready stream of its own takes those of another thread
+ * (ready_next): same number of streams is not same work, as CPU time per send and the CPU a
+ * thread gets both vary. A stream being sent is marked (sending) and no other writer reads it
+ * until the send's outcome is in, so its bytes keep their order. Only the stream's own thread
+ * touches its loop's watch of the socket, so an outcome that needs it (bytes held back: watch
+ * EPOLLOUT; the socket failed or the stream ended: unwatch) goes back to that thread on its
+ * handback list, and the stream stays marked until that thread took it. */
 #include "sse.h"
 
 #include <errno.h>
@@ -472,6 +480,15 @@ static size_t writer_fill(struct sse_writer *w)
     size_t n = 0, used = 0;
     struct sse_conn *c;
     while (n < BATCH_ITEMS && BATCH_BYTES - used >= MIN_ROOM && (c = ready_next(w)) != NULL) {
+        /* The list is in no cache after a publish woke thousands: ask for the next stream's
+         * subscriber, and for the stream after it, while this one is read (as the hub's walk
+         * does). */
+        struct sse_conn *next = c->rnext;
+        if (next) {
+            __builtin_prefetch(next->rnext);
+            __builtin_prefetch(next->sub);
+            __builtin_prefetch((const char *)next->sub + 64);
+        }
         if (c->blocked || c->sending || c->ending != SSE_GOING) {
             /* A held stream is written again from its EPOLLOUT; one that a writer is sending
              * goes back on its list once sent. */
