@@ -9,6 +9,7 @@
 //                         [--bystanders K] [--max-header-bytes SIZE] [--gap S]
 //                         [--reconnect-rate CONN_PER_S] [--io-threads N]
 //                         [--client-priority idle|normal] [--cpu-affinity auto|none]
+//                         [--cpu-probe ROUNDS]
 //
 // --io-threads N (pollcast scenarios) writes io_threads = N into [server]; without it the key is
 // left out and the line records io_threads "default". --workers N (nchan scenarios) is nginx's
@@ -20,6 +21,10 @@
 // io_cpu_affinity at its default (each I/O thread bound to a CPU of its own when there is one per
 // CPU) and gives nginx the same (worker_cpu_affinity auto when there is one worker per CPU); none
 // writes io_cpu_affinity = none and gives nginx no binding. Both are recorded on the line.
+//
+// --cpu-probe ROUNDS (1; 0 for none): cpuprobe, built beside sseload, measures before and after
+// the run how much work the first two CPUs do at once against one alone; the line records both
+// as machine.cpu_parallel (see cpuprobe.c).
 //
 // Scenarios:
 //   fanout         one upstream, a new version on every poll, interval 1s (1 KB patches)
@@ -66,6 +71,8 @@ const CLIENT_PRIORITY = opt('client-priority', 'idle');
 const CPU_AFFINITY = opt('cpu-affinity', 'auto');
 const POLLCAST = opt('pollcast', path.join(here, '../../build-perf/pollcast'));
 const SSELOAD = opt('sseload', path.join(here, 'sseload'));
+const CPUPROBE = path.join(path.dirname(SSELOAD), 'cpuprobe');
+const CPU_PROBE_ROUNDS = Number(opt('cpu-probe', '1'));
 const SRC_IPS = opt('src-ips', 8);
 // After the last change: how long to wait for every client to have the final version.
 const TAIL = opt('tail', 30);
@@ -565,6 +572,20 @@ async function reconnectStorm(load) {
 }
 
 // ---- scenarios -----------------------------------------------------------------------------------
+// cpuprobe (cpuprobe.c): two CPUs' work at once against one's alone, as a JSON object, or
+// null without it. A virtual machine's two CPUs may do much less than twice the work of one
+// (threads of one host core, a busy host), and by how much changes from hour to hour; the
+// 1-thread against 2-thread rows depend on it. --cpu-probe ROUNDS (1; 0: none), ~1.2 s a round.
+function cpuProbe() {
+  if (CPU_PROBE_ROUNDS === 0 || !fs.existsSync(CPUPROBE)) return null;
+  const p = spawnSync(CPUPROBE, [String(CPU_PROBE_ROUNDS)], { encoding: 'utf8', timeout: 120000 });
+  try {
+    return p.status === 0 ? JSON.parse(p.stdout) : null;
+  } catch {
+    return null;
+  }
+}
+
 function machine() {
   return {
     nproc: os.cpus().length,
@@ -737,8 +758,11 @@ async function main() {
     process.exit(2);
   }
   const load0 = os.loadavg();
+  const probe0 = cpuProbe();
   const r = await kinds[scenario]();
   r.machine = machine();
+  // How much two CPUs do at once against one alone, before and after the run (cpuprobe.c).
+  r.machine.cpu_parallel = [probe0, cpuProbe()];
   r.client_priority = CLIENT_PRIORITY;
   // The code under test: pollcast's commit, or nginx's and nchan's versions.
   if (r.server === 'pollcast') r.commit = pollcastCommit();

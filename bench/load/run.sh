@@ -32,7 +32,7 @@ if [ "$somax" -lt 4096 ]; then
 fi
 
 # ---- binaries -----------------------------------------------------------------------------------
-make -s -C "$here" sseload
+make -s -C "$here" sseload cpuprobe
 if [ -z "${POLLCAST_BIN:-}" ]; then
   cmake -S "$root" -B "$root/build-perf" -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build "$root/build-perf" -j2 --target pollcast >/dev/null

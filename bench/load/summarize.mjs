@@ -57,6 +57,10 @@ const label = (r) =>
 // Memory of the server: RSS for pollcast; for nginx, PSS summed over master and workers (the
 // shared memory zone is mapped in both, RSS would count it twice).
 const mem = (r, when) => (r.server === 'nchan' ? r.proc[`pss_${when}_kb`] : r.proc[`rss_${when}_kb`]);
+const parallel = (r, kind) => {
+  const p = ((r.machine && r.machine.cpu_parallel) || []).filter((x) => x && x[kind]).map((x) => x[kind].speedup);
+  return p.length ? Math.min(...p) : NaN;
+};
 function metrics(r) {
   const ok = !r.error && r.proc;
   if (!ok) return null;
@@ -78,6 +82,10 @@ function metrics(r) {
     load: r.machine ? (r.machine.loadavg_before ?? (r.machine.loadavg1 || [NaN])[0]) : NaN,
     others: typeof r.others_cores === 'number' ? r.others_cores : NaN,
     client_cpu: typeof r.client_cpu_pct === 'number' ? r.client_cpu_pct : NaN,
+    // cpuprobe before and after the run: how much the two CPUs did at once against one alone
+    // (2.0: twice), the lower of the two; NaN on lines from before the probe.
+    par_alu: parallel(r, 'alu'),
+    par_sock: parallel(r, 'sock'),
     errors: Object.values(r.errors).reduce((a, b) => a + b, 0),
     connect_p99: r.connect_ms.p99,
     gaps: r.id_gaps,
@@ -160,7 +168,8 @@ for (const k of order) {
   const nchanN = new Map(variantsOf(g, 'nchan').map(([, l]) => [`${Number(threads(l[0].r))}|${priority(l[0].r)}`, l]));
   const line = (what, a, b) =>
     ioRows.push(`| ${label(g.sample)} | ${g.sample.subs} | ${what} | ${a.length}, ${b.length} | ` +
-      ['p50', 'p99', 'cpu_per_mev', 'cpu', 'evs'].map((f) => fmt(med(a, f) / med(b, f), 2)).join(' | ') + ' |');
+      ['p50', 'p99', 'cpu_per_mev', 'cpu', 'evs'].map((f) => fmt(med(a, f) / med(b, f), 2)).join(' | ') +
+      ` | ${fmt(median([...a, ...b].map((x) => x.m.par_alu)), 2)} / ${fmt(median([...a, ...b].map((x) => x.m.par_sock)), 2)} |`);
   for (const [c, byN] of byCommit) {
     if (byN.has(1) && byN.has(2)) line(`pollcast ${c}: 2 threads / 1 thread`, byN.get(2), byN.get(1));
     for (const n of [1, 2]) {
@@ -171,8 +180,9 @@ for (const k of order) {
 }
 if (ioRows.length) {
   console.log('\nI/O threads at 10,000 subscribers (ratios of medians; targets: 2 threads / 1 thread p50 and p99 <= 0.6, CPU per event ~1; pollcast / nchan at the same N < 1):\n');
-  console.log('| scenario | subs | ratio | runs | latency p50 | p99 | CPU per event | CPU % | events/s |');
-  console.log('|---|---|---|---|---|---|---|---|---|');
+  console.log('The last column: what the machine\'s first two CPUs did at once against one alone (cpuprobe, median over both sides\' runs, alu / sock; 2.00 is twice, – before the probe).\n');
+  console.log('| scenario | subs | ratio | runs | latency p50 | p99 | CPU per event | CPU % | events/s | 2 CPUs / 1 |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const l of ioRows) console.log(l);
 }
 
