@@ -764,6 +764,8 @@ async function main() {
   // How much two CPUs do at once against one alone, before and after the run (cpuprobe.c).
   r.machine.cpu_parallel = [probe0, cpuProbe()];
   r.client_priority = CLIENT_PRIORITY;
+  // sseload yields the CPU every 32 events at idle priority (from 673d2fc on).
+  r.client_yield = CLIENT_PRIORITY === 'idle';
   // The code under test: pollcast's commit, or nginx's and nchan's versions.
   if (r.server === 'pollcast') r.commit = pollcastCommit();
   else r.nchan_version = nchanVersion();

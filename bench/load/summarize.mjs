@@ -33,7 +33,11 @@ const threads = (r) =>
 // How the run was placed: the load client's priority (lines from before the option: normal) and
 // the binding of pollcast's I/O threads or nginx's workers to CPUs (before the option: none for
 // nchan; pollcast's "default" is its io_cpu_affinity default, auto since it exists).
-const priority = (r) => r.client_priority || 'normal';
+// From 673d2fc on the idle client also yields the CPU every 32 events (sseload.c): "idle-yield".
+// Lines record it as client_yield; the first of them (the matrix of 2026-12-07 05:46) only by the
+// probe that came with it.
+const clientYields = (r) => r.client_yield ?? Boolean(r.machine && r.machine.cpu_parallel);
+const priority = (r) => (r.client_priority === 'idle' && clientYields(r) ? 'idle-yield' : r.client_priority || 'normal');
 const affinity = (r) => r.cpu_affinity || (r.server === 'nchan' ? 'none' : 'default');
 const placement = (r) => `${priority(r)}|${affinity(r)}`;
 const variantKey = (r) =>
@@ -113,7 +117,7 @@ const dates = rows.map((r) => r.machine && r.machine.date).filter(Boolean).sort(
 const nchans = [...new Set(rows.filter((r) => r.server === 'nchan').map((r) => r.nchan_version || 'unrecorded'))];
 console.log(`pollcast commit: ${commits.join(', ')}; nchan: ${nchans.join(', ')}; runs from ${dates[0]} to ${dates[dates.length - 1]}`);
 console.log('pollcast io_threads "default": the key left out of the config (1 thread before the setting existed, the number of CPUs since); nchan workers: worker_processes. ' +
-  'client idle: the load client ran as SCHED_IDLE, normal: as any process; affinity none: pollcast\'s I/O threads (io_cpu_affinity = none) or nginx\'s workers not bound to CPUs (nchan with 2 workers otherwise has worker_cpu_affinity auto).\n');
+  'client idle: the load client ran as SCHED_IDLE, idle-yield: SCHED_IDLE and yielding the CPU every 32 events, normal: as any process; affinity none: pollcast\'s I/O threads (io_cpu_affinity = none) or nginx\'s workers not bound to CPUs (nchan with 2 workers otherwise has worker_cpu_affinity auto).\n');
 console.log('| scenario | subs | changes/s | server | runs | latency p50 ms | p99 ms | events/s delivered | MB/s | CPU % | CPU-s per M events | memory MB | KiB per sub | converged | errors | client CPU % | load avg before | others, cores |');
 console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 const order = [...groups.keys()].sort(keyOrder);
