@@ -573,8 +573,8 @@ async function reconnectStorm(load) {
 
 // ---- scenarios -----------------------------------------------------------------------------------
 // cpuprobe (cpuprobe.c): two CPUs' work at once against one's alone, as a JSON object, or
-// null without it. A virtual machine's two CPUs may do much less than twice the work of one
-// (threads of one host core, a busy host), and by how much changes from hour to hour; the
+// null without it. A virtual machine's two CPUs may do less than twice the work of one
+// (threads of one host core, a busy host), and by how much changes from minute to minute; the
 // 1-thread against 2-thread rows depend on it. --cpu-probe ROUNDS (1; 0: none), ~1.2 s a round.
 function cpuProbe() {
   if (CPU_PROBE_ROUNDS === 0 || !fs.existsSync(CPUPROBE)) return null;
