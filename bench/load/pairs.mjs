@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // 1 I/O thread against 2, run by run, beside what the machine's two CPUs did at the time.
 //
-//   node bench/load/pairs.mjs FILE.jsonl...
+//   node bench/load/pairs.mjs [--client idle|normal] FILE.jsonl...
 //
 // Reads the lines run.mjs printed, in order, and pairs each pollcast fan-out run at 2 I/O
 // threads with the nearest 1-thread run before it, at most 3 lines back (same subscribers,
@@ -11,10 +11,20 @@
 // 2.00: two busy CPUs did twice the work of one). Then the pairs in order of that speed-up, the
 // median ratios of the lower and the upper half, and the correlation of ratio and speed-up.
 // Pairs without probes (lines from before cpuprobe) are listed and left out of the halves.
+// Last, against issue 13's targets (p50 and p99 ratio <= 0.6, CPU per event unchanged), over all
+// pairs: each ratio's median with a distribution-free 95% interval (order statistics), and how
+// many pairs fall on each side of the target with the sign test's one-sided p (no assumption
+// about how the noise is shaped: a batch's pairs are only taken as independent).
 import fs from 'node:fs';
 
+const argv = process.argv.slice(2);
+let client = null; // --client: only pairs whose load client ran at that priority
+if (argv[0] === '--client') {
+  client = argv[1];
+  argv.splice(0, 2);
+}
 const runs = [];
-for (const f of process.argv.slice(2))
+for (const f of argv)
   for (const line of fs.readFileSync(f, 'utf8').split('\n'))
     if (line.trim().startsWith('{')) {
       try {
@@ -22,11 +32,12 @@ for (const f of process.argv.slice(2))
       } catch {}
     }
 if (!runs.length) {
-  process.stderr.write('usage: node bench/load/pairs.mjs FILE.jsonl...\n');
+  process.stderr.write('usage: node bench/load/pairs.mjs [--client idle|normal] FILE.jsonl...\n');
   process.exit(2);
 }
 
-const ok = (r) => r.server === 'pollcast' && r.scenario === 'fanout' && !r.error && r.proc && r.latency_ms;
+const ok = (r) => r.server === 'pollcast' && r.scenario === 'fanout' && !r.error && r.proc && r.latency_ms &&
+  (!client || (r.client_priority || 'normal') === client);
 const sameKind = (a, b) =>
   a.subs === b.subs && a.commit === b.commit && (a.client_priority || 'normal') === (b.client_priority || 'normal') &&
   (a.cpu_affinity || 'default') === (b.cpu_affinity || 'default') && (a.variant || '') === (b.variant || '');
@@ -108,3 +119,36 @@ if (probed.length >= 2) {
   console.log(`\nPearson r over ${probed.length} pairs, alu speed-up against: p50 ratio ${fmt(corr(a, probed.map((p) => p.r50)))}, ` +
     `p99 ratio ${fmt(corr(a, probed.map((p) => p.r99)))}, CPU per event ratio ${fmt(corr(a, probed.map((p) => p.rcpu)))}`);
 }
+
+// P(X >= k) for X ~ Binomial(n, 1/2).
+const tailAtLeast = (n, k) => {
+  let c = 1, sum = 0; // c: n choose i
+  for (let i = 0; i <= n; i++) {
+    if (i >= k) sum += c;
+    c = (c * (n - i)) / (i + 1);
+  }
+  return sum / 2 ** n;
+};
+// The widest order statistics [x_k, x_(n-k+1)] (1-based) that still hold the median with at
+// least 95%: the largest k with P(X < k) <= 2.5%.
+const medianInterval = (xs) => {
+  const v = xs.filter(Number.isFinite).sort((a, b) => a - b), n = v.length;
+  let k = 0;
+  while (k + 1 <= n && 1 - tailAtLeast(n, k + 1) <= 0.025) k++;
+  return k >= 1 ? [v[k - 1], v[n - k]] : [NaN, NaN];
+};
+const verdict = (name, xs, limit) => {
+  const n = xs.length, past = xs.filter((x) => x > limit).length;
+  const [lo, hi] = medianInterval(xs);
+  const interval = Number.isFinite(lo) ? `${fmt(lo)} – ${fmt(hi)}` : '– (too few pairs)';
+  // One-sided sign tests: as many pairs past the limit or more, and as few or fewer, were the
+  // median the limit itself (pairs exactly at it count as within).
+  console.log(`| ${name} | ${n} | ${fmt(median(xs))} | ${interval} | ${limit} | ${past} of ${n} | ` +
+    `${fmt(tailAtLeast(n, past), 3)} | ${fmt(1 - tailAtLeast(n, past + 1), 3)} |`);
+};
+console.log('\nAll pairs against the targets: the median ratio, its 95% interval, the pairs past the target, and the sign test\'s p\nthat the median is past the target (small: it is) or within it (small: it is):\n');
+console.log('| ratio, 2 threads / 1 | pairs | median | 95% interval | target | pairs past it | p, past | p, within |');
+console.log('|---|---|---|---|---|---|---|---|');
+verdict('p50', pairs.map((p) => p.r50), 0.6);
+verdict('p99', pairs.map((p) => p.r99), 0.6);
+verdict('CPU per event', pairs.map((p) => p.rcpu), 1.0);
