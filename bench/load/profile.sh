@@ -29,6 +29,11 @@ for _ in $(seq 1 600); do
 done
 [ -n "$pid" ] || { echo "profile.sh: no pollcast started" >&2; wait "$job"; exit 1; }
 sleep "${PROFILE_DELAY:-14}"
-perf record -q -e cpu-clock -F 1999 -g -p "$pid" -o "$out" -- sleep "${PROFILE_SECS:-36}" 2>/dev/null
+if ! perf record -q -e cpu-clock -F 1999 -g -p "$pid" -o "$out" -- sleep "${PROFILE_SECS:-36}" 2>"$out.err"; then
+  echo "profile.sh: perf record failed: $(tail -1 "$out.err")" >&2
+  wait "$job" || true
+  exit 1
+fi
+rm -f "$out.err"
 wait "$job"
 echo "profile.sh: $out (pollcast $pid), the run's line in ${out%.data}.json" >&2
