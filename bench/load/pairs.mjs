@@ -16,6 +16,7 @@
 // many pairs fall on each side of the target with the sign test's one-sided p (no assumption
 // about how the noise is shaped: a batch's pairs are only taken as independent).
 import fs from 'node:fs';
+import { cpuPerEvent, fmt, median, medianInterval, readRuns, signTest } from './stats.mjs';
 
 const argv = process.argv.slice(2);
 let client = null; // --client: only pairs whose load client ran at that priority
@@ -23,14 +24,7 @@ if (argv[0] === '--client') {
   client = argv[1];
   argv.splice(0, 2);
 }
-const runs = [];
-for (const f of argv)
-  for (const line of fs.readFileSync(f, 'utf8').split('\n'))
-    if (line.trim().startsWith('{')) {
-      try {
-        runs.push(JSON.parse(line));
-      } catch {}
-    }
+const runs = readRuns(fs, argv);
 if (!runs.length) {
   process.stderr.write('usage: node bench/load/pairs.mjs [--client idle|normal] FILE.jsonl...\n');
   process.exit(2);
@@ -41,7 +35,6 @@ const ok = (r) => r.server === 'pollcast' && r.scenario === 'fanout' && !r.error
 const sameKind = (a, b) =>
   a.subs === b.subs && a.commit === b.commit && (a.client_priority || 'normal') === (b.client_priority || 'normal') &&
   (a.cpu_affinity || 'default') === (b.cpu_affinity || 'default') && (a.variant || '') === (b.variant || '');
-const cpuPerEvent = (r) => ((r.proc.cpu_pct / 100) * r.window_s) / (r.events_window / 1e6);
 const probes = (r, kind) =>
   ((r.machine && r.machine.cpu_parallel) || []).filter((x) => x && x[kind]).map((x) => x[kind].speedup);
 
@@ -76,12 +69,6 @@ if (!pairs.length) {
   process.exit(0);
 }
 
-const fmt = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '–');
-const median = (xs) => {
-  const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
-  if (!v.length) return NaN;
-  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
-};
 // Pearson's r of two equal-length lists.
 const corr = (xs, ys) => {
   const n = xs.length;
@@ -120,31 +107,12 @@ if (probed.length >= 2) {
     `p99 ratio ${fmt(corr(a, probed.map((p) => p.r99)))}, CPU per event ratio ${fmt(corr(a, probed.map((p) => p.rcpu)))}`);
 }
 
-// P(X >= k) for X ~ Binomial(n, 1/2).
-const tailAtLeast = (n, k) => {
-  let c = 1, sum = 0; // c: n choose i
-  for (let i = 0; i <= n; i++) {
-    if (i >= k) sum += c;
-    c = (c * (n - i)) / (i + 1);
-  }
-  return sum / 2 ** n;
-};
-// The widest order statistics [x_k, x_(n-k+1)] (1-based) that still hold the median with at
-// least 95%: the largest k with P(X < k) <= 2.5%.
-const medianInterval = (xs) => {
-  const v = xs.filter(Number.isFinite).sort((a, b) => a - b), n = v.length;
-  let k = 0;
-  while (k + 1 <= n && 1 - tailAtLeast(n, k + 1) <= 0.025) k++;
-  return k >= 1 ? [v[k - 1], v[n - k]] : [NaN, NaN];
-};
 const verdict = (name, xs, limit) => {
-  const n = xs.length, past = xs.filter((x) => x > limit).length;
+  const { n, past, pPast, pWithin } = signTest(xs, limit);
   const [lo, hi] = medianInterval(xs);
   const interval = Number.isFinite(lo) ? `${fmt(lo)} – ${fmt(hi)}` : '– (too few pairs)';
-  // One-sided sign tests: as many pairs past the limit or more, and as few or fewer, were the
-  // median the limit itself (pairs exactly at it count as within).
   console.log(`| ${name} | ${n} | ${fmt(median(xs))} | ${interval} | ${limit} | ${past} of ${n} | ` +
-    `${fmt(tailAtLeast(n, past), 3)} | ${fmt(1 - tailAtLeast(n, past + 1), 3)} |`);
+    `${fmt(pPast, 3)} | ${fmt(pWithin, 3)} |`);
 };
 console.log('\nAll pairs against the targets: the median ratio, its 95% interval, the pairs past the target, and the sign test\'s p\nthat the median is past the target (small: it is) or within it (small: it is):\n');
 console.log('| ratio, 2 threads / 1 | pairs | median | 95% interval | target | pairs past it | p, past | p, within |');
