@@ -1,19 +1,24 @@
 /* The streaming response of one subscriber, and the writers that send the streams.
  *
  * Detach. MHD writes the head of a stream: the status line, the headers and what the hub has for
- * it at once (retry:, snapshot or missed patches), pulling the bytes with sse_read. The first
- * time sse_read finds nothing, the connection is suspended for the rest of the stream
- * ("detached") and a writer sends what comes next straight to the client socket: MHD is not
- * resumed per event, so it never walks its list of suspended connections per publish
- * (libmicrohttpd 0.9.75 walks every one of them in the first MHD_run after any resume; issue 13).
- * When the stream ends, the connection is resumed once and sse_read answers the end, so that MHD
- * writes the terminating chunk (HTTP/1.1) or closes (HTTP/1.0), then frees the stream through
- * sse_free. Why the hand-over is safe: MHD calls the content reader of a chunked body only once
- * its write buffer is empty (state CHUNKED_BODY_UNREADY follows check_write_done), and that of an
- * HTTP/1.0 close-delimited body only once the previous block was sent whole
- * (try_ready_normal_body), so when sse_read returns 0 every byte MHD took has left its buffers;
- * and MHD does not look at a suspended connection's socket until it is resumed. The framing is
- * MHD's choice, mirrored: chunked for HTTP/1.1 (and 1.2 to 1.9) requests, none for HTTP/1.0.
+ * it at once (retry:, snapshot or missed patches), pulling the bytes with sse_read. The first time
+ * sse_read finds nothing, the connection is suspended for the rest of the stream ("detached") and
+ * a writer sends what comes next straight to the client socket: MHD is not resumed per event, so
+ * it never walks its list of suspended connections per publish (libmicrohttpd 0.9.75 walks every
+ * one of them in the first MHD_run after any resume; issue 13). Then the connection is let go
+ * (released, see stream_detach): pollcast keeps a duplicate of the socket and MHD frees the
+ * connection, its pool sized for the largest request the limits admit. When a released stream
+ * ends, pollcast writes the terminating chunk (HTTP/1.1) and gives the socket back to MHD as a new
+ * connection for the next request, or closes it (HTTP/1.0, a failed stream), and frees the stream
+ * once MHD has freed the response too (sse_free). A connection that could not be let go is resumed
+ * once at the end and sse_read answers the end, so that MHD writes the terminating chunk or
+ * closes, then frees the stream through sse_free. Why the hand-over is safe: MHD calls the content
+ * reader of a chunked body only once its write buffer is empty (state CHUNKED_BODY_UNREADY follows
+ * check_write_done), and that of an HTTP/1.0 close-delimited body only once the previous block was
+ * sent whole (try_ready_normal_body), so when sse_read returns 0 every byte MHD took has left its
+ * buffers; and MHD does not look at a suspended connection's socket until it is resumed. The
+ * framing is MHD's choice, mirrored: chunked for HTTP/1.1 (and 1.2 to 1.9) requests, none for
+ * HTTP/1.0.
  *
  * Writing. A writer takes the streams the hub woke (its ready list), reads their bytes from the
  * hub into its batch buffer, then sends each; only what a socket does not take is copied into a
@@ -47,6 +52,7 @@
 #include "sse.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -108,7 +114,11 @@ struct sse_conn {
     uint8_t end_held; /* (lock) the hub ended the stream: it ends once its held bytes are out */
     uint8_t watching; /* w's loop watches fd (hang-up; and EPOLLOUT while held back) */
     uint8_t chunked;  /* MHD frames the body in chunks (HTTP/1.1) */
+    uint8_t released; /* MHD let the connection go at detach: fd is a duplicate, pollcast's own */
+    uint8_t mhd_done; /* released: MHD freed the response (sse_free) */
+    uint8_t finished; /* released: the stream ended (fd closed or given back, unsubscribed) */
     int fd;           /* the client socket */
+    int *released_flag; /* the owner's, set to 1 at the release (sse_response_new) */
     struct MHD_Connection *conn;
     struct subscriber *sub;
     sse_kick_fn kick;
@@ -163,6 +173,10 @@ struct sse_io {
     int ended_signalled;    /* (lock) */
     struct sse_conn *ended; /* (lock) streams to resume, linked by rnext */
     uint64_t shared;        /* (lock) writes of another I/O thread's stream */
+    int placeholder;        /* put under MHD's descriptor of a released stream; -1: none */
+    unsigned released;      /* streams released and not finished (main thread) */
+    sse_giveback_fn giveback;
+    void *giveback_arg;
 };
 
 /* The io lock, taken by I/O threads only: the main loop holds it while its callbacks run. */
@@ -300,9 +314,13 @@ static void writer_signal(struct sse_writer *w)
 
 /* ---- the end of a stream ------------------------------------------------------------------ */
 
-/* Hands the stream back to MHD for its end (sse_read answers how next). Once. Called by the
- * thread of the stream's writer, under the lock. An I/O thread queues it for the main thread,
- * which resumes the connection (MHD is called from the main thread only). */
+static void release_finish(struct sse_conn *c);
+
+/* Hands the stream back to MHD for its end (sse_read answers how next), or ends a released one
+ * (release_finish). Once. Called by the thread of the stream's writer, under the lock. An I/O
+ * thread queues it for the main thread, which resumes the connection (MHD is called from the
+ * main thread only). */
+
 static void stream_end(struct sse_conn *c, enum sse_end how)
 {
     struct sse_io *io = c->w->io;
@@ -324,11 +342,39 @@ static void stream_end(struct sse_conn *c, enum sse_end how)
         }
         return;
     }
+    if (c->released) {
+        release_finish(c);
+        return;
+    }
     MHD_resume_connection(c->conn);
     /* In external mode MHD acts on a resume only when it runs next: ask for a run (not when the
      * daemon is about to stop). */
     if (!io->stopped)
         c->kick(c->kick_arg);
+}
+
+/* A released stream ends (main thread, under the lock): what MHD would have done is pollcast's.
+ * A body that ended cleanly gets its terminating chunk (HTTP/1.1), and the connection then waits
+ * for its next request as any kept-alive one, given back to MHD as a new connection
+ * (io->giveback); an HTTP/1.0 body ends with the close, and a failed stream is closed. Then the
+ * subscriber goes, which releases the owner's request (its access log line is written then). */
+static void release_finish(struct sse_conn *c)
+{
+    struct sse_io *io = c->w->io;
+    int given = 0;
+    if (c->ending == SSE_END_OK && c->chunked &&
+        send(c->fd, "0\r\n\r\n", 5, MSG_NOSIGNAL | MSG_DONTWAIT) == 5 && io->giveback &&
+        !io->stopped)
+        given = io->giveback(io->giveback_arg, c->fd);
+    if (!given)
+        close(c->fd);
+    c->fd = -1;
+    io->released--;
+    hub_unsubscribe(c->sub);
+    c->sub = NULL;
+    c->finished = 1;
+    if (c->mhd_done)
+        free(c);
 }
 
 /* The client is gone (its socket failed): the hub is told, the stream ends. (lock) */
@@ -348,6 +394,10 @@ static void on_ended(struct loop *loop, int fd, uint32_t events, void *arg)
         struct sse_conn *c = io->ended;
         io->ended = c->rnext;
         c->rnext = NULL;
+        if (c->released) {
+            release_finish(c);
+            continue;
+        }
         MHD_resume_connection(c->conn);
         c->kick(c->kick_arg);
     }
@@ -673,6 +723,35 @@ static void stream_detach(struct sse_conn *c)
     struct sse_io *io = c->w->io;
     MHD_suspend_connection(c->conn);
     c->detached = 1;
+    /* The release: MHD's connection, with its pool (sized for the largest request the limits
+     * admit, ~12 KiB at the defaults), is not needed for the rest of the stream, and 0.9.75 has
+     * no call that lets a connection go but leaves its socket open. So pollcast keeps a
+     * duplicate of the socket, puts the placeholder (an unconnected Unix socket) under MHD's
+     * descriptor and resumes the connection: MHD then fails on the placeholder (sse_read answers
+     * an error too), closes it and frees the connection; its shutdown and close reach the
+     * placeholder only. Safe because a suspended connection is out of MHD's epoll set (suspend
+     * removed it) and MHD does not look at it until the resume is run; the loop's watch is keyed
+     * by descriptor, so it moves to the duplicate. ~1 KiB per idle subscriber is left, against
+     * ~12.7 (bench/RESULTS.md). Without a descriptor to spare, MHD keeps the connection as
+     * before. */
+    if (io->placeholder >= 0) {
+        int was = c->watching;
+        unwatch(c);
+        int nfd = fcntl(c->fd, F_DUPFD_CLOEXEC, 3);
+        if (nfd >= 0 && dup2(io->placeholder, c->fd) >= 0) {
+            c->fd = nfd;
+            c->released = 1;
+            io->released++;
+            if (c->released_flag)
+                *c->released_flag = 1;
+            MHD_resume_connection(c->conn);
+            c->kick(c->kick_arg);
+        } else if (nfd >= 0) {
+            close(nfd);
+        }
+        if (was && io->nthreads == 0)
+            watch_socket(c, 0);
+    }
     if (io->nthreads == 0) {
         list_push(c, &c->w->streams);
         c->listed = LISTED_STREAMS;
@@ -689,6 +768,8 @@ static void stream_detach(struct sse_conn *c)
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     struct sse_conn *c = cls;
+    if (c->released)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
     if (c->ending == SSE_END_OK)
         return MHD_CONTENT_READER_END_OF_STREAM;
     if (c->ending == SSE_END_ERROR)
@@ -708,6 +789,13 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 static void sse_free(void *cls)
 {
     struct sse_conn *c = cls;
+    if (c->released) {
+        c->conn = NULL;
+        c->mhd_done = 1;
+        if (c->finished)
+            free(c);
+        return;
+    }
     unwatch(c);
     ready_unlink(c);
     streams_unlink(c);
@@ -736,7 +824,7 @@ int sse_chunked(const char *version)
 struct MHD_Response *sse_response_new(struct sse_io *io, struct MHD_Connection *conn,
                                       struct topic *topic, enum hub_mode mode,
                                       const char *last_event_id, int chunked, sse_kick_fn kick,
-                                      void *kick_arg)
+                                      void *kick_arg, int *released)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -752,6 +840,7 @@ struct MHD_Response *sse_response_new(struct sse_io *io, struct MHD_Connection *
     c->chunked = chunked ? 1 : 0;
     c->kick = kick;
     c->kick_arg = kick_arg;
+    c->released_flag = released;
     c->sub = hub_subscribe(topic, mode, last_event_id, &sse_ops, c);
     if (c->sub == NULL) {
         free(c);
@@ -888,6 +977,7 @@ struct sse_io *sse_io_new(struct loop *loop, unsigned threads, int bind, char *e
     pthread_mutex_init(&io->lock, NULL);
     io->loop = loop;
     io->efd = -1;
+    io->placeholder = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     io->main = writer_new(io, 0);
     if (io->main == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -955,6 +1045,17 @@ size_t sse_io_describe(const struct sse_io *io, char *out, size_t len)
     return n;
 }
 
+unsigned sse_io_released(const struct sse_io *io)
+{
+    return io->released;
+}
+
+void sse_io_set_giveback(struct sse_io *io, sse_giveback_fn fn, void *arg)
+{
+    io->giveback = fn;
+    io->giveback_arg = arg;
+}
+
 const uint64_t *sse_io_shared_writes(const struct sse_io *io)
 {
     return &io->shared;
@@ -970,7 +1071,10 @@ void sse_io_end_all(struct sse_io *io)
         struct sse_conn *c = io->ended;
         io->ended = c->rnext;
         c->rnext = NULL;
-        MHD_resume_connection(c->conn);
+        if (c->released)
+            release_finish(c);
+        else
+            MHD_resume_connection(c->conn);
     }
     for (unsigned i = 0; i <= io->nthreads; i++) {
         struct sse_writer *w = i < io->nthreads ? io->threads[i] : io->main;
@@ -990,6 +1094,8 @@ void sse_io_free(struct sse_io *io)
         loop_unwatch(io->loop, io->efd);
     if (io->efd >= 0)
         close(io->efd);
+    if (io->placeholder >= 0)
+        close(io->placeholder);
     for (unsigned i = 0; i < io->nthreads; i++)
         writer_free(io->threads[i]);
     free(io->threads);

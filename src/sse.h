@@ -1,8 +1,10 @@
 /* Server-Sent Events over libmicrohttpd: a streaming response per subscriber whose body is read
  * from the hub. MHD writes the head of the stream; once the subscriber has nothing to send, the
- * connection is suspended for the rest of the stream and a writer (the main loop's, or one of
- * the I/O threads') sends the events straight to the socket when the hub wakes the stream. At the
- * stream's end the connection is resumed once and MHD ends the response. The loop watches each
+ * connection is suspended, then let go (MHD frees it, pollcast keeps the socket), and a writer
+ * (the main loop's, or one of the I/O threads') sends the events straight to the socket when the
+ * hub wakes the stream. At the stream's end pollcast ends the response (and gives a kept-alive
+ * connection back to MHD for its next request); where the connection could not be let go, it is
+ * resumed once and MHD ends the response. The loop watches each
  * stream's socket for a hang-up (registered once per stream, edge-triggered) and ends the stream at
  * once when the client is gone. */
 #ifndef POLLCAST_SSE_H
@@ -35,6 +37,17 @@ size_t sse_io_describe(const struct sse_io *io, char *out, size_t len);
  * the lock (from the main loop's callbacks). */
 const uint64_t *sse_io_shared_writes(const struct sse_io *io);
 
+/* Takes the socket of a stream that ended cleanly on an HTTP/1.1 connection whose libmicrohttpd
+ * connection was let go (see sse_response_new), once its terminating chunk is sent: the
+ * connection then waits for its next request. Returns 1 when it took fd (it closes it when it
+ * cannot use it), 0 when the caller is to close it. Main thread, under the lock. */
+typedef int (*sse_giveback_fn)(void *arg, int fd);
+void sse_io_set_giveback(struct sse_io *io, sse_giveback_fn fn, void *arg);
+
+/* The streams whose libmicrohttpd connection was let go and that have not ended: their sockets
+ * are pollcast's, and count against the connection limit beside MHD's own. Main thread. */
+unsigned sse_io_released(const struct sse_io *io);
+
 /* Stops the I/O threads, then ends every stream the writers send now, as if its socket had
  * failed, and resumes their connections: MHD_stop_daemon refuses suspended connections. Call
  * it first when the server stops, outside the loop (the lock is not held then); MHD frees the
@@ -52,12 +65,14 @@ int sse_chunked(const char *version);
 /* Returns a 200 text/event-stream response for a new subscriber of topic on conn (the headers
  * of the wire contract are set; the caller may add more, queues it and destroys its reference),
  * written by io's writers once MHD has sent its head; chunked is sse_chunked of the request's
- * version. The subscriber lives until the connection closes. Returns NULL on OOM, or when MHD
- * does not tell the connection's socket. Main thread. */
+ * version. Once the stream is under way its MHD connection is let go ("released": its socket
+ * is kept, MHD frees the rest, and MHD's request-completed callback comes then) and *released
+ * (when not NULL) is set to 1; the stream's end is then io's, and the subscriber lives until
+ * it. Returns NULL on OOM, or when MHD does not tell the connection's socket. Main thread. */
 struct MHD_Response *sse_response_new(struct sse_io *io, struct MHD_Connection *conn,
                                       struct topic *topic, enum hub_mode mode,
                                       const char *last_event_id, int chunked, sse_kick_fn kick,
-                                      void *kick_arg);
+                                      void *kick_arg, int *released);
 
 /* Returns a 200 text/event-stream response that only says "retry: retry_ms" and ends: what an
  * overloaded server answers so that EventSource clients come back later instead of giving up

@@ -53,6 +53,8 @@ struct request {
     int refused;       /* answered from the request line: nothing more to do */
     int counted;       /* holds one of its address's subscriber slots */
     int opened;        /* a stream was started */
+    int released;      /* its MHD connection was let go (sse_response_new): the request ends with
+                          the stream's subscriber (request_release), not with MHD's completion */
     int chunked;       /* MHD chunks a body of unknown size for its HTTP version (sse_chunked) */
     unsigned status;   /* of the answer, 0 until known */
     char *stream;      /* what the access log names (stream name, URL without its query);
@@ -112,6 +114,7 @@ struct http_server {
     int epoll_fd;
     struct loop_timer *timer;
     int quiesced;
+    int giving_back; /* give_back is adding a connection: accept_policy lets it through */
     int run_pending;        /* an MHD_run for resumed streams is deferred or on resume_timer */
     int resumes_waiting;    /* streams were resumed since the last MHD_run */
     uint64_t resume_run_ms; /* loop time of the last MHD_run that served resumed streams */

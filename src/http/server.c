@@ -252,6 +252,20 @@ static void request_arrived(struct MHD_Connection *c)
 static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
     struct http_server *srv = cls;
+    /* A connection given back after its stream (give_back) was accepted once already. */
+    if (srv->giving_back)
+        return MHD_YES;
+    /* MHD counts its own connections against max_connections; the streams it let go keep their
+     * sockets and count too. */
+    if (sse_io_released(srv->sse) > 0) {
+        const union MHD_DaemonInfo *info =
+            MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        unsigned limit = srv->p.max_connections ? srv->p.max_connections : 60000u;
+        if (info && info->num_connections + sse_io_released(srv->sse) >= limit) {
+            srv->rejected[REJECT_OVERLOAD]++;
+            return MHD_NO;
+        }
+    }
     if (srv->rate && !ratelimit_allow(srv->rate, addr, addrlen, loop_now_ms(srv->loop))) {
         srv->rejected[REJECT_RATE_LIMITED]++;
         return MHD_NO;
@@ -580,9 +594,27 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 
 /* ---- requests and the access log --------------------------------------------------------- */
 
+static void log_stream_closed(struct http_server *srv, struct request *q, const char *reason)
+{
+    log_event(LOG_INFO, "stream closed",
+              (struct log_field[]){LOG_STR("client", q->client), LOG_STR("stream", q->stream),
+                                   LOG_NUM("status", q->status),
+                                   LOG_NUM("duration_ms", loop_now_ms(srv->loop) - q->start_ms),
+                                   LOG_NUM("events", q->tally.events),
+                                   LOG_NUM("bytes", q->tally.bytes), LOG_STR("reason", reason)},
+              7);
+}
+
 static void request_release(struct subscriber_tally *t)
 {
     struct request *q = (struct request *)t;
+    /* A stream whose MHD connection was let go ends here, with its subscriber: what MHD's
+     * completion callback does for the others (on_request_done). */
+    if (q->released) {
+        http_auth_untrack(q->srv, q);
+        if (q->srv->p.access_log && q->stream)
+            log_stream_closed(q->srv, q, q->tally.end_reason ? q->tally.end_reason : "client_gone");
+    }
     buf_dispose(&q->body);
     free(q->pub_name);
     if (q->counted)
@@ -699,6 +731,12 @@ static void on_request_done(void *cls, struct MHD_Connection *c, void **req_cls,
     struct http_server *srv = cls;
     struct request *q = *req_cls;
     *req_cls = NULL;
+    /* The stream goes on without its MHD connection: its end is request_release's. */
+    if (q && q->released) {
+        if (--q->tally.refs == 0)
+            request_release(&q->tally);
+        return;
+    }
     if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
         request_expect_next(srv, c, q && q->opened);
     if (q == NULL)
@@ -719,16 +757,28 @@ static void on_request_done(void *cls, struct MHD_Connection *c, void **req_cls,
                              : q->plain && q->status == MHD_HTTP_OK ? "plain_read"
                              : q->plain && q->status == MHD_HTTP_NOT_MODIFIED ? "not_modified"
                                                                               : "refused";
-        log_event(LOG_INFO, "stream closed",
-                  (struct log_field[]){LOG_STR("client", q->client), LOG_STR("stream", q->stream),
-                                       LOG_NUM("status", q->status),
-                                       LOG_NUM("duration_ms", loop_now_ms(srv->loop) - q->start_ms),
-                                       LOG_NUM("events", q->tally.events),
-                                       LOG_NUM("bytes", q->tally.bytes), LOG_STR("reason", reason)},
-                  7);
+        log_stream_closed(srv, q, reason);
     }
     if (--q->tally.refs == 0)
         request_release(&q->tally);
+}
+
+/* The socket of a stream that ended cleanly on an HTTP/1.1 connection MHD had let go
+ * (sse_giveback_fn): MHD takes it as a new connection, which waits for its next request under
+ * the request deadline and MHD's inactivity timeout, as a kept-alive connection does. */
+static int give_back(void *arg, int fd)
+{
+    struct http_server *srv = arg;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (srv->quiesced || srv->daemon == NULL || getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
+        return 0;
+    srv->giving_back = 1;
+    /* MHD closes the socket when it cannot take it (its connection limits, out of memory). */
+    MHD_add_connection(srv->daemon, fd, (struct sockaddr *)&ss, len);
+    srv->giving_back = 0;
+    http_kick_daemon(srv);
+    return 1;
 }
 
 /* ---- lifecycle --------------------------------------------------------------------------- */
@@ -801,6 +851,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
     }
     srv->epoll_fd = info->epoll_fd;
     srv->port = port ? port->port : 0;
+    sse_io_set_giveback(srv->sse, give_back, srv);
     http_publish_load_state(srv);
     run_daemon(srv);
     return srv;
@@ -862,7 +913,7 @@ unsigned http_server_connections(const struct http_server *srv)
 {
     const union MHD_DaemonInfo *info =
         MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-    return info ? info->num_connections : 0;
+    return (info ? info->num_connections : 0) + sse_io_released(srv->sse);
 }
 
 void http_server_free(struct http_server *srv)

@@ -220,7 +220,8 @@ enum MHD_Result http_start_stream(struct http_server *srv, struct MHD_Connection
      * for the access log. */
     hub_set_next_tally(srv->hub, srv->cur ? &srv->cur->tally : NULL);
     struct MHD_Response *r = sse_response_new(srv->sse, c, t, mode, last_event_id(c),
-                                              cur ? cur->chunked : 1, http_kick_daemon, srv);
+                                              cur ? cur->chunked : 1, http_kick_daemon, srv,
+                                              cur ? &cur->released : NULL);
     hub_set_next_tally(srv->hub, NULL);
     if (r == NULL)
         return MHD_NO;

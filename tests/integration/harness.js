@@ -17,6 +17,7 @@ const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const http = require('node:http');
+const net = require('node:net');
 const { createRequire } = require('node:module');
 const os = require('node:os');
 const path = require('node:path');
@@ -905,6 +906,47 @@ function clone(v) {
   return v === undefined ? undefined : JSON.parse(JSON.stringify(v));
 }
 
+// One raw client connection to port that sends request once connected: what it was sent
+// (buf; text() as latin1), when a terminating chunk was first seen (endedAt) and when it closed
+// (closedAt); until(pred, ms, what) waits for pred(this) or throws after ms.
+class RawConn {
+  constructor(port, request) {
+    this.buf = Buffer.alloc(0);
+    this.closedAt = null;
+    this.endedAt = null;
+    this.waiters = [];
+    this.sock = net.connect(port, '127.0.0.1');
+    this.sock.on('connect', () => this.sock.write(request));
+    this.sock.on('data', (c) => {
+      this.buf = Buffer.concat([this.buf, c]);
+      if (this.endedAt === null && this.buf.includes('\r\n0\r\n\r\n')) this.endedAt = Date.now();
+      this.notify();
+    });
+    this.sock.on('error', () => {});
+    this.sock.on('close', () => {
+      this.closedAt = Date.now();
+      this.notify();
+    });
+  }
+
+  notify() {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  async until(pred, ms, what) {
+    const end = Date.now() + ms;
+    while (!pred(this)) {
+      const left = end - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${what}`);
+      await Promise.race([new Promise((r) => this.waiters.push(r)), sleep(Math.min(left, 100))]);
+    }
+  }
+
+  text() {
+    return this.buf.toString('latin1');
+  }
+}
+
 function percentile(values, p) {
   if (!values.length) return NaN;
   const s = [...values].sort((a, b) => a - b);
@@ -914,6 +956,6 @@ function percentile(values, p) {
 module.exports = {
   assert, ASAN, WRAPPER, BIN, SCALE, SLOW, SRC, T, scaled, log, sleep, within, run, defer, track,
   request, requestJson, startUpstream, startPollcast, runPollcast, configText, writeConfig,
-  tmpDir, SseParser, Follower, RawStream, CurlStream, EsStream, openRaw, parseId, idLess,
+  tmpDir, SseParser, Follower, RawStream, RawConn, CurlStream, EsStream, openRaw, parseId, idLess,
   ID_RE, rng, clone, percentile, jsonpatch, isDeepStrictEqual, SANITIZER_RE,
 };

@@ -10,50 +10,13 @@
 'use strict';
 
 const fs = require('node:fs');
-const net = require('node:net');
 const h = require('./harness');
 const { assert, T, log, sleep } = h;
 
 const REQUEST_TIMEOUT_MS = 1000;
 
 // A raw HTTP/1.1 client of one connection: the stream's head and chunks, then whatever follows.
-class Conn {
-  constructor(port, p) {
-    this.buf = Buffer.alloc(0);
-    this.closedAt = null;
-    this.endedAt = null;
-    this.waiters = [];
-    this.sock = net.connect(port, '127.0.0.1');
-    this.sock.on('connect', () => this.sock.write(`GET ${p} HTTP/1.1\r\nHost: x\r\n\r\n`));
-    this.sock.on('data', (c) => {
-      this.buf = Buffer.concat([this.buf, c]);
-      if (this.endedAt === null && this.buf.includes('\r\n0\r\n\r\n')) this.endedAt = Date.now();
-      this.notify();
-    });
-    this.sock.on('error', () => {});
-    this.sock.on('close', () => {
-      this.closedAt = Date.now();
-      this.notify();
-    });
-  }
-
-  notify() {
-    for (const w of this.waiters.splice(0)) w();
-  }
-
-  async until(pred, ms, what) {
-    const end = Date.now() + ms;
-    while (!pred(this)) {
-      const left = end - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${what}`);
-      await Promise.race([new Promise((r) => this.waiters.push(r)), sleep(Math.min(left, 100))]);
-    }
-  }
-
-  text() {
-    return this.buf.toString('latin1');
-  }
-}
+const conn = (port, p) => new h.RawConn(port, `GET ${p} HTTP/1.1\r\nHost: x\r\n\r\n`);
 
 h.run('stream_end_keepalive', async (t) => {
   const up = await h.startUpstream();
@@ -70,9 +33,9 @@ h.run('stream_end_keepalive', async (t) => {
   let next;
   let ended;
   await t.step('a reload that retires their upstreams ends three streams', async () => {
-    idle = new Conn(pc.port, '/streams/idle');
-    drip = new Conn(pc.port, '/streams/drip');
-    next = new Conn(pc.port, '/streams/next');
+    idle = conn(pc.port, '/streams/idle');
+    drip = conn(pc.port, '/streams/drip');
+    next = conn(pc.port, '/streams/next');
     h.defer(() => [idle, drip, next].forEach((c) => c.sock.destroy()));
     for (const c of [idle, drip, next]) {
       await c.until((x) => x.text().includes('event: data'), T(10000), 'the snapshot');
