@@ -155,15 +155,16 @@ static const struct key keys[] = {
     {SRV("max_url_length", T_UINT, max_url_length), .def = "2048", .min = 256, .max = 1048576,
      .help = "Longest request target (path and query, as received) accepted from a client, in "
              "bytes; longer ones, and queries of more than 32 parameters, are refused (414, "
-             "problem+json). Each KiB here adds a KiB to every connection's memory (see "
-             "max_header_bytes)."},
+             "problem+json). Each KiB here adds a KiB to every connection's memory while its "
+             "request is read (see max_header_bytes)."},
     {SRV("max_header_bytes", T_SIZE, max_header_bytes), .def = "2KiB", .min = KIB, .max = MIB,
      .help = "Most bytes of header lines accepted from a client: every line as received, with "
              "its CRLF, not counting the request line (see max_url_length) or the empty line "
              "that ends them. Larger requests, and requests of more than 48 header fields "
              "(each cookie counting as one), are refused (431, problem+json). With "
-             "max_url_length it sizes each connection's memory, the main cost of an idle "
-             "subscriber (README, Limits). Raise it for clients that send large cookies."},
+             "max_url_length it sizes the buffer each connection reads its request into, which "
+             "a stream gives back once under way (README, Limits). Raise it for clients that "
+             "send large cookies."},
     {SRV("request_timeout", T_DURATION, request_timeout_ms), .def = "10s", .min = MS_S, .max = MS_H,
      .help = "Time a client has to send its whole request; slower connections are closed "
              "(slowloris). Streams, once started, have no time limit."},
