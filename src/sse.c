@@ -320,7 +320,6 @@ static void release_finish(struct sse_conn *c);
  * (release_finish). Once. Called by the thread of the stream's writer, under the lock. An I/O
  * thread queues it for the main thread, which resumes the connection (MHD is called from the
  * main thread only). */
-
 static void stream_end(struct sse_conn *c, enum sse_end how)
 {
     struct sse_io *io = c->w->io;
