@@ -174,7 +174,8 @@ struct sse_io {
     struct sse_conn *ended; /* (lock) streams to resume, linked by rnext */
     uint64_t shared;        /* (lock) writes of another I/O thread's stream */
     int placeholder;        /* put under MHD's descriptor of a released stream; -1: none */
-    unsigned released;      /* streams released and not finished (main thread) */
+    unsigned released;      /* released streams MHD has let go and that have not ended: sockets
+                               only pollcast holds (main thread) */
     sse_giveback_fn giveback;
     void *giveback_arg;
 };
@@ -368,7 +369,8 @@ static void release_finish(struct sse_conn *c)
     if (!given)
         close(c->fd);
     c->fd = -1;
-    io->released--;
+    if (c->mhd_done)
+        io->released--;
     hub_unsubscribe(c->sub);
     c->sub = NULL;
     c->finished = 1;
@@ -740,7 +742,6 @@ static void stream_detach(struct sse_conn *c)
         if (nfd >= 0 && dup2(io->placeholder, c->fd) >= 0) {
             c->fd = nfd;
             c->released = 1;
-            io->released++;
             if (c->released_flag)
                 *c->released_flag = 1;
             MHD_resume_connection(c->conn);
@@ -789,10 +790,14 @@ static void sse_free(void *cls)
 {
     struct sse_conn *c = cls;
     if (c->released) {
+        /* From here the socket counts as pollcast's alone (sse_io_released): counted earlier,
+         * it would count twice while MHD still had the connection. */
         c->conn = NULL;
         c->mhd_done = 1;
         if (c->finished)
             free(c);
+        else
+            c->w->io->released++;
         return;
     }
     unwatch(c);
