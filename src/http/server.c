@@ -247,8 +247,16 @@ static void request_arrived(struct MHD_Connection *c)
         loop_timer_stop(g->timer);
 }
 
-/* A client over its connection rate is refused at accept: the TCP connection is closed before
- * any request is read. */
+/* Connections at once, MHD's and the released streams' together: max_connections, or 60000
+ * when it is 0 (unset). */
+static unsigned connection_limit(const struct http_params *p)
+{
+    return p->max_connections ? p->max_connections : 60000u;
+}
+
+/* A connection past the connection limit (released streams included), or from a client over its
+ * connection rate, is refused at accept: the TCP connection is closed before any request is
+ * read. */
 static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
     struct http_server *srv = cls;
@@ -260,8 +268,8 @@ static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, soc
     if (sse_io_released(srv->sse) > 0) {
         const union MHD_DaemonInfo *info =
             MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-        unsigned limit = srv->p.max_connections ? srv->p.max_connections : 60000u;
-        if (info && info->num_connections + sse_io_released(srv->sse) >= limit) {
+        if (info &&
+            info->num_connections + sse_io_released(srv->sse) >= connection_limit(&srv->p)) {
             srv->rejected[REJECT_OVERLOAD]++;
             return MHD_NO;
         }
@@ -819,8 +827,7 @@ struct http_server *http_server_new(struct loop *loop, struct hub *hub,
     }
     srv->daemon = MHD_start_daemon(
         flags, 0, accept_policy, srv, handle, srv, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&srv->p.addr, MHD_OPTION_CONNECTION_LIMIT,
-        params->max_connections ? params->max_connections : 60000u,
+        (struct sockaddr *)&srv->p.addr, MHD_OPTION_CONNECTION_LIMIT, connection_limit(params),
         /* Streams per address are counted in http_start_stream; connections get some headroom above
          * that for health checks, metrics and the odd reconnect. */
         MHD_OPTION_PER_IP_CONNECTION_LIMIT,
